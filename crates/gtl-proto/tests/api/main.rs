@@ -1,0 +1,6 @@
+//! Integration tests of gtl-proto: JSON mapping, codecs and round trips.
+
+mod codec;
+mod json;
+mod roundtrip;
+mod strategies;

@@ -1,0 +1,31 @@
+//! Project automation: `cargo xtask <task>`.
+//!
+//! - `codegen`: regenerate the checked-in prost code from `proto/` (no `protoc` needed).
+//! - `codegen --check`: fail when the checked-in code is stale.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+mod codegen;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    match args.first().map(String::as_str) {
+        Some("codegen") => {
+            let check = args.iter().any(|a| a == "--check");
+            codegen::run(&root, check)
+        }
+        Some(other) => bail!("unknown task `{other}`; tasks: codegen [--check]"),
+        None => bail!("usage: cargo xtask <codegen [--check]>"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives inside the workspace")
+        .expect("workspace root")
+        .to_path_buf()
+}
