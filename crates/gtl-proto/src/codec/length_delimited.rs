@@ -24,46 +24,44 @@ pub(super) fn encode(
 }
 
 pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-    loop {
-        if let Skip::Bytes(left) = codec.skip {
-            let n = left.min(src.len());
-            src.advance(n);
-            codec.skip = if n == left {
-                Skip::Nothing
-            } else {
-                Skip::Bytes(left - n)
-            };
-            if codec.skip != Skip::Nothing {
-                return Ok(None);
-            }
-        }
-        let mut prefix = &src[..];
-        let size = match decode_varint(&mut prefix) {
-            Ok(size) => size,
-            // Fewer than 10 bytes with no terminating byte: the prefix is split.
-            Err(_) if src.len() < 10 && src.iter().all(|b| b & 0x80 != 0) => return Ok(None),
-            Err(_) => {
-                // Nothing after this can be framed again: drop what we have.
-                src.clear();
-                return Err(CodecError::LengthPrefix);
-            }
+    if let Skip::Bytes(left) = codec.skip {
+        let n = left.min(src.len());
+        src.advance(n);
+        codec.skip = if n == left {
+            Skip::Nothing
+        } else {
+            Skip::Bytes(left - n)
         };
-        let header = src.len() - prefix.len();
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size > codec.max_frame_bytes {
-            src.advance(header);
-            codec.skip = Skip::Bytes(size);
-            return Err(CodecError::FrameTooLarge {
-                size,
-                max: codec.max_frame_bytes,
-            });
-        }
-        if src.len() < header + size {
-            src.reserve(header + size - src.len());
+        if codec.skip != Skip::Nothing {
             return Ok(None);
         }
-        let decoded = Frame::decode(&src[header..header + size]);
-        src.advance(header + size);
-        return decoded.map(Some).map_err(CodecError::from);
     }
+    let mut prefix = &src[..];
+    let size = match decode_varint(&mut prefix) {
+        Ok(size) => size,
+        // Fewer than 10 bytes with no terminating byte: the prefix is split.
+        Err(_) if src.len() < 10 && src.iter().all(|b| b & 0x80 != 0) => return Ok(None),
+        Err(_) => {
+            // Nothing after this can be framed again: drop what we have.
+            src.clear();
+            return Err(CodecError::LengthPrefix);
+        }
+    };
+    let header = src.len() - prefix.len();
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size > codec.max_frame_bytes {
+        src.advance(header);
+        codec.skip = Skip::Bytes(size);
+        return Err(CodecError::FrameTooLarge {
+            size,
+            max: codec.max_frame_bytes,
+        });
+    }
+    if src.len() < header + size {
+        src.reserve(header + size - src.len());
+        return Ok(None);
+    }
+    let decoded = Frame::decode(&src[header..header + size]);
+    src.advance(header + size);
+    decoded.map(Some).map_err(CodecError::from)
 }

@@ -99,10 +99,10 @@ impl Serialize for FrameRef<'_> {
                 out.num("cached_tokens", b.cached_tokens)?;
             }
             Body::Error(b) => {
-                if let Ok(code) = crate::ErrorCode::try_from(b.code) {
-                    if code != crate::ErrorCode::Unspecified {
-                        out.0.serialize_entry("code", code.name())?;
-                    }
+                if let Ok(code) = crate::ErrorCode::try_from(b.code)
+                    && code != crate::ErrorCode::Unspecified
+                {
+                    out.0.serialize_entry("code", code.name())?;
                 }
                 out.0.serialize_entry("message", &b.message)?;
                 out.0.serialize_entry("retryable", &b.retryable)?;

@@ -1,0 +1,189 @@
+//! What every GTL transport shares.
+//!
+//! A transport's job is only to move frames: a server-side [`Listener`]
+//! yields [`Connection`]s, a client-side [`Connector`] opens one. Each
+//! connection is a [`FrameRead`] half and a [`FrameWrite`] half; everything
+//! above them — handshake, auth, routing, sessions — is the same for every
+//! transport and lives in the server and client crates.
+//!
+//! Byte-stream transports (stdio, Unix sockets, TCP) need no code of their
+//! own beyond opening the stream: [`stream_connection`] frames any
+//! `AsyncRead`/`AsyncWrite` pair with a [`gtl_proto::Codec`].
+//!
+//! This crate does not open sockets; the `gtl-transport-*` crates do.
+//!
+//! # Example
+//!
+//! ```
+//! use gtl_proto::{Body, Encoding, Frame, Ping};
+//! use gtl_transport::{stream_connection, PeerInfo};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), gtl_transport::TransportError> {
+//! let (a, b) = tokio::io::duplex(1024);
+//! let (ar, aw) = tokio::io::split(a);
+//! let (br, bw) = tokio::io::split(b);
+//! let mut client = stream_connection(ar, aw, PeerInfo::new("memory", "a"), Encoding::Json);
+//! let mut server = stream_connection(br, bw, PeerInfo::new("memory", "b"), Encoding::Json);
+//! let ping = Frame::control(0, Body::Ping(Ping { nonce: 7 }));
+//! client.write.write_frame(ping.as_ref())?;
+//! client.write.flush().await?;
+//! assert_eq!(server.read.read_frame().await?, Some(ping));
+//! # Ok(()) }
+//! ```
+
+#![doc(test(no_crate_inject, attr(deny(warnings))))]
+
+mod handshake;
+mod stream;
+
+use async_trait::async_trait;
+use gtl_proto::{CodecError, Encoding, ErrorCode, Frame, FrameRef};
+
+pub use handshake::{
+    HandshakeError, ServerHandshake, client_handshake, negotiate_encoding, server_handshake,
+};
+pub use stream::{StreamReader, StreamWriter, stream_connection};
+
+/// A transport failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The socket or pipe failed.
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// One frame could not be decoded or encoded. The connection is still
+    /// usable: the bad frame was skipped.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Closed,
+    /// The endpoint is not something this transport can reach.
+    #[error("invalid endpoint `{endpoint}`: {reason}")]
+    Endpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// Whether the connection can go on after this error.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, Self::Codec(e) if !matches!(e, CodecError::LengthPrefix))
+    }
+
+    /// The GTL code to report this error with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Codec(e) => e.code(),
+            Self::Endpoint { .. } => ErrorCode::InvalidRequest,
+            Self::Io(_) | Self::Closed => ErrorCode::ProviderUnavailable,
+        }
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The transport's name: "stdio", "uds", "tcp", ...
+    pub transport: &'static str,
+    /// The peer's address as the transport sees it.
+    pub addr: String,
+    /// The peer process's user id, where the OS tells (Unix sockets).
+    pub uid: Option<u32>,
+    /// Whether the peer is on this host (stdio, Unix sockets, loopback).
+    pub same_host: bool,
+}
+
+impl PeerInfo {
+    /// A peer on this host with no credentials attached.
+    pub fn new(transport: &'static str, addr: impl Into<String>) -> Self {
+        Self {
+            transport,
+            addr: addr.into(),
+            uid: None,
+            same_host: true,
+        }
+    }
+
+    /// Sets the peer's user id.
+    pub fn with_uid(mut self, uid: Option<u32>) -> Self {
+        self.uid = uid;
+        self
+    }
+
+    /// Sets whether the peer is on this host.
+    pub fn with_same_host(mut self, same_host: bool) -> Self {
+        self.same_host = same_host;
+        self
+    }
+}
+
+/// The receiving half of a connection.
+#[async_trait]
+pub trait FrameRead: Send {
+    /// The next frame; `Ok(None)` when the peer closed the connection.
+    ///
+    /// A [`TransportError::Codec`] error concerns one frame only: call again
+    /// for the next one.
+    async fn read_frame(&mut self) -> Result<Option<Frame>, TransportError>;
+
+    /// Switches the decoding, after the handshake picked an encoding.
+    fn set_encoding(&mut self, encoding: Encoding);
+}
+
+/// The sending half of a connection. Frames are buffered by `write_frame`
+/// and sent by `flush`, so a batch of events costs one write.
+#[async_trait]
+pub trait FrameWrite: Send {
+    /// Buffers one frame. On error nothing was buffered.
+    fn write_frame(&mut self, frame: FrameRef<'_>) -> Result<(), TransportError>;
+
+    /// Sends everything buffered.
+    async fn flush(&mut self) -> Result<(), TransportError>;
+
+    /// Bytes buffered and not yet flushed.
+    fn buffered(&self) -> usize;
+
+    /// Switches the encoding, after the handshake picked one.
+    fn set_encoding(&mut self, encoding: Encoding);
+
+    /// Closes the sending direction (after a flush).
+    async fn close(&mut self) -> Result<(), TransportError>;
+}
+
+/// One connection: both halves and who the peer is.
+#[allow(missing_debug_implementations, reason = "holds trait objects")]
+pub struct Connection {
+    /// Frames from the peer.
+    pub read: Box<dyn FrameRead>,
+    /// Frames to the peer.
+    pub write: Box<dyn FrameWrite>,
+    /// The peer.
+    pub peer: PeerInfo,
+    /// Encodings this transport can carry besides JSON.
+    pub encodings: Vec<Encoding>,
+}
+
+/// The server side of a transport.
+#[async_trait]
+pub trait Listener: Send {
+    /// Waits for the next connection.
+    async fn accept(&mut self) -> Result<Connection, TransportError>;
+
+    /// Where the listener listens, for logs (`unix:///run/gtl.sock`, ...).
+    fn local_endpoint(&self) -> String;
+}
+
+/// The client side of a transport.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Opens a new connection.
+    async fn connect(&self) -> Result<Connection, TransportError>;
+
+    /// The endpoint this connector reaches, as a URL.
+    fn endpoint(&self) -> String;
+}
