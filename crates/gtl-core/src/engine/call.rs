@@ -1,0 +1,170 @@
+//! A client's attachment to a session.
+
+use std::sync::Arc;
+
+use gtl_proto::{ErrorCode, Input};
+
+use super::{EngineError, Shared, now};
+use crate::{AttachId, Transmit};
+
+/// One client's view of a running or finished session: drains its events
+/// and sends it acks, cancels and (session.pipe) input.
+///
+/// Dropping a `Call` is a disconnect: the generation goes on for the resume
+/// window, and the owner may resume it from another connection.
+#[derive(Debug)]
+pub struct Call {
+    shared: Arc<Shared>,
+    attach: AttachId,
+    resume_token: Option<String>,
+}
+
+/// What one [`Call::drain`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Drained {
+    /// Events handed to the callback.
+    pub events: usize,
+    /// The session ended and the client has every event: the call is over.
+    pub finished: bool,
+    /// Another connection resumed the session, or it expired: this
+    /// attachment gets nothing more.
+    pub detached: bool,
+}
+
+impl Call {
+    pub(super) fn new(shared: Arc<Shared>, attach: AttachId, resume_token: Option<String>) -> Self {
+        Self {
+            shared,
+            attach,
+            resume_token,
+        }
+    }
+
+    /// The session's id.
+    pub fn session_id(&self) -> &str {
+        self.shared.id()
+    }
+
+    /// The secret that lets the owner resume; `Some` on the call that
+    /// created the session, to be sent in `accepted`.
+    pub fn resume_token(&self) -> Option<&str> {
+        self.resume_token.as_deref()
+    }
+
+    /// Hands up to `max` pending events to `send`, borrowed from the log.
+    pub fn drain(&self, max: usize, mut send: impl FnMut(Transmit<'_>)) -> Drained {
+        let mut drained = Drained::default();
+        let relieved = {
+            let mut state = self.shared.lock();
+            let session = &mut state.session;
+            if session.attached() != Some(self.attach) {
+                drained.detached = true;
+                return drained;
+            }
+            let was_full = !session.wants_events();
+            while drained.events < max {
+                let Some(transmit) = session.poll_transmit() else {
+                    break;
+                };
+                send(transmit);
+                drained.events += 1;
+            }
+            drained.finished = session.is_finished() && session.sent_seq() == session.last_seq();
+            was_full && session.wants_events()
+        };
+        if relieved {
+            self.shared.to_driver.notify_one();
+        }
+        drained
+    }
+
+    /// Waits until [`drain`](Self::drain) has something to do: events, the
+    /// end of the session, or a detach.
+    pub async fn ready(&self) {
+        loop {
+            let notified = self.shared.to_client.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.shared.lock();
+                let session = &state.session;
+                if session.attached() != Some(self.attach)
+                    || session.sent_seq() < session.last_seq()
+                    || session.is_finished()
+                {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether this attachment gets nothing more: the session ended and
+    /// everything was drained, or another connection took over.
+    pub fn is_over(&self) -> bool {
+        let state = self.shared.lock();
+        let session = &state.session;
+        session.attached() != Some(self.attach)
+            || (session.is_finished() && session.sent_seq() == session.last_seq())
+    }
+
+    /// The client has every event up to `seq`.
+    pub fn ack(&self, seq: u64) {
+        self.shared.lock().session.handle_ack(now(), seq);
+    }
+
+    /// Cancels the generation: the provider call is dropped and the client
+    /// gets a final `CANCELLED` error.
+    pub fn cancel(&self, reason: &str) {
+        cancel(&self.shared, reason);
+    }
+
+    /// session.pipe: appends messages (and/or ends the input).
+    pub fn input(&self, input: Input) -> Result<(), EngineError> {
+        input_to(&self.shared, input)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.shared
+            .lock()
+            .session
+            .handle_disconnect(now(), self.attach);
+    }
+}
+
+pub(super) fn cancel(shared: &Shared, reason: &str) {
+    let cancelled = shared.lock().session.handle_cancel(now(), reason).is_some();
+    if cancelled {
+        shared.to_driver.notify_one();
+        shared.to_client.notify_waiters();
+    }
+}
+
+pub(super) fn input(shared: &Shared, input: Input) -> Result<(), EngineError> {
+    input_to(shared, input)
+}
+
+fn input_to(shared: &Shared, input: Input) -> Result<(), EngineError> {
+    {
+        let mut state = shared.lock();
+        if state.session.is_finished() {
+            return Err(EngineError::new(
+                ErrorCode::InvalidRequest,
+                "the session has ended: start a new call",
+            ));
+        }
+        if state.input_ended {
+            return Err(EngineError::new(
+                ErrorCode::InvalidRequest,
+                "input was already ended for this session",
+            ));
+        }
+        state.input.extend(input.messages);
+        state.input_ended |= input.end;
+    }
+    shared.to_driver.notify_one();
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The per-call task that drives a provider stream into a session.
+
+use std::sync::Arc;
+
+use futures::{FutureExt as _, StreamExt as _};
+use gtl_proto::types::Content;
+use gtl_proto::{Body, CompletionRequest, Done, ErrorCode, Message, Role, ToolCall};
+
+use super::{EngineError, Shared, now};
+use crate::{Command, Provider, ProviderError, SessionMeta, SessionStore};
+
+/// Events taken from the provider per wakeup: one lock, one notify and one
+/// store transaction per batch rather than per token.
+const BATCH: usize = 256;
+
+/// How a turn ended.
+enum Turn {
+    /// The session is over (terminal event, cancel, expiry).
+    Over,
+    /// session.pipe: the turn's `done` arrived; the conversation goes on.
+    Continue(Message),
+}
+
+pub(super) async fn drive(
+    shared: Arc<Shared>,
+    store: Arc<dyn SessionStore>,
+    meta: SessionMeta,
+    provider: Arc<dyn Provider>,
+    mut request: CompletionRequest,
+) {
+    let create = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.create(&meta)).await
+    };
+    match create {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(session = shared.id(), error = %e, "session not persisted"),
+        Err(e) => tracing::warn!(session = shared.id(), error = %e, "session not persisted"),
+    }
+    let pipe = request.pipe;
+    shared.lock().session.set_pipe(pipe);
+    loop {
+        match run_turn(&shared, &store, provider.as_ref(), request.clone(), pipe).await {
+            Turn::Over => break,
+            Turn::Continue(assistant) => {
+                request.messages.push(assistant);
+                match next_input(&shared).await {
+                    Some(messages) => request.messages.extend(messages),
+                    None => break,
+                }
+            }
+        }
+    }
+    if let Err(e) = persist(&shared, &store).await {
+        tracing::warn!(session = shared.id(), error = %e, "session events not persisted");
+    }
+    shared.to_client.notify_waiters();
+}
+
+async fn run_turn(
+    shared: &Shared,
+    store: &Arc<dyn SessionStore>,
+    provider: &dyn Provider,
+    request: CompletionRequest,
+    pipe: bool,
+) -> Turn {
+    let mut events = match provider.stream(request).await {
+        Ok(events) => events,
+        Err(e) => {
+            push(
+                shared,
+                std::iter::once(e.to_event()),
+                &mut Transcript::off(),
+            );
+            return Turn::Over;
+        }
+    };
+    let mut transcript = if pipe {
+        Transcript::on()
+    } else {
+        Transcript::off()
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        // Backpressure and commands first.
+        let notified = shared.to_driver.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let wants = {
+            let mut state = shared.lock();
+            if state.session.poll_command() == Some(Command::StopProvider)
+                || state.session.is_finished()
+            {
+                return Turn::Over;
+            }
+            state.session.wants_events()
+        };
+        if !wants {
+            notified.await;
+            continue;
+        }
+        let first = tokio::select! {
+            biased;
+            () = &mut notified => continue,
+            first = events.next() => first,
+        };
+        let Some(first) = first else {
+            let error = ProviderError::new(
+                ErrorCode::ProviderError,
+                "the provider's stream ended without done",
+            );
+            let error = error.with_phase(shared.lock().session.phase());
+            push(shared, std::iter::once(error.to_event()), &mut transcript);
+            return Turn::Over;
+        };
+        batch.push(first);
+        while batch.len() < BATCH {
+            match events.next().now_or_never() {
+                Some(Some(body)) => batch.push(body),
+                _ => break,
+            }
+        }
+        let outcome = push(shared, batch.drain(..), &mut transcript);
+        if let Err(e) = persist(shared, store).await {
+            tracing::warn!(session = shared.id(), error = %e, "session events not persisted");
+        }
+        match outcome {
+            Pushed::More => {}
+            Pushed::Over => return Turn::Over,
+            Pushed::TurnDone => return Turn::Continue(transcript.into_message()),
+        }
+    }
+}
+
+enum Pushed {
+    More,
+    Over,
+    TurnDone,
+}
+
+/// Logs a batch of provider events and wakes the client once.
+fn push(shared: &Shared, batch: impl Iterator<Item = Body>, transcript: &mut Transcript) -> Pushed {
+    let mut outcome = Pushed::More;
+    {
+        let mut state = shared.lock();
+        let now = now();
+        for body in batch {
+            transcript.record(&body);
+            let turn_done = matches!(body, Body::Done(_));
+            if turn_done && state.input_ended && state.input.is_empty() {
+                // The client ended its input: this turn is the last.
+                state.session.set_pipe(false);
+            }
+            if state.session.handle_event(now, body).is_err() {
+                outcome = Pushed::Over;
+                break;
+            }
+            if state.session.is_finished() {
+                outcome = Pushed::Over;
+                break;
+            }
+            if turn_done {
+                outcome = Pushed::TurnDone;
+                break;
+            }
+        }
+    }
+    shared.to_client.notify_waiters();
+    outcome
+}
+
+/// session.pipe: waits for the client's next messages; `None` when the
+/// session ended instead.
+async fn next_input(shared: &Shared) -> Option<Vec<Message>> {
+    loop {
+        let notified = shared.to_driver.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut state = shared.lock();
+            if state.session.is_finished() || state.session.poll_command().is_some() {
+                return None;
+            }
+            if !state.input.is_empty() {
+                return Some(std::mem::take(&mut state.input));
+            }
+            if state.input_ended {
+                state.session.set_pipe(false);
+                let done = Body::Done(Done {
+                    finish_reason: "end_of_input".into(),
+                });
+                let _ = state.session.handle_event(now(), done);
+                drop(state);
+                shared.to_client.notify_waiters();
+                return None;
+            }
+        }
+        notified.await;
+    }
+}
+
+/// Writes the session's events that are not in the store yet, in one
+/// transaction, and records the outcome once the session has ended.
+pub(super) async fn persist(
+    shared: &Shared,
+    store: &Arc<dyn SessionStore>,
+) -> Result<(), EngineError> {
+    let (events, outcome) = {
+        let mut state = shared.lock();
+        let from = state.unpersisted_from;
+        let events: Vec<(u64, Body)> = state
+            .session
+            .retained_events()
+            .filter(|(seq, _)| *seq >= from)
+            .map(|(seq, body)| (seq, body.clone()))
+            .collect();
+        let last = state.session.last_seq();
+        if last < from {
+            return Ok(());
+        }
+        state.unpersisted_from = last + 1;
+        let outcome = if state.session.is_finished() {
+            events
+                .last()
+                .and_then(|(_, body)| crate::Outcome::from_terminal(body))
+        } else {
+            None
+        };
+        (events, outcome)
+    };
+    let store = store.clone();
+    let id = shared.id().to_owned();
+    tokio::task::spawn_blocking(move || {
+        if !events.is_empty() {
+            store.append(&id, &events)?;
+        }
+        if let Some(outcome) = outcome {
+            store.finish(&id, &outcome)?;
+        }
+        Ok::<_, crate::StoreError>(())
+    })
+    .await
+    .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))??;
+    Ok(())
+}
+
+/// session.pipe: what the assistant said in the current turn, to put in
+/// the conversation of the next one.
+struct Transcript {
+    on: bool,
+    text: String,
+    tool_calls: Vec<ToolCall>,
+}
+
+impl Transcript {
+    fn on() -> Self {
+        Self {
+            on: true,
+            text: String::new(),
+            tool_calls: Vec::new(),
+        }
+    }
+
+    fn off() -> Self {
+        Self {
+            on: false,
+            text: String::new(),
+            tool_calls: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, body: &Body) {
+        if !self.on {
+            return;
+        }
+        match body {
+            Body::Token(token) => self.text.push_str(&token.text),
+            Body::ToolCall(call) => self.tool_calls.push(call.clone()),
+            _ => {}
+        }
+    }
+
+    fn into_message(self) -> Message {
+        Message {
+            role: Role::Assistant as i32,
+            content: (!self.text.is_empty()).then_some(Content::Text(self.text)),
+            tool_calls: self.tool_calls,
+            ..Message::default()
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The engine: runs provider streams into sessions under tokio.
+//!
+//! The session machine knows nothing of time or tasks; the engine gives it
+//! both. Each call gets a driver task that pulls the provider's stream into
+//! its [`Session`] (respecting the session's backpressure), persists the
+//! events to the [`SessionStore`] in batches, and stops the provider on
+//! cancel or expiry. Clients attach through a [`Call`], which drains the
+//! session's events straight from its log into a transport's buffer.
+
+mod call;
+mod driver;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use gtl_proto::{CompletionRequest, ErrorCode, Input};
+use tokio::sync::Notify;
+
+use crate::{Provider, ResumeError, Session, SessionConfig, SessionMeta, SessionStore, StoreError};
+
+pub use call::{Call, Drained};
+
+/// Engine settings.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Limits of every session.
+    pub session: SessionConfig,
+}
+
+impl EngineConfig {
+    /// Sets the session limits.
+    #[must_use]
+    pub fn with_session(mut self, session: SessionConfig) -> Self {
+        self.session = session;
+        self
+    }
+}
+
+/// Why the engine refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct EngineError {
+    /// The GTL code to answer with.
+    pub code: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl EngineError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ResumeError> for EngineError {
+    fn from(e: ResumeError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        Self::new(ErrorCode::Internal, format!("session store failed: {e}"))
+    }
+}
+
+/// What a new call needs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StartCall {
+    /// The authenticated subject; only it may resume the session.
+    pub owner: String,
+    /// The session id the client asked for; one is generated when `None`.
+    pub session_id: Option<String>,
+    /// The provider that serves the call.
+    pub provider: Arc<dyn Provider>,
+    /// The request, with `model` resolved for `provider`.
+    pub request: CompletionRequest,
+}
+
+impl StartCall {
+    /// A call of `owner` for `request` on `provider`.
+    pub fn new(
+        owner: impl Into<String>,
+        provider: Arc<dyn Provider>,
+        request: CompletionRequest,
+    ) -> Self {
+        Self {
+            owner: owner.into(),
+            session_id: None,
+            provider,
+            request,
+        }
+    }
+
+    /// Uses the client's session id.
+    #[must_use]
+    pub fn with_session_id(mut self, id: impl Into<String>) -> Self {
+        self.session_id = Some(id.into());
+        self
+    }
+}
+
+/// Runs calls and keeps their sessions for resume.
+///
+/// Cloning is cheap; clones share the sessions.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sessions: Mutex<HashMap<String, Arc<Shared>>>,
+    store: Arc<dyn SessionStore>,
+    config: EngineConfig,
+    next_id: AtomicU64,
+    /// Seeds ids and tokens; mixed with a counter and the clock.
+    seed: u64,
+}
+
+/// One session and the wakeups around it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<SharedState>,
+    /// Wakes attached clients: new events, or the session ended.
+    pub(crate) to_client: Notify,
+    /// Wakes the driver: cancel, input, or the client drained (backpressure).
+    pub(crate) to_driver: Notify,
+    id: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct SharedState {
+    pub(crate) session: Session,
+    /// session.pipe: messages not yet given to the provider.
+    pub(crate) input: Vec<gtl_proto::Message>,
+    /// session.pipe: the client sends no more input.
+    pub(crate) input_ended: bool,
+    /// Events not yet persisted: (first seq, count) of the log's tail.
+    pub(crate) unpersisted_from: u64,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SharedState> {
+        // A panic while holding the lock leaves a consistent machine (its
+        // methods do not unwind halfway); keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The engine's clock: tokio's, so paused-time tests drive it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Engine {
+    /// An engine persisting sessions to `store`. Call it inside a tokio
+    /// runtime: it starts a task that forgets expired sessions.
+    pub fn new(store: Arc<dyn SessionStore>, config: EngineConfig) -> Self {
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (std::process::id() as u64).rotate_left(32);
+        let inner = Arc::new(Inner {
+            sessions: Mutex::new(HashMap::new()),
+            store,
+            config,
+            next_id: AtomicU64::new(1),
+            seed,
+        });
+        tokio::spawn(sweep(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    /// Loads the store's sessions after a restart, so their clients can
+    /// resume. A generation cut by the restart ends with an `INTERNAL`
+    /// error event. Returns how many sessions were restored.
+    pub async fn restore(&self) -> Result<usize, EngineError> {
+        let store = self.inner.store.clone();
+        let config = self.inner.config.session.clone();
+        let restored = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            let mut sessions = Vec::new();
+            for meta in store.list()? {
+                let Some(stored) = store.load(&meta.id)? else {
+                    continue;
+                };
+                let last = stored.last_seq;
+                let session = Session::restore(
+                    meta.id.clone(),
+                    meta.owner.clone(),
+                    meta.resume_token.clone(),
+                    stored.events,
+                    meta.finished,
+                    config.clone(),
+                    now(),
+                )
+                .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?;
+                // Persist the interruption error, if one was added.
+                let added: Vec<_> = session
+                    .retained_events()
+                    .filter(|(seq, _)| *seq > last)
+                    .map(|(seq, body)| (seq, body.clone()))
+                    .collect();
+                if !added.is_empty() {
+                    store.append(&meta.id, &added)?;
+                }
+                if let Some((_, body)) = added.last().or(None)
+                    && let Some(outcome) = crate::Outcome::from_terminal(body)
+                {
+                    store.finish(&meta.id, &outcome)?;
+                }
+                sessions.push(session);
+            }
+            Ok(sessions)
+        })
+        .await
+        .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))??;
+        let count = restored.len();
+        let mut map = self.inner.lock_sessions();
+        for session in restored {
+            let last = session.last_seq();
+            let id = session.id().to_owned();
+            map.insert(id.clone(), Arc::new(Shared::new(id, session, last + 1)));
+        }
+        Ok(count)
+    }
+
+    /// Starts a call: creates its session and its driver task, and returns
+    /// the caller's attachment. Its first frame to send is `accepted` with
+    /// [`Call::resume_token`].
+    pub fn start(&self, call: StartCall) -> Result<Call, EngineError> {
+        let id = match call.session_id {
+            Some(id) if id.is_empty() || id.len() > 128 => {
+                return Err(EngineError::new(
+                    ErrorCode::InvalidRequest,
+                    "session_id must be 1 to 128 bytes",
+                ));
+            }
+            Some(id) => id,
+            None => format!("s_{}", self.inner.token(16)),
+        };
+        let resume_token = self.inner.token(32);
+        let session = Session::new(
+            &id,
+            &call.owner,
+            &resume_token,
+            self.inner.config.session.clone(),
+            now(),
+        );
+        let attach = session.attached().expect("a new session is attached");
+        let shared = Arc::new(Shared::new(id.clone(), session, 1));
+        {
+            let mut map = self.inner.lock_sessions();
+            if map.contains_key(&id) {
+                return Err(EngineError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("session `{id}` already exists: resume it or use a new id"),
+                ));
+            }
+            map.insert(id.clone(), shared.clone());
+        }
+        let meta = SessionMeta::new(&id, &call.owner, &resume_token, unix_ms());
+        tokio::spawn(driver::drive(
+            shared.clone(),
+            self.inner.store.clone(),
+            meta,
+            call.provider,
+            call.request,
+        ));
+        Ok(Call::new(shared, attach, Some(resume_token)))
+    }
+
+    /// Re-attaches the owner of session `session_id` after `after_seq`.
+    pub fn resume(
+        &self,
+        owner: &str,
+        session_id: &str,
+        after_seq: u64,
+        resume_token: &str,
+    ) -> Result<Call, EngineError> {
+        let shared = self
+            .inner
+            .lock_sessions()
+            .get(session_id)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::new(
+                    ErrorCode::ResumeNotFound,
+                    format!("no session `{session_id}`: it never existed or has expired"),
+                )
+            })?;
+        let attach = {
+            let mut state = shared.lock();
+            state
+                .session
+                .handle_resume(now(), owner, resume_token, after_seq)?
+        };
+        // Wake the replaced attachment (if any) so it notices, and the driver
+        // in case it was waiting for room.
+        shared.to_client.notify_waiters();
+        shared.to_driver.notify_one();
+        Ok(Call::new(shared, attach, None))
+    }
+
+    /// Cancels a session from outside its call (e.g. from a new connection).
+    pub fn cancel(&self, owner: &str, session_id: &str, reason: &str) -> Result<(), EngineError> {
+        let shared = self
+            .inner
+            .lock_sessions()
+            .get(session_id)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::new(
+                    ErrorCode::ResumeNotFound,
+                    format!("no session `{session_id}`"),
+                )
+            })?;
+        if shared.lock().session.owner() != owner {
+            return Err(EngineError::new(
+                ErrorCode::PermissionDenied,
+                "only the session's owner may cancel it",
+            ));
+        }
+        call::cancel(&shared, reason);
+        Ok(())
+    }
+
+    /// Appends session.pipe input to a session's conversation.
+    pub fn input(&self, session_id: &str, input: Input) -> Result<(), EngineError> {
+        let shared = self
+            .inner
+            .lock_sessions()
+            .get(session_id)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::new(
+                    ErrorCode::ResumeNotFound,
+                    format!("no session `{session_id}`"),
+                )
+            })?;
+        call::input(&shared, input)
+    }
+
+    /// How many sessions are kept (running, or finished within the window).
+    pub fn session_count(&self) -> usize {
+        self.inner.lock_sessions().len()
+    }
+
+    /// Writes every session's unpersisted events to the store; used on
+    /// graceful shutdown so a restarted server can replay them.
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        let sessions: Vec<_> = self.inner.lock_sessions().values().cloned().collect();
+        for shared in sessions {
+            driver::persist(&shared, &self.inner.store).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn lock_sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Shared>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A random-looking hex token of `len` characters.
+    ///
+    /// Derived from the OS's hash keys (random per process), a counter and
+    /// the clock: unguessable enough for session ids and resume tokens,
+    /// which are checked together with the owner's identity.
+    fn token(&self, len: usize) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let mut out = String::with_capacity(len);
+        while out.len() < len {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(self.seed);
+            h.write_u64(self.next_id.fetch_add(1, Ordering::Relaxed));
+            h.write_u128(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            out.push_str(&format!("{:016x}", h.finish()));
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+impl Shared {
+    fn new(id: String, session: Session, unpersisted_from: u64) -> Self {
+        Self {
+            state: Mutex::new(SharedState {
+                session,
+                input: Vec::new(),
+                input_ended: false,
+                unpersisted_from,
+            }),
+            to_client: Notify::new(),
+            to_driver: Notify::new(),
+            id,
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Forgets expired sessions, in memory and in the store.
+async fn sweep(inner: Weak<Inner>) {
+    let period = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = now();
+        let mut expired = Vec::new();
+        inner.lock_sessions().retain(|id, shared| {
+            let mut state = shared.lock();
+            if state.session.poll_timeout().is_some_and(|t| t <= now) {
+                state.session.handle_timeout(now);
+            }
+            let keep = !state.session.is_expired();
+            drop(state);
+            if !keep {
+                shared.to_driver.notify_one();
+                shared.to_client.notify_waiters();
+                expired.push(id.clone());
+            }
+            keep
+        });
+        if !expired.is_empty() {
+            let store = inner.store.clone();
+            // Forgetting is best effort: a leftover is dropped on next restore.
+            let _ = tokio::task::spawn_blocking(move || {
+                for id in expired {
+                    let _ = store.remove(&id);
+                }
+            })
+            .await;
+        }
+    }
+}

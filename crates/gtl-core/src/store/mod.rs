@@ -1,0 +1,247 @@
+//! Durable session logs: the [`SessionStore`] trait and its two
+//! implementations, [`MemoryStore`] and (feature `redb`) `RedbStore`.
+//!
+//! A store keeps, per session, its [`SessionMeta`] and the events not yet
+//! acknowledged by the client, keyed by `seq`. The engine writes through it
+//! so that a session can be replayed after a reconnect or a server restart.
+//!
+//! The trait is synchronous on purpose: the engine calls it from a blocking
+//! thread, which keeps this crate's core free of an async runtime.
+
+use std::fmt;
+
+use gtl_proto::{Body, ErrorCode};
+
+mod memory;
+#[cfg(feature = "redb")]
+mod redb_store;
+#[cfg(test)]
+mod tests;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "redb")]
+pub use redb_store::RedbStore;
+
+/// Persistence for session metadata and event logs.
+///
+/// Every method is one atomic step: a failed call leaves the store as it
+/// was. Events of a session are numbered by strictly increasing `seq`;
+/// [`append`](Self::append) refuses any that do not follow the last one.
+pub trait SessionStore: fmt::Debug + Send + Sync {
+    /// Records a new session. Fails with [`StoreError::SessionExists`] when
+    /// the id is taken.
+    fn create(&self, meta: &SessionMeta) -> Result<(), StoreError>;
+
+    /// Appends events to a session's log, in one transaction: either every
+    /// event of the batch is stored or none is.
+    ///
+    /// Each `seq` must be greater than the one before it, and the first
+    /// greater than the session's [`last_seq`](StoredSession::last_seq).
+    fn append(&self, session_id: &str, events: &[(u64, Body)]) -> Result<(), StoreError>;
+
+    /// Marks a session finished with its outcome. No event may be appended
+    /// after this.
+    fn finish(&self, session_id: &str, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Loads a session: its metadata and its stored events in `seq` order.
+    /// `Ok(None)` when there is no such session.
+    fn load(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError>;
+
+    /// The metadata of every stored session, oldest first (by
+    /// `created_unix_ms`, then id).
+    fn list(&self) -> Result<Vec<SessionMeta>, StoreError>;
+
+    /// Forgets the events with `seq <= up_to_seq` (the client acknowledged
+    /// them). The session's `last_seq` is kept.
+    fn trim(&self, session_id: &str, up_to_seq: u64) -> Result<(), StoreError>;
+
+    /// Deletes a session and its events. Returns whether it existed.
+    fn remove(&self, session_id: &str) -> Result<bool, StoreError>;
+}
+
+/// What a store keeps about a session besides its events.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionMeta {
+    /// The session id, unique in the store.
+    pub id: String,
+    /// The subject (token `sub`) that owns the session; only it may resume.
+    pub owner: String,
+    /// The secret the owner presents to resume the session.
+    ///
+    /// This is a capability: whoever holds it (and the owner's identity) can
+    /// read the session. It is stored as given, so a store's file must be as
+    /// private as the sessions' contents. `Debug` output redacts it.
+    pub resume_token: String,
+    /// When the session was created, in milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// Whether the session has ended (see [`SessionStore::finish`]).
+    pub finished: bool,
+    /// How the session ended, once it has.
+    pub outcome: Option<Outcome>,
+}
+
+impl SessionMeta {
+    /// Metadata of a new, unfinished session.
+    pub fn new(
+        id: impl Into<String>,
+        owner: impl Into<String>,
+        resume_token: impl Into<String>,
+        created_unix_ms: u64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            owner: owner.into(),
+            resume_token: resume_token.into(),
+            created_unix_ms,
+            finished: false,
+            outcome: None,
+        }
+    }
+}
+
+impl fmt::Debug for SessionMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionMeta")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("resume_token", &"<redacted>")
+            .field("created_unix_ms", &self.created_unix_ms)
+            .field("finished", &self.finished)
+            .field("outcome", &self.outcome)
+            .finish()
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It ended with `done`.
+    Done {
+        /// The `done` event's finish reason.
+        finish_reason: String,
+    },
+    /// It ended with an `error` event.
+    Failed {
+        /// The error's code.
+        code: ErrorCode,
+    },
+}
+
+impl Outcome {
+    /// The outcome a terminal event (`done` or `error`) stands for.
+    pub fn from_terminal(body: &Body) -> Option<Self> {
+        match body {
+            Body::Done(done) => Some(Self::Done {
+                finish_reason: done.finish_reason.clone(),
+            }),
+            Body::Error(error) => Some(Self::Failed { code: error.code() }),
+            _ => None,
+        }
+    }
+}
+
+/// A session as loaded from a store.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StoredSession {
+    /// The session's metadata.
+    pub meta: SessionMeta,
+    /// The events not trimmed yet, in `seq` order.
+    pub events: Vec<(u64, Body)>,
+    /// The highest `seq` ever appended (0 when none), kept across
+    /// [`trim`](SessionStore::trim) so numbering continues after a reload.
+    pub last_seq: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No session with this id is stored.
+    #[error("unknown session `{session_id}`")]
+    UnknownSession {
+        /// The id asked for.
+        session_id: String,
+    },
+    /// A session with this id is already stored.
+    #[error("session `{session_id}` already exists")]
+    SessionExists {
+        /// The id asked for.
+        session_id: String,
+    },
+    /// The session is finished and takes no more events.
+    #[error("session `{session_id}` is finished")]
+    SessionFinished {
+        /// The id asked for.
+        session_id: String,
+    },
+    /// An appended event's `seq` does not follow the one before it.
+    #[error("event seq {seq} of session `{session_id}` does not follow seq {last_seq}")]
+    SeqOutOfOrder {
+        /// The session appended to.
+        session_id: String,
+        /// The offending `seq`.
+        seq: u64,
+        /// The `seq` it should have been greater than.
+        last_seq: u64,
+    },
+    /// Stored data could not be decoded.
+    #[error("stored data of session `{session_id}` is corrupt")]
+    Corrupt {
+        /// The session whose data is bad ("" for the store itself).
+        session_id: String,
+        /// What the decoder said.
+        #[source]
+        source: BackendError,
+    },
+    /// The storage backend failed (IO, a full disk, a locked file, ...).
+    #[error("session store backend failed")]
+    Backend(#[source] BackendError),
+}
+
+/// An opaque error from a store's backend, kept as the
+/// [`source`](std::error::Error::source) of a [`StoreError`].
+pub struct BackendError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl BackendError {
+    /// Wraps a backend's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Checks that `events` may follow `last_seq`, returning the new last seq.
+fn check_seqs(session_id: &str, last_seq: u64, events: &[(u64, Body)]) -> Result<u64, StoreError> {
+    let mut last = last_seq;
+    for &(seq, _) in events {
+        if seq <= last {
+            return Err(StoreError::SeqOutOfOrder {
+                session_id: session_id.to_owned(),
+                seq,
+                last_seq: last,
+            });
+        }
+        last = seq;
+    }
+    Ok(last)
+}

@@ -1,0 +1,98 @@
+//! The authentication seam: every call's credentials are checked here, the
+//! same way for every transport.
+//!
+//! Today only same-host trust exists (by configuration): stdio, Unix
+//! sockets and loopback TCP are on this machine, where the OS decides who
+//! may connect (the socket is owner-only). Token validation plugs in here.
+
+use gtl_proto::ErrorCode;
+use gtl_transport::PeerInfo;
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Principal {
+    /// The subject that owns the caller's sessions.
+    pub subject: String,
+}
+
+/// A caller was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct AuthError {
+    /// UNAUTHENTICATED or PERMISSION_DENIED.
+    pub code: ErrorCode,
+    /// What to do about it.
+    pub message: String,
+}
+
+/// Decides who a connection is.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    trust_same_host: bool,
+}
+
+impl Authenticator {
+    /// An authenticator; `trust_same_host` accepts same-host peers without a
+    /// token.
+    pub fn new(trust_same_host: bool) -> Self {
+        Self { trust_same_host }
+    }
+
+    /// Authenticates a connection from its peer and the hello's token.
+    pub fn authenticate(&self, peer: &PeerInfo, token: &str) -> Result<Principal, AuthError> {
+        if !token.is_empty() {
+            return Err(AuthError {
+                code: ErrorCode::Unauthenticated,
+                message: "token authentication is not configured on this server: connect \
+                          without a token over a same-host transport"
+                    .into(),
+            });
+        }
+        if self.trust_same_host && peer.same_host {
+            return Ok(Principal {
+                subject: "local".into(),
+            });
+        }
+        Err(AuthError {
+            code: ErrorCode::Unauthenticated,
+            message: format!(
+                "{} peer {} is not trusted: set auth.trust_same_host or present a token",
+                peer.transport, peer.addr
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_host_peers_are_trusted_only_when_configured() {
+        let local = PeerInfo::new("uds", "/run/gtl.sock");
+        assert_eq!(
+            Authenticator::new(true)
+                .authenticate(&local, "")
+                .unwrap()
+                .subject,
+            "local"
+        );
+        let err = Authenticator::new(false)
+            .authenticate(&local, "")
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthenticated);
+        let remote = PeerInfo::new("tcp", "10.0.0.2:5000").with_same_host(false);
+        assert!(Authenticator::new(true).authenticate(&remote, "").is_err());
+    }
+
+    #[test]
+    fn tokens_are_refused_until_token_auth_exists() {
+        let local = PeerInfo::new("uds", "/run/gtl.sock");
+        let err = Authenticator::new(true)
+            .authenticate(&local, "eyJ...")
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthenticated);
+    }
+}

@@ -1,0 +1,304 @@
+//! Server configuration: embedded defaults, overridden by a TOML file.
+//!
+//! Every field has a default, so an empty file (or none) is a working
+//! gateway on loopback. `gtl-server --print-config` shows the effective
+//! configuration, with every default filled in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gtl_core::SessionConfig;
+use serde::{Deserialize, Serialize};
+
+/// The default TCP port of the GTL stream protocol.
+pub const DEFAULT_TCP_PORT: u16 = 7301;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where sessions (`sessions.redb`) and generated material live.
+    pub data_dir: PathBuf,
+    /// Listeners.
+    pub listen: Listen,
+    /// Who may call.
+    pub auth: Auth,
+    /// Session limits.
+    pub sessions: Sessions,
+    /// Per-connection limits.
+    pub limits: Limits,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Listen {
+    /// The Unix domain socket.
+    pub uds: Uds,
+    /// Plain TCP.
+    pub tcp: Tcp,
+}
+
+/// The Unix socket listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Uds {
+    /// Whether to listen.
+    pub enabled: bool,
+    /// The socket's path.
+    pub path: PathBuf,
+}
+
+/// The TCP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Tcp {
+    /// Whether to listen.
+    pub enabled: bool,
+    /// Address and port; keep it on loopback unless auth is configured.
+    pub addr: SocketAddr,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Auth {
+    /// Trust same-host peers (stdio, Unix sockets, loopback TCP) without a
+    /// token: the OS already says who they are. They all act as the one
+    /// subject `local`.
+    pub trust_same_host: bool,
+}
+
+/// Session limits (see docs/protocol.md, "Sessions and resume").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Sessions {
+    /// How long a session outlives its client's connection, in seconds.
+    pub resume_window_secs: u64,
+    /// Bytes of events kept per session for resume.
+    pub max_retained_bytes: usize,
+    /// Bytes of undelivered events per session before the provider is paused.
+    pub max_pending_bytes: usize,
+    /// Keep sessions in `data_dir/sessions.redb` (true) or in memory only.
+    pub persist: bool,
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Concurrent calls on one connection.
+    pub max_calls_per_connection: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let data_dir = default_data_dir();
+        Self {
+            listen: Listen {
+                uds: Uds {
+                    enabled: true,
+                    path: default_socket_path(&data_dir),
+                },
+                tcp: Tcp {
+                    enabled: true,
+                    addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_TCP_PORT)),
+                },
+            },
+            data_dir,
+            auth: Auth::default(),
+            sessions: Sessions::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Config::default().listen
+    }
+}
+
+impl Default for Uds {
+    fn default() -> Self {
+        Config::default().listen.uds
+    }
+}
+
+impl Default for Tcp {
+    fn default() -> Self {
+        Config::default().listen.tcp
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            trust_same_host: true,
+        }
+    }
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let session = SessionConfig::default();
+        Self {
+            resume_window_secs: session.resume_window.as_secs(),
+            max_retained_bytes: session.max_retained_bytes,
+            max_pending_bytes: session.max_pending_bytes,
+            persist: true,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: gtl_proto::DEFAULT_MAX_FRAME_BYTES,
+            max_calls_per_connection: 1024,
+        }
+    }
+}
+
+/// A configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid configuration.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses TOML over the defaults. A `data_dir` given without a socket
+    /// path moves the socket into it.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        let raw: toml::Table = toml::from_str(text)?;
+        let mut config: Self = toml::from_str(text)?;
+        let socket_given = raw
+            .get("listen")
+            .and_then(|l| l.get("uds"))
+            .and_then(|u| u.get("path"))
+            .is_some();
+        if raw.contains_key("data_dir") && !socket_given {
+            config.listen.uds.path = default_socket_path(&config.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config serializes")
+    }
+
+    /// Moves the data dir (and the default socket with it).
+    pub fn set_data_dir(&mut self, dir: PathBuf) {
+        if self.listen.uds.path == default_socket_path(&self.data_dir) {
+            self.listen.uds.path = default_socket_path(&dir);
+        }
+        self.data_dir = dir;
+    }
+
+    /// The session limits as the engine takes them.
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig::default()
+            .with_resume_window(Duration::from_secs(self.sessions.resume_window_secs))
+            .with_max_retained_bytes(self.sessions.max_retained_bytes)
+            .with_max_pending_bytes(self.sessions.max_pending_bytes)
+    }
+}
+
+/// `$GTL_DATA_DIR`, else `$XDG_DATA_HOME/gtl`, else `~/.local/share/gtl`.
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GTL_DATA_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("gtl");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/gtl"),
+        None => PathBuf::from(".gtl"),
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/gtl/gtl.sock` when a runtime dir exists, else
+/// `<data_dir>/gtl.sock`.
+fn default_socket_path(data_dir: &Path) -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if Path::new(&dir).is_dir() => PathBuf::from(dir).join("gtl/gtl.sock"),
+        _ => data_dir.join("gtl.sock"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn printed_config_reads_back_the_same() {
+        let config = Config::default();
+        assert_eq!(Config::from_toml(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let config = Config::from_toml(
+            "data_dir = \"/srv/gtl\"\n[listen.tcp]\naddr = \"127.0.0.1:9000\"\n[sessions]\nresume_window_secs = 30\n",
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/gtl"));
+        assert_eq!(config.listen.tcp.addr.port(), 9000);
+        assert!(config.listen.tcp.enabled);
+        assert_eq!(
+            config.session_config().resume_window,
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_location() {
+        let err = Config::from_toml("[listen.tcp]\nadress = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("adress"), "{err}");
+    }
+}

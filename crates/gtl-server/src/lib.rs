@@ -1,0 +1,45 @@
+//! The GTL reference server.
+//!
+//! One pipeline serves every transport: decode → authenticate → route to a
+//! provider → session machine → encode. Transports only move frames (see
+//! `gtl-transport`); this crate owns the handshake, authentication,
+//! routing, per-connection limits and shutdown.
+//!
+//! With no configuration it listens on a Unix socket and on TCP at
+//! `127.0.0.1:7301`, keeps sessions in a redb file in the data dir, and
+//! serves the built-in `echo` provider.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use gtl_providers::{EchoProvider, Registry};
+//! use gtl_server::{Config, Server};
+//! use std::sync::Arc;
+//!
+//! # async fn run() -> Result<(), gtl_server::ServerError> {
+//! let mut registry = Registry::new();
+//! registry.add(Arc::new(EchoProvider::new()));
+//! let server = Server::bind(&Config::default(), registry).await?;
+//! println!("listening on {:?}", server.endpoints());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+#![doc(test(no_crate_inject, attr(deny(warnings))))]
+
+mod auth;
+pub mod config;
+mod pipeline;
+mod server;
+
+pub use auth::{AuthError, Authenticator, Principal};
+pub use config::{Config, ConfigError};
+pub use server::{Gateway, Server, ServerError};
+
+/// The providers a server with `config` serves: today the built-in echo
+/// provider.
+pub fn default_registry() -> gtl_providers::Registry {
+    let mut registry = gtl_providers::Registry::new();
+    registry.add(std::sync::Arc::new(gtl_providers::EchoProvider::new()));
+    registry
+}

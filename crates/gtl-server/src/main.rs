@@ -1,0 +1,91 @@
+//! `gtl-server`: the GTL gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use gtl_server::{Config, Server, default_registry};
+
+/// The GTL gateway: one protocol for AI traffic over every transport.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file; every setting has a default.
+    #[arg(long, short, env = "GTL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (sessions database, socket unless configured).
+    #[arg(long, env = "GTL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Speak GTL on stdin/stdout (for editors) instead of listening.
+    #[arg(long)]
+    stdio: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Logs go to stderr: with --stdio, stdout is the protocol.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gtl-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.set_data_dir(dir);
+    }
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        if args.stdio {
+            // One client on our own stdin/stdout; no listeners.
+            config.listen.uds.enabled = false;
+            config.listen.tcp.enabled = false;
+            let server = Server::bind(&config, default_registry()).await?;
+            server
+                .gateway()
+                .serve(gtl_transport_stdio::stdio_connection())
+                .await;
+            server.gateway().engine().flush().await?;
+            return Ok(());
+        }
+        let server = Server::bind(&config, default_registry()).await.context(
+            "is another gtl-server running with the same data dir? stop it or pass --data-dir",
+        )?;
+        for endpoint in server.endpoints() {
+            eprintln!("gtl-server: listening on {endpoint}");
+        }
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
