@@ -66,7 +66,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .gateway()
                 .serve(gtl_transport_stdio::stdio_connection())
                 .await;
-            server.gateway().engine().flush().await?;
+            server.gateway().engine().shutdown().await?;
             return Ok(());
         }
         let server = Server::bind(&config, default_registry()).await.context(

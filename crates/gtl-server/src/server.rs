@@ -159,7 +159,7 @@ impl Server {
         // Dropping the accept loops closes the listeners (and their
         // connections); then the sessions are written out for a restart.
         tasks.shutdown().await;
-        if let Err(e) = self.gateway.ctx.engine.flush().await {
+        if let Err(e) = self.gateway.ctx.engine.shutdown().await {
             tracing::warn!(error = %e, "sessions not persisted at shutdown");
         }
     }

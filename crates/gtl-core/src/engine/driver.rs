@@ -88,7 +88,8 @@ async fn run_turn(
         notified.as_mut().enable();
         let wants = {
             let mut state = shared.lock();
-            if state.session.poll_command() == Some(Command::StopProvider)
+            if state.stopping
+                || state.session.poll_command() == Some(Command::StopProvider)
                 || state.session.is_finished()
             {
                 return Turn::Over;
@@ -178,7 +179,10 @@ async fn next_input(shared: &Shared) -> Option<Vec<Message>> {
         notified.as_mut().enable();
         {
             let mut state = shared.lock();
-            if state.session.is_finished() || state.session.poll_command().is_some() {
+            if state.stopping
+                || state.session.is_finished()
+                || state.session.poll_command().is_some()
+            {
                 return None;
             }
             if !state.input.is_empty() {

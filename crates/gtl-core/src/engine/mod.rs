@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use gtl_proto::{CompletionRequest, ErrorCode, Input};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::{Provider, ResumeError, Session, SessionConfig, SessionMeta, SessionStore, StoreError};
 
@@ -122,6 +123,8 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     config: EngineConfig,
     next_id: AtomicU64,
+    /// The calls' driver tasks, stopped by [`Engine::shutdown`].
+    drivers: Mutex<JoinSet<()>>,
     /// Seeds ids and tokens; mixed with a counter and the clock.
     seed: u64,
 }
@@ -144,8 +147,11 @@ pub(crate) struct SharedState {
     pub(crate) input: Vec<gtl_proto::Message>,
     /// session.pipe: the client sends no more input.
     pub(crate) input_ended: bool,
-    /// Events not yet persisted: (first seq, count) of the log's tail.
+    /// The first seq not yet persisted.
     pub(crate) unpersisted_from: u64,
+    /// The engine is shutting down: the driver stops at its next step,
+    /// leaving the session unfinished (as a process exit would).
+    pub(crate) stopping: bool,
 }
 
 impl Shared {
@@ -180,6 +186,7 @@ impl Engine {
             store,
             config,
             next_id: AtomicU64::new(1),
+            drivers: Mutex::new(JoinSet::new()),
             seed,
         });
         tokio::spawn(sweep(Arc::downgrade(&inner)));
@@ -274,13 +281,19 @@ impl Engine {
             map.insert(id.clone(), shared.clone());
         }
         let meta = SessionMeta::new(&id, &call.owner, &resume_token, unix_ms());
-        tokio::spawn(driver::drive(
+        let driver = driver::drive(
             shared.clone(),
             self.inner.store.clone(),
             meta,
             call.provider,
             call.request,
-        ));
+        );
+        {
+            let mut drivers = self.inner.lock_drivers();
+            // Reap finished drivers so the set stays as large as the live calls.
+            while drivers.try_join_next().is_some() {}
+            drivers.spawn(driver);
+        }
         Ok(Call::new(shared, attach, Some(resume_token)))
     }
 
@@ -360,6 +373,22 @@ impl Engine {
         self.inner.lock_sessions().len()
     }
 
+    /// Stops every generation as a process exit would (sessions are not
+    /// marked cancelled: a restarted server ends them with an `INTERNAL`
+    /// error), then writes all events to the store.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        let mut drivers = std::mem::take(&mut *self.inner.lock_drivers());
+        let sessions: Vec<_> = self.inner.lock_sessions().values().cloned().collect();
+        for shared in &sessions {
+            shared.lock().stopping = true;
+            shared.to_driver.notify_one();
+        }
+        // Each driver stops at its next step; none is cut inside a store
+        // transaction, so the store is consistent (and released) after.
+        while drivers.join_next().await.is_some() {}
+        self.flush().await
+    }
+
     /// Writes every session's unpersisted events to the store; used on
     /// graceful shutdown so a restarted server can replay them.
     pub async fn flush(&self) -> Result<(), EngineError> {
@@ -372,6 +401,12 @@ impl Engine {
 }
 
 impl Inner {
+    fn lock_drivers(&self) -> MutexGuard<'_, JoinSet<()>> {
+        self.drivers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn lock_sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Shared>>> {
         self.sessions
             .lock()
@@ -411,6 +446,7 @@ impl Shared {
                 input: Vec::new(),
                 input_ended: false,
                 unpersisted_from,
+                stopping: false,
             }),
             to_client: Notify::new(),
             to_driver: Notify::new(),
