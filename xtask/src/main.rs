@@ -2,11 +2,14 @@
 //!
 //! - `codegen`: regenerate the checked-in prost code from `proto/` (no `protoc` needed).
 //! - `codegen --check`: fail when the checked-in code is stale.
+//! - `bench`: run the criterion benches and the load harness; write
+//!   `docs/benchmarks.md`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod codegen;
 
 fn main() -> Result<()> {
@@ -17,8 +20,9 @@ fn main() -> Result<()> {
             let check = args.iter().any(|a| a == "--check");
             codegen::run(&root, check)
         }
-        Some(other) => bail!("unknown task `{other}`; tasks: codegen [--check]"),
-        None => bail!("usage: cargo xtask <codegen [--check]>"),
+        Some("bench") => bench::run(&root),
+        Some(other) => bail!("unknown task `{other}`; tasks: codegen [--check], bench"),
+        None => bail!("usage: cargo xtask <codegen [--check] | bench>"),
     }
 }
 

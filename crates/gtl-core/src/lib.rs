@@ -58,7 +58,8 @@ pub use provider::{EventStream, Provider, ProviderError, complete};
 #[cfg(feature = "redb")]
 pub use store::RedbStore;
 pub use store::{
-    BackendError, MemoryStore, Outcome, SessionMeta, SessionStore, StoreError, StoredSession,
+    BackendError, MemoryStore, Outcome, SessionMeta, SessionStore, SessionWrite, StoreError,
+    StoredSession,
 };
 
 #[cfg(feature = "runtime")]

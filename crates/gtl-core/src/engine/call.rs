@@ -136,7 +136,16 @@ impl Drop for Call {
 }
 
 pub(super) fn cancel(shared: &Shared, reason: &str) {
-    let cancelled = shared.lock().session.handle_cancel(now(), reason).is_some();
+    let cancelled = {
+        let mut state = shared.lock();
+        let cancelled = state.session.handle_cancel(now(), reason).is_some();
+        if cancelled {
+            state.outcome = Some(crate::Outcome::Failed {
+                code: ErrorCode::Cancelled,
+            });
+        }
+        cancelled
+    };
     if cancelled {
         shared.to_driver.notify_one();
         shared.to_client.notify_waiters();

@@ -6,8 +6,11 @@ use futures::{FutureExt as _, StreamExt as _};
 use gtl_proto::types::Content;
 use gtl_proto::{Body, CompletionRequest, Done, ErrorCode, Message, Role, ToolCall};
 
-use super::{EngineError, Shared, now};
-use crate::{Command, Provider, ProviderError, SessionMeta, SessionStore};
+use tokio::sync::mpsc;
+
+use super::persist::{Job, mark_dirty};
+use super::{Shared, now};
+use crate::{Command, Provider, ProviderError};
 
 /// Events taken from the provider per wakeup: one lock, one notify and one
 /// store transaction per batch rather than per token.
@@ -23,43 +26,31 @@ enum Turn {
 
 pub(super) async fn drive(
     shared: Arc<Shared>,
-    store: Arc<dyn SessionStore>,
-    meta: SessionMeta,
+    jobs: mpsc::UnboundedSender<Job>,
     provider: Arc<dyn Provider>,
     mut request: CompletionRequest,
 ) {
-    let create = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.create(&meta)).await
-    };
-    match create {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(session = shared.id(), error = %e, "session not persisted"),
-        Err(e) => tracing::warn!(session = shared.id(), error = %e, "session not persisted"),
-    }
     let pipe = request.pipe;
     shared.lock().session.set_pipe(pipe);
     loop {
-        match run_turn(&shared, &store, provider.as_ref(), request.clone(), pipe).await {
+        match run_turn(&shared, &jobs, provider.as_ref(), request.clone(), pipe).await {
             Turn::Over => break,
             Turn::Continue(assistant) => {
                 request.messages.push(assistant);
-                match next_input(&shared).await {
+                match next_input(&shared, &jobs).await {
                     Some(messages) => request.messages.extend(messages),
                     None => break,
                 }
             }
         }
     }
-    if let Err(e) = persist(&shared, &store).await {
-        tracing::warn!(session = shared.id(), error = %e, "session events not persisted");
-    }
+    mark_dirty(&shared, &jobs);
     shared.to_client.notify_waiters();
 }
 
 async fn run_turn(
-    shared: &Shared,
-    store: &Arc<dyn SessionStore>,
+    shared: &Arc<Shared>,
+    jobs: &mpsc::UnboundedSender<Job>,
     provider: &dyn Provider,
     request: CompletionRequest,
     pipe: bool,
@@ -122,9 +113,7 @@ async fn run_turn(
             }
         }
         let outcome = push(shared, batch.drain(..), &mut transcript);
-        if let Err(e) = persist(shared, store).await {
-            tracing::warn!(session = shared.id(), error = %e, "session events not persisted");
-        }
+        mark_dirty(shared, jobs);
         match outcome {
             Pushed::More => {}
             Pushed::Over => return Turn::Over,
@@ -152,11 +141,14 @@ fn push(shared: &Shared, batch: impl Iterator<Item = Body>, transcript: &mut Tra
                 // The client ended its input: this turn is the last.
                 state.session.set_pipe(false);
             }
+            let ending = crate::Outcome::from_terminal(&body)
+                .filter(|_| !turn_done || !state.session.is_pipe());
             if state.session.handle_event(now, body).is_err() {
                 outcome = Pushed::Over;
                 break;
             }
             if state.session.is_finished() {
+                state.outcome = ending;
                 outcome = Pushed::Over;
                 break;
             }
@@ -172,7 +164,10 @@ fn push(shared: &Shared, batch: impl Iterator<Item = Body>, transcript: &mut Tra
 
 /// session.pipe: waits for the client's next messages; `None` when the
 /// session ended instead.
-async fn next_input(shared: &Shared) -> Option<Vec<Message>> {
+async fn next_input(
+    shared: &Arc<Shared>,
+    jobs: &mpsc::UnboundedSender<Job>,
+) -> Option<Vec<Message>> {
     loop {
         let notified = shared.to_driver.notified();
         tokio::pin!(notified);
@@ -193,59 +188,16 @@ async fn next_input(shared: &Shared) -> Option<Vec<Message>> {
                 let done = Body::Done(Done {
                     finish_reason: "end_of_input".into(),
                 });
+                state.outcome = crate::Outcome::from_terminal(&done);
                 let _ = state.session.handle_event(now(), done);
                 drop(state);
+                mark_dirty(shared, jobs);
                 shared.to_client.notify_waiters();
                 return None;
             }
         }
         notified.await;
     }
-}
-
-/// Writes the session's events that are not in the store yet, in one
-/// transaction, and records the outcome once the session has ended.
-pub(super) async fn persist(
-    shared: &Shared,
-    store: &Arc<dyn SessionStore>,
-) -> Result<(), EngineError> {
-    let (events, outcome) = {
-        let mut state = shared.lock();
-        let from = state.unpersisted_from;
-        let events: Vec<(u64, Body)> = state
-            .session
-            .retained_events()
-            .filter(|(seq, _)| *seq >= from)
-            .map(|(seq, body)| (seq, body.clone()))
-            .collect();
-        let last = state.session.last_seq();
-        if last < from {
-            return Ok(());
-        }
-        state.unpersisted_from = last + 1;
-        let outcome = if state.session.is_finished() {
-            events
-                .last()
-                .and_then(|(_, body)| crate::Outcome::from_terminal(body))
-        } else {
-            None
-        };
-        (events, outcome)
-    };
-    let store = store.clone();
-    let id = shared.id().to_owned();
-    tokio::task::spawn_blocking(move || {
-        if !events.is_empty() {
-            store.append(&id, &events)?;
-        }
-        if let Some(outcome) = outcome {
-            store.finish(&id, &outcome)?;
-        }
-        Ok::<_, crate::StoreError>(())
-    })
-    .await
-    .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))??;
-    Ok(())
 }
 
 /// session.pipe: what the assistant said in the current turn, to put in

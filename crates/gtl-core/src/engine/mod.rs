@@ -9,6 +9,7 @@
 
 mod call;
 mod driver;
+mod persist;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use gtl_proto::{CompletionRequest, ErrorCode, Input};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::{Provider, ResumeError, Session, SessionConfig, SessionMeta, SessionStore, StoreError};
@@ -121,6 +122,9 @@ pub struct Engine {
 struct Inner {
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
     store: Arc<dyn SessionStore>,
+    /// The session writer's queue, and the writer.
+    jobs: mpsc::UnboundedSender<persist::Job>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: EngineConfig,
     next_id: AtomicU64,
     /// The calls' driver tasks, stopped by [`Engine::shutdown`].
@@ -149,6 +153,12 @@ pub(crate) struct SharedState {
     pub(crate) input_ended: bool,
     /// The first seq not yet persisted.
     pub(crate) unpersisted_from: u64,
+    /// The session's metadata, until the writer has created it in the store.
+    pub(crate) meta: Option<SessionMeta>,
+    /// How the session ended, until the writer has recorded it.
+    pub(crate) outcome: Option<crate::Outcome>,
+    /// Whether the session waits in the writer's queue.
+    pub(crate) queued: bool,
     /// The engine is shutting down: the driver stops at its next step,
     /// leaving the session unfinished (as a process exit would).
     pub(crate) stopping: bool,
@@ -181,9 +191,13 @@ impl Engine {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (std::process::id() as u64).rotate_left(32);
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(persist::writer(store.clone(), queue));
         let inner = Arc::new(Inner {
             sessions: Mutex::new(HashMap::new()),
             store,
+            jobs,
+            writer: Mutex::new(Some(writer)),
             config,
             next_id: AtomicU64::new(1),
             drivers: Mutex::new(JoinSet::new()),
@@ -206,11 +220,17 @@ impl Engine {
                     continue;
                 };
                 let last = stored.last_seq;
+                let mut events = stored.events;
+                // Events acked or evicted before the writer reached them leave a
+                // gap; only the consecutive tail can be replayed.
+                if let Some(gap) = events.windows(2).rposition(|w| w[1].0 != w[0].0 + 1) {
+                    events.drain(..=gap);
+                }
                 let session = Session::restore(
                     meta.id.clone(),
                     meta.owner.clone(),
                     meta.resume_token.clone(),
-                    stored.events,
+                    events,
                     meta.finished,
                     config.clone(),
                     now(),
@@ -241,7 +261,10 @@ impl Engine {
         for session in restored {
             let last = session.last_seq();
             let id = session.id().to_owned();
-            map.insert(id.clone(), Arc::new(Shared::new(id, session, last + 1)));
+            map.insert(
+                id.clone(),
+                Arc::new(Shared::new(id, session, last + 1, None)),
+            );
         }
         Ok(count)
     }
@@ -269,7 +292,8 @@ impl Engine {
             now(),
         );
         let attach = session.attached().expect("a new session is attached");
-        let shared = Arc::new(Shared::new(id.clone(), session, 1));
+        let meta = SessionMeta::new(&id, &call.owner, &resume_token, unix_ms());
+        let shared = Arc::new(Shared::new(id.clone(), session, 1, Some(meta)));
         {
             let mut map = self.inner.lock_sessions();
             if map.contains_key(&id) {
@@ -280,11 +304,10 @@ impl Engine {
             }
             map.insert(id.clone(), shared.clone());
         }
-        let meta = SessionMeta::new(&id, &call.owner, &resume_token, unix_ms());
+        persist::mark_dirty(&shared, &self.inner.jobs);
         let driver = driver::drive(
             shared.clone(),
-            self.inner.store.clone(),
-            meta,
+            self.inner.jobs.clone(),
             call.provider,
             call.request,
         );
@@ -349,6 +372,7 @@ impl Engine {
             ));
         }
         call::cancel(&shared, reason);
+        persist::mark_dirty(&shared, &self.inner.jobs);
         Ok(())
     }
 
@@ -375,7 +399,8 @@ impl Engine {
 
     /// Stops every generation as a process exit would (sessions are not
     /// marked cancelled: a restarted server ends them with an `INTERNAL`
-    /// error), then writes all events to the store.
+    /// error), writes all events to the store and stops writing: after
+    /// this the engine persists nothing more.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         let mut drivers = std::mem::take(&mut *self.inner.lock_drivers());
         let sessions: Vec<_> = self.inner.lock_sessions().values().cloned().collect();
@@ -386,17 +411,26 @@ impl Engine {
         // Each driver stops at its next step; none is cut inside a store
         // transaction, so the store is consistent (and released) after.
         while drivers.join_next().await.is_some() {}
-        self.flush().await
+        let flushed = self.flush().await;
+        // Stop the writer so the store is released when this returns.
+        let writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(writer) = writer {
+            let _ = self.inner.jobs.send(persist::Job::Stop);
+            let _ = writer.await;
+        }
+        flushed
     }
 
     /// Writes every session's unpersisted events to the store; used on
     /// graceful shutdown so a restarted server can replay them.
     pub async fn flush(&self) -> Result<(), EngineError> {
         let sessions: Vec<_> = self.inner.lock_sessions().values().cloned().collect();
-        for shared in sessions {
-            driver::persist(&shared, &self.inner.store).await?;
-        }
-        Ok(())
+        persist::flush(&self.inner.jobs, sessions).await
     }
 }
 
@@ -439,13 +473,16 @@ impl Inner {
 }
 
 impl Shared {
-    fn new(id: String, session: Session, unpersisted_from: u64) -> Self {
+    fn new(id: String, session: Session, unpersisted_from: u64, meta: Option<SessionMeta>) -> Self {
         Self {
             state: Mutex::new(SharedState {
                 session,
                 input: Vec::new(),
                 input_ended: false,
                 unpersisted_from,
+                meta,
+                outcome: None,
+                queued: false,
                 stopping: false,
             }),
             to_client: Notify::new(),

@@ -57,6 +57,57 @@ pub trait SessionStore: fmt::Debug + Send + Sync {
 
     /// Deletes a session and its events. Returns whether it existed.
     fn remove(&self, session_id: &str) -> Result<bool, StoreError>;
+
+    /// Applies the changes of several sessions at once: for each, in order,
+    /// `create`, `append` and `finish` as given. A store that can do this in
+    /// one transaction (one disk sync for many sessions) overrides it; the
+    /// default applies each session's changes on its own.
+    ///
+    /// Returns one result per write, so one session's failure does not hold
+    /// back the others.
+    fn commit(&self, writes: &[SessionWrite<'_>]) -> Vec<Result<(), StoreError>> {
+        writes.iter().map(|write| write.apply(self)).collect()
+    }
+}
+
+/// One session's changes in a [`SessionStore::commit`] group.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SessionWrite<'a> {
+    /// The session.
+    pub session_id: &'a str,
+    /// Record the session first (its first write).
+    pub create: Option<&'a SessionMeta>,
+    /// Events to append, in seq order.
+    pub events: &'a [(u64, Body)],
+    /// Mark the session finished, after the events.
+    pub outcome: Option<&'a Outcome>,
+}
+
+impl<'a> SessionWrite<'a> {
+    /// Changes to session `session_id`: none yet.
+    pub fn new(session_id: &'a str) -> Self {
+        Self {
+            session_id,
+            create: None,
+            events: &[],
+            outcome: None,
+        }
+    }
+
+    /// Applies this write with the store's single-step methods.
+    pub fn apply(&self, store: &(impl SessionStore + ?Sized)) -> Result<(), StoreError> {
+        if let Some(meta) = self.create {
+            store.create(meta)?;
+        }
+        if !self.events.is_empty() {
+            store.append(self.session_id, self.events)?;
+        }
+        if let Some(outcome) = self.outcome {
+            store.finish(self.session_id, outcome)?;
+        }
+        Ok(())
+    }
 }
 
 /// What a store keeps about a session besides its events.

@@ -17,7 +17,8 @@ use prost::Message as _;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 use super::{
-    BackendError, Outcome, SessionMeta, SessionStore, StoreError, StoredSession, check_seqs,
+    BackendError, Outcome, SessionMeta, SessionStore, SessionWrite, StoreError, StoredSession,
+    check_seqs,
 };
 
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gtl.v1.sessions");
@@ -65,7 +66,63 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// A group of writes in one transaction; `Err` aborts all of them.
+    fn commit_group(&self, writes: &[SessionWrite<'_>]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            let mut table = txn.open_table(EVENTS).map_err(backend)?;
+            let mut bytes = Vec::new();
+            for write in writes {
+                let id = write.session_id;
+                let mut record = match write.create {
+                    Some(meta) => {
+                        if sessions.get(id).map_err(backend)?.is_some() {
+                            return Err(StoreError::SessionExists {
+                                session_id: id.to_owned(),
+                            });
+                        }
+                        MetaRecord::new(meta, 0)
+                    }
+                    None => read_record(&sessions, id)?,
+                };
+                if record.finished && (!write.events.is_empty() || write.outcome.is_some()) {
+                    return Err(StoreError::SessionFinished {
+                        session_id: id.to_owned(),
+                    });
+                }
+                record.last_seq = check_seqs(id, record.last_seq, write.events)?;
+                for (seq, body) in write.events {
+                    bytes.clear();
+                    encode_body(body, &mut bytes);
+                    table
+                        .insert((id, *seq), bytes.as_slice())
+                        .map_err(backend)?;
+                }
+                if let Some(outcome) = write.outcome {
+                    record.finished = true;
+                    record.set_outcome(Some(outcome));
+                }
+                sessions
+                    .insert(id, record.encode_to_vec().as_slice())
+                    .map_err(backend)?;
+            }
+        }
+        txn.commit().map_err(backend)
+    }
+}
+
 impl SessionStore for RedbStore {
+    fn commit(&self, writes: &[SessionWrite<'_>]) -> Vec<Result<(), StoreError>> {
+        match self.commit_group(writes) {
+            Ok(()) => writes.iter().map(|_| Ok(())).collect(),
+            // One bad write aborted the group: apply each on its own, so only
+            // the bad one fails.
+            Err(_) => writes.iter().map(|write| write.apply(self)).collect(),
+        }
+    }
+
     fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
         {

@@ -1,0 +1,193 @@
+//! `gtl-load`: end-to-end load harness for `cargo xtask bench`.
+//!
+//! Starts a gateway in-process (echo provider, redb sessions in a temp dir,
+//! UDS and TCP on loopback) and measures, per transport, over one client
+//! connection: streamed token events per second, chat.complete round-trip
+//! latency (p50/p99), and many concurrent streams. Prints a Markdown table.
+//! Every loop is bounded in count; nothing leaves loopback.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use futures::StreamExt as _;
+use gtl_client::proto::{Body, CompletionRequest};
+use gtl_client::{Client, ConnectOpts, connect, user_message};
+use gtl_server::{Config, Server, default_registry};
+
+/// Tokens streamed per throughput run.
+const STREAM_TOKENS: usize = 200_000;
+/// Sequential calls per latency run (after a warm-up).
+const LATENCY_CALLS: usize = 2_000;
+/// Concurrent streams, and tokens in each.
+const CONCURRENT: usize = 200;
+const CONCURRENT_TOKENS: usize = 200;
+
+fn main() -> Result<()> {
+    let server_bin = std::env::args().nth(1).map(PathBuf::from);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(server_bin))
+}
+
+async fn run(server_bin: Option<PathBuf>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.set_data_dir(dir.path().join("data"));
+    config.listen.uds.path = dir.path().join("gtl.sock");
+    config.listen.tcp.addr = "127.0.0.1:0".parse()?;
+    let server = Server::bind(&config, default_registry()).await?;
+    let endpoints = server.endpoints();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut transports: Vec<(&str, String)> = Vec::new();
+    for endpoint in &endpoints {
+        let name = if endpoint.starts_with("unix:") {
+            "uds"
+        } else {
+            "tcp"
+        };
+        transports.push((name, endpoint.clone()));
+    }
+    if let Some(bin) = &server_bin {
+        let data = dir.path().join("stdio-data");
+        transports.push((
+            "stdio",
+            format!(
+                "stdio://{} --stdio --data-dir {}",
+                bin.display(),
+                data.display()
+            ),
+        ));
+    }
+    transports.push(("embedded", "embedded://".into()));
+
+    println!(
+        "| transport | streamed events/s (1 connection) | chat.complete p50 | chat.complete p99 | {CONCURRENT} concurrent streams: events/s |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, endpoint) in transports {
+        let client = connect(ConnectOpts::new([endpoint.clone()]))
+            .await
+            .with_context(|| format!("connecting to {endpoint}"))?;
+        let throughput = median(3, || stream_rate(&client)).await?;
+        let (p50, p99) = latency(&client).await?;
+        let concurrent = concurrent_rate(&client).await?;
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            rate(throughput),
+            micros(p50),
+            micros(p99),
+            rate(concurrent)
+        );
+        eprintln!("gtl-load: {name} done");
+    }
+    let _ = stop.send(());
+    serving.await?;
+    Ok(())
+}
+
+fn echo(tokens: usize) -> CompletionRequest {
+    let mut request = CompletionRequest {
+        model: "echo".into(),
+        messages: vec![user_message("benchmark")],
+        stream: true,
+        ..CompletionRequest::default()
+    };
+    request
+        .metadata
+        .insert("echo.tokens".into(), tokens.to_string());
+    request
+        .metadata
+        .insert("echo.token_bytes".into(), "6".into());
+    request
+}
+
+/// Token events per second of one stream of `STREAM_TOKENS` tokens.
+async fn stream_rate(client: &Client) -> Result<f64> {
+    let start = Instant::now();
+    let tokens = count_tokens(client, echo(STREAM_TOKENS)).await?;
+    if tokens != STREAM_TOKENS {
+        bail!("expected {STREAM_TOKENS} tokens, got {tokens}");
+    }
+    Ok(tokens as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn count_tokens(client: &Client, request: CompletionRequest) -> Result<usize> {
+    let mut events = client.stream(request).await?;
+    let mut tokens = 0;
+    while let Some(event) = events.next().await {
+        if matches!(event?.body, Body::Token(_)) {
+            tokens += 1;
+        }
+    }
+    Ok(tokens)
+}
+
+/// chat.complete round trips, one at a time: (p50, p99).
+async fn latency(client: &Client) -> Result<(Duration, Duration)> {
+    let request = CompletionRequest {
+        model: "echo".into(),
+        messages: vec![user_message("ping")],
+        ..CompletionRequest::default()
+    };
+    for _ in 0..100 {
+        client.complete(request.clone()).await?;
+    }
+    let mut samples = Vec::with_capacity(LATENCY_CALLS);
+    for _ in 0..LATENCY_CALLS {
+        let start = Instant::now();
+        client.complete(request.clone()).await?;
+        samples.push(start.elapsed());
+    }
+    samples.sort_unstable();
+    Ok((
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    ))
+}
+
+/// `CONCURRENT` streams at once over the one connection: total events/s.
+async fn concurrent_rate(client: &Client) -> Result<f64> {
+    let start = Instant::now();
+    let runs = (0..CONCURRENT).map(|_| count_tokens(client, echo(CONCURRENT_TOKENS)));
+    let counts = futures::future::try_join_all(runs).await?;
+    let total: usize = counts.iter().sum();
+    if total != CONCURRENT * CONCURRENT_TOKENS {
+        bail!(
+            "expected {} tokens, got {total}",
+            CONCURRENT * CONCURRENT_TOKENS
+        );
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn median<F, Fut>(runs: usize, mut f: F) -> Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<f64>>,
+{
+    let mut values = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        values.push(f().await?);
+    }
+    values.sort_by(f64::total_cmp);
+    Ok(values[values.len() / 2])
+}
+
+fn rate(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.2} M", per_second / 1e6)
+    } else {
+        format!("{:.0} k", per_second / 1e3)
+    }
+}
+
+fn micros(d: Duration) -> String {
+    format!("{} µs", d.as_micros())
+}
