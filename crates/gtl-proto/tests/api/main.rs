@@ -4,3 +4,4 @@ mod codec;
 mod json;
 mod roundtrip;
 mod strategies;
+mod vectors;
