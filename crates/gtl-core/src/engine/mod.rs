@@ -447,25 +447,23 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A random-looking hex token of `len` characters.
-    ///
-    /// Derived from the OS's hash keys (random per process), a counter and
-    /// the clock: unguessable enough for session ids and resume tokens,
-    /// which are checked together with the owner's identity.
+    /// A hex token of `len` characters from the OS's random source: session
+    /// ids and resume tokens must not be guessable.
     fn token(&self, len: usize) -> String {
-        use std::hash::{BuildHasher, Hasher};
-        let mut out = String::with_capacity(len);
-        while out.len() < len {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(self.seed);
-            h.write_u64(self.next_id.fetch_add(1, Ordering::Relaxed));
-            h.write_u128(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
-            );
-            out.push_str(&format!("{:016x}", h.finish()));
+        let mut bytes = vec![0u8; len.div_ceil(2)];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No OS randomness (should not happen on supported systems):
+            // fall back to a per-process keyed hash of a counter and the clock.
+            use std::hash::{BuildHasher, Hasher};
+            for chunk in bytes.chunks_mut(8) {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u64(self.seed ^ self.next_id.fetch_add(1, Ordering::Relaxed));
+                chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+            }
+        }
+        let mut out = String::with_capacity(len + 1);
+        for byte in bytes {
+            out.push_str(&format!("{byte:02x}"));
         }
         out.truncate(len);
         out
