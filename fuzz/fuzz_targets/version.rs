@@ -2,7 +2,8 @@
 //!
 //! The input is split at the first `|` into two `GTL-Version`-style lists
 //! (offered, supported). Parsing must never panic, a parsed version must
-//! print and parse back to itself, and negotiation must pick exactly the
+//! print and parse back to itself (and be made of digits and dots only),
+//! lists must skip empty elements, and negotiation must pick exactly the
 //! highest version usable by both sides: the same answer whichever side
 //! asks, from a major both speak, no higher than either side's best minor.
 
@@ -33,6 +34,13 @@ fuzz_target!(|data: &[u8]| {
 fn check_single(s: &str) {
     match s.parse::<Version>() {
         Ok(v) => {
+            // Digits only: no sign, no empty part.
+            assert!(
+                s.trim()
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+                "{s:?} parsed as {v}"
+            );
             let printed = v.to_string();
             assert_eq!(printed.parse::<Version>(), Ok(v), "{s:?} → {printed}");
             assert_eq!(printed, format!("{}.{}", v.major, v.minor));
@@ -43,10 +51,15 @@ fn check_single(s: &str) {
 }
 
 /// Parses a comma-separated list and checks it agrees with parsing each
-/// element on its own.
+/// non-empty element on its own (RFC 9110 §5.6.1: empty elements are
+/// ignored).
 fn check_list(header: &str) -> Option<Vec<Version>> {
     let list = Version::parse_list([header]);
-    let single: Result<Vec<Version>, _> = header.split(',').map(str::parse).collect();
+    let single: Result<Vec<Version>, _> = header
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(str::parse)
+        .collect();
     assert_eq!(list, single, "parse_list disagrees with parsing one by one");
     // A header given as several lines is the same as one joined by commas.
     let lines: Vec<&str> = header.splitn(3, ',').collect();

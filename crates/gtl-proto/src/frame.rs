@@ -99,7 +99,29 @@ impl FrameType {
 
     /// Parses a JSON `type` tag.
     pub fn from_tag(tag: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|t| t.as_str() == tag)
+        // A match, not a search of `ALL`: every JSON frame passes here.
+        Some(match tag {
+            "status" => Self::Status,
+            "token" => Self::Token,
+            "tool_call" => Self::ToolCall,
+            "patch" => Self::Patch,
+            "usage" => Self::Usage,
+            "error" => Self::Error,
+            "done" => Self::Done,
+            "hello" => Self::Hello,
+            "completion_request" => Self::CompletionRequest,
+            "input" => Self::Input,
+            "resume" => Self::Resume,
+            "ack" => Self::Ack,
+            "cancel" => Self::Cancel,
+            "ping" => Self::Ping,
+            "models_request" => Self::ModelsRequest,
+            "welcome" => Self::Welcome,
+            "accepted" => Self::Accepted,
+            "pong" => Self::Pong,
+            "provider_info" => Self::ProviderInfo,
+            _ => return None,
+        })
     }
 
     /// Whether frames of this type are session events, numbered by `seq` and

@@ -47,20 +47,23 @@ impl FromStr for Version {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let malformed = || NegotiationError::Malformed(s.to_owned());
-        let s = s.trim();
+        // Each part is decimal digits only: `str::parse` alone would also
+        // take a sign ("+1").
+        fn number<T: FromStr>(part: &str) -> Option<T> {
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        }
         // "1" means "1.0"; a patch part ("1.0.3") does not change the wire.
-        let mut parts = s.split('.');
-        let major = parts
-            .next()
-            .ok_or_else(malformed)?
-            .parse()
-            .map_err(|_| malformed())?;
+        let mut parts = s.trim().split('.');
+        let major = parts.next().and_then(number).ok_or_else(malformed)?;
         let minor = match parts.next() {
-            Some(p) => p.parse().map_err(|_| malformed())?,
+            Some(p) => number(p).ok_or_else(malformed)?,
             None => 0,
         };
         if let Some(patch) = parts.next() {
-            patch.parse::<u32>().map_err(|_| malformed())?;
+            number::<u32>(patch).ok_or_else(malformed)?;
         }
         if parts.next().is_some() {
             return Err(malformed());
@@ -100,12 +103,19 @@ fn join(versions: &[Version]) -> String {
 
 impl Version {
     /// Parses a list of version strings, e.g. the `GTL-Version: 1.0, 1.1` header.
+    ///
+    /// Each item may itself be a comma-separated list (one header line).
+    /// Empty elements (`"1.0,"`, `"1.0, , 1.1"`) are skipped.
     pub fn parse_list<'a>(
         versions: impl IntoIterator<Item = &'a str>,
     ) -> Result<Vec<Self>, NegotiationError> {
+        //= spec#7
+        //# A recipient MUST ignore empty list elements (`1.0,` or
+        //# `1.0, , 1.1`), as RFC 9110 §5.6.1 requires.
         versions
             .into_iter()
             .flat_map(|v| v.split(','))
+            .filter(|v| !v.trim().is_empty())
             .map(str::parse)
             .collect()
     }
@@ -154,5 +164,25 @@ mod tests {
         assert!("one".parse::<Version>().is_err());
         assert!("1.x".parse::<Version>().is_err());
         assert!("1.0.0.0".parse::<Version>().is_err());
+    }
+
+    #[test]
+    fn header_lists_skip_empty_elements() {
+        // RFC 9110 §5.6.1: a recipient accepts and ignores empty elements.
+        assert_eq!(Version::parse_list(["1.0,"]).unwrap(), vec![v("1.0")]);
+        assert_eq!(
+            Version::parse_list(["1.0, , 1.1", ",", "", " ,1.2"]).unwrap(),
+            vec![v("1.0"), v("1.1"), v("1.2")]
+        );
+        assert_eq!(Version::parse_list([" , "]).unwrap(), vec![]);
+        assert!(Version::parse_list(["1.0, x"]).is_err());
+    }
+
+    #[test]
+    fn signs_are_malformed() {
+        for s in ["+1.+0", "+1.0", "1.+0", "-1.0", "1.-0", "1.0.+7", "1.0.-7"] {
+            assert!(s.parse::<Version>().is_err(), "{s}");
+            assert!(Version::parse_list([s]).is_err(), "{s}");
+        }
     }
 }

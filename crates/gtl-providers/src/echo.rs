@@ -25,7 +25,7 @@
 //! | `delay_ms` | ms, default 0 | wait this long (tokio timer) before each token; 0 never sleeps |
 //! | `tokens` | N | send N generated tokens instead of echoing |
 //! | `token_bytes` | B in 1..=1048576, default 4 | size of each generated token (needs `tokens`): B-1 letters and a space |
-//! | `tool_call` | function name | send no tokens but one `tool_call` (id `call_0`, arguments `{"text":"<echoed text>"}`), then `done` with `"tool_calls"` |
+//! | `tool_call` | function name | send no tokens but one `tool_call` (id `call_0`, arguments `{"text":"<echoed text>"}`), then `done` with `"tool_calls"`; when the last message is a tool result, echo it instead (as a model answers a tool result) |
 //! | `error` | an error code name, e.g. `RATE_LIMIT` | fail the call with this code |
 //! | `error_after` | k, default 0 | 0: `stream` returns `Err` (before the first token); k > 0: an `error` event after min(k, token count) tokens ends the stream |
 //! | `retry_after_ms` | ms | the injected error's retry delay (needs `error`) |
@@ -304,20 +304,22 @@ impl Plan {
         if request.messages.is_empty() {
             return Err(invalid("request has no messages"));
         }
-        let text = request
+        let last = request
             .messages
             .iter()
             .rev()
-            .find(|message| message.role() != Role::Assistant)
-            .map(message_text)
-            .unwrap_or_default();
+            .find(|message| message.role() != Role::Assistant);
+        let text = last.map(message_text).unwrap_or_default();
+        // Like a model, answer a tool result with text rather than calling
+        // the tool again.
+        let answering_tool = last.is_some_and(|message| message.role() == Role::Tool);
         let tokens_in = request
             .messages
             .iter()
             .map(|m| word_count(&message_text(m)))
             .sum::<usize>() as u64;
 
-        let (output, available) = if let Some(name) = knobs.tool_call {
+        let (output, available) = if let Some(name) = knobs.tool_call.filter(|_| !answering_tool) {
             let arguments = serde_json::json!({ "text": text }).to_string();
             let call = ToolCall {
                 id: "call_0".to_owned(),

@@ -14,6 +14,24 @@
 //!   streams the last user or tool message back word by word. Its knobs
 //!   (delays, generated load, tool calls, injected errors, stalls) make it
 //!   the test workhorse; see the [`echo`] module.
+//! - `openai` (feature `openai`): OpenAI Chat Completions and every
+//!   OpenAI-compatible server (vLLM, llama.cpp, LM Studio, Groq, Mistral,
+//!   DeepSeek, Together, OpenRouter), and with feature `azure` Azure
+//!   OpenAI deployments; see the `openai` module.
+//!
+//! # Configuration
+//!
+//! A [`ProviderConfig`] describes one provider (key, base URL, headers,
+//! [`Timeouts`], aliases, prices, models). [`providers_from_env`] builds
+//! the providers the usual environment variables switch on (listed on
+//! [`configs_from_env`]); [`build`] builds one from a config. Usage is
+//! priced with a [`PriceTable`]. `docs/providers.md` describes each
+//! provider's mapping, the error table and the timeouts.
+//!
+//! # Features
+//!
+//! `openai`, `azure` (implies `openai`), `anthropic`, `gemini`, `ollama`,
+//! `bedrock`, and `full` for all of them. Without any, only `echo` is built.
 //!
 //! # Example
 //!
@@ -42,8 +60,45 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+mod config;
 pub mod echo;
 mod registry;
+mod usage;
 
+// The shared HTTP layer and tool-call assembly. Each provider feature uses
+// a different part of them.
+#[cfg(feature = "__http")]
+#[cfg_attr(
+    not(feature = "full"),
+    allow(
+        dead_code,
+        unused_imports,
+        reason = "each provider feature uses a different subset"
+    )
+)]
+mod http;
+#[cfg(feature = "__http")]
+#[cfg_attr(
+    not(feature = "full"),
+    allow(dead_code, reason = "each provider feature uses a different subset")
+)]
+mod tools;
+
+#[cfg(feature = "anthropic")]
+pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
+#[cfg(feature = "gemini")]
+pub mod gemini;
+#[cfg(feature = "ollama")]
+pub mod ollama;
+#[cfg(feature = "openai")]
+pub mod openai;
+
+pub use config::{
+    AZURE_DEFAULT_API_VERSION, AwsCredentials, Compat, ConfigError, Env, ProviderConfig,
+    ProviderKind, Secret, Timeouts, build, configs_from_env, ollama_base_url, providers_from_env,
+};
 pub use echo::{EchoProvider, EchoStats};
 pub use registry::Registry;
+pub use usage::{Price, PriceTable, merge_usage};

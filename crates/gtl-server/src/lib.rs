@@ -16,7 +16,7 @@
 //! use gtl_server::{Config, Server};
 //! use std::sync::Arc;
 //!
-//! # async fn run() -> Result<(), gtl_server::ServerError> {
+//! # #[tokio::main] async fn main() -> Result<(), gtl_server::ServerError> {
 //! let mut registry = Registry::new();
 //! registry.add(Arc::new(EchoProvider::new()));
 //! let server = Server::bind(&Config::default(), registry).await?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use gtl_server::{Config, Server, default_registry};
+use gtl_server::{Config, Server, ServerError, default_registry};
 
 /// The GTL gateway: one protocol for AI traffic over every transport.
 #[derive(Debug, Parser)]
@@ -61,7 +61,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             // One client on our own stdin/stdout; no listeners.
             config.listen.uds.enabled = false;
             config.listen.tcp.enabled = false;
-            let server = Server::bind(&config, default_registry()).await?;
+            let server = match Server::bind(&config, default_registry()).await {
+                Err(ServerError::Store { path, message }) => {
+                    // Another process (an editor's other window) has the
+                    // sessions database: serve with sessions in memory.
+                    tracing::warn!(
+                        path = %path.display(),
+                        error = %message,
+                        "sessions database busy; this stdio server keeps sessions in memory"
+                    );
+                    config.sessions.persist = false;
+                    Server::bind(&config, default_registry()).await?
+                }
+                other => other?,
+            };
             server
                 .gateway()
                 .serve(gtl_transport_stdio::stdio_connection())

@@ -133,6 +133,10 @@ pub trait FrameRead: Send {
 
     /// Switches the decoding, after the handshake picked an encoding.
     fn set_encoding(&mut self, encoding: Encoding);
+
+    /// Sets the largest frame accepted; larger ones are skipped with a
+    /// `FRAME_TOO_LARGE` error.
+    fn set_max_frame_bytes(&mut self, max: usize);
 }
 
 /// The sending half of a connection. Frames are buffered by `write_frame`

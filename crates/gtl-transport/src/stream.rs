@@ -86,6 +86,10 @@ impl<R: AsyncRead + Send + Unpin> FrameRead for StreamReader<R> {
     fn set_encoding(&mut self, encoding: Encoding) {
         self.codec.set_encoding(encoding);
     }
+
+    fn set_max_frame_bytes(&mut self, max: usize) {
+        self.codec = self.codec.clone().with_max_frame_bytes(max);
+    }
 }
 
 impl<W: AsyncWrite + Send + Unpin> StreamWriter<W> {

@@ -135,21 +135,17 @@ impl Drop for Call {
     }
 }
 
+/// Asks the driver to cancel: it drops the provider's stream, then ends the
+/// session with a CANCELLED error.
 pub(super) fn cancel(shared: &Shared, reason: &str) {
-    let cancelled = {
+    {
         let mut state = shared.lock();
-        let cancelled = state.session.handle_cancel(now(), reason).is_some();
-        if cancelled {
-            state.outcome = Some(crate::Outcome::Failed {
-                code: ErrorCode::Cancelled,
-            });
+        if state.session.is_finished() {
+            return;
         }
-        cancelled
-    };
-    if cancelled {
-        shared.to_driver.notify_one();
-        shared.to_client.notify_waiters();
+        state.cancel = Some(reason.to_owned());
     }
+    shared.to_driver.notify_one();
 }
 
 pub(super) fn input(shared: &Shared, input: Input) -> Result<(), EngineError> {

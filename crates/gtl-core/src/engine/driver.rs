@@ -55,7 +55,30 @@ async fn run_turn(
     request: CompletionRequest,
     pipe: bool,
 ) -> Turn {
-    let mut events = match provider.stream(request).await {
+    // A cancel while the provider is still connecting drops the attempt.
+    let started = {
+        let notified = shared.to_driver.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if cancel_if_requested(shared) {
+            return Turn::Over;
+        }
+        let stream = provider.stream(request);
+        tokio::pin!(stream);
+        loop {
+            tokio::select! {
+                started = &mut stream => break started,
+                () = &mut notified => {
+                    if cancel_if_requested(shared) {
+                        return Turn::Over;
+                    }
+                    notified.set(shared.to_driver.notified());
+                    notified.as_mut().enable();
+                }
+            }
+        }
+    };
+    let mut events = match started {
         Ok(events) => events,
         Err(e) => {
             push(
@@ -77,6 +100,13 @@ async fn run_turn(
         let notified = shared.to_driver.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if shared.lock().cancel.is_some() {
+            // Drop the provider's stream first, so the provider has let go
+            // by the time the client sees CANCELLED.
+            drop(events);
+            cancel_if_requested(shared);
+            return Turn::Over;
+        }
         let wants = {
             let mut state = shared.lock();
             if state.stopping
@@ -120,6 +150,27 @@ async fn run_turn(
             Pushed::TurnDone => return Turn::Continue(transcript.into_message()),
         }
     }
+}
+
+/// Ends the session with CANCELLED if the client asked; returns whether it did.
+fn cancel_if_requested(shared: &Shared) -> bool {
+    let cancelled = {
+        let mut state = shared.lock();
+        let Some(reason) = state.cancel.take() else {
+            return false;
+        };
+        let cancelled = state.session.handle_cancel(now(), &reason).is_some();
+        if cancelled {
+            state.outcome = Some(crate::Outcome::Failed {
+                code: ErrorCode::Cancelled,
+            });
+        }
+        cancelled
+    };
+    if cancelled {
+        shared.to_client.notify_waiters();
+    }
+    true
 }
 
 enum Pushed {
@@ -172,6 +223,9 @@ async fn next_input(
         let notified = shared.to_driver.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if cancel_if_requested(shared) {
+            return None;
+        }
         {
             let mut state = shared.lock();
             if state.stopping

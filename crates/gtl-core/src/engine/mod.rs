@@ -162,6 +162,8 @@ pub(crate) struct SharedState {
     /// The engine is shutting down: the driver stops at its next step,
     /// leaving the session unfinished (as a process exit would).
     pub(crate) stopping: bool,
+    /// The client asked to cancel, with this reason; the driver carries it out.
+    pub(crate) cancel: Option<String>,
 }
 
 impl Shared {
@@ -482,6 +484,7 @@ impl Shared {
                 outcome: None,
                 queued: false,
                 stopping: false,
+                cancel: None,
             }),
             to_client: Notify::new(),
             to_driver: Notify::new(),

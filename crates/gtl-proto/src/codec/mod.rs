@@ -74,6 +74,10 @@ pub struct Codec {
     skip: Skip,
     /// NDJSON: how far the buffer was already searched for a newline.
     scanned: usize,
+    /// NDJSON: the frame being encoded. serde_json writes many small pieces,
+    /// which a `Vec` takes far more cheaply than a `BytesMut`; the frame is
+    /// then copied to the output at once, or not at all on error.
+    scratch: Vec<u8>,
 }
 
 impl Codec {
@@ -88,6 +92,7 @@ impl Codec {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             skip: Skip::Nothing,
             scanned: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -119,7 +124,7 @@ impl Codec {
         }
         match self.encoding {
             Encoding::Protobuf => length_delimited::encode(frame, self.max_frame_bytes, dst),
-            _ => ndjson::encode(frame, self.max_frame_bytes, dst),
+            _ => ndjson::encode(frame, self.max_frame_bytes, &mut self.scratch, dst),
         }
     }
 
@@ -129,13 +134,11 @@ impl Codec {
     /// bytes are consumed (or will be skipped as they arrive), so calling
     /// `decode` again continues with the next frame.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        let frame = match self.encoding {
-            Encoding::Protobuf => length_delimited::decode(self, src)?,
-            _ => ndjson::decode(self, src)?,
-        };
-        match frame {
-            Some(frame) if frame.body.is_none() => Err(CodecError::MissingBody),
-            other => Ok(other),
+        // The decoders build their result in place: a `Frame` is a few
+        // hundred bytes, and each move of one is a copy.
+        match self.encoding {
+            Encoding::Protobuf => length_delimited::decode(self, src),
+            _ => ndjson::decode(self, src),
         }
     }
 }

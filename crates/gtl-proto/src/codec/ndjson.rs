@@ -1,29 +1,38 @@
 //! NDJSON: one JSON frame per line. JSON escapes newlines inside strings, so
 //! a raw `\n` always ends a frame.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::{Codec, CodecError, Skip};
+use crate::json::read_json;
 use crate::{Frame, FrameRef, JsonError};
+
+/// A scratch buffer that grew beyond this (a frame with inline images) is
+/// given back after use rather than kept for the connection's lifetime.
+const KEEP_SCRATCH_BYTES: usize = 64 * 1024;
 
 pub(super) fn encode(
     frame: FrameRef<'_>,
     max: usize,
+    scratch: &mut Vec<u8>,
     dst: &mut BytesMut,
 ) -> Result<(), CodecError> {
-    let start = dst.len();
-    let written = frame.write_json(&mut dst.writer());
-    let size = dst.len() - start;
-    if let Err(e) = written {
-        dst.truncate(start);
-        return Err(e.into());
+    scratch.clear();
+    let written = frame.write_json(scratch);
+    let size = scratch.len();
+    let result = match written {
+        Err(e) => Err(e.into()),
+        Ok(()) if size > max => Err(CodecError::FrameTooLarge { size, max }),
+        Ok(()) => {
+            scratch.push(b'\n');
+            dst.extend_from_slice(scratch);
+            Ok(())
+        }
+    };
+    if scratch.capacity() > KEEP_SCRATCH_BYTES {
+        *scratch = Vec::new();
     }
-    if size > max {
-        dst.truncate(start);
-        return Err(CodecError::FrameTooLarge { size, max });
-    }
-    dst.put_u8(b'\n');
-    Ok(())
+    result
 }
 
 pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
@@ -46,13 +55,20 @@ pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Fra
                 max: codec.max_frame_bytes,
             });
         }
-        let line = src.split_to(end + 1);
-        let json = trim(&line[..end]);
+        let json = trim(&src[..end]);
         if json.is_empty() {
             // Blank lines (keep-alives, a trailing CRLF) carry nothing.
+            src.advance(end + 1);
             continue;
         }
-        return Frame::from_json(json).map(Some).map_err(CodecError::from);
+        let mut frame = Frame::default();
+        let read = read_json(json, &mut frame);
+        src.advance(end + 1);
+        return match read {
+            Ok(()) if frame.body.is_none() => Err(CodecError::MissingBody),
+            Ok(()) => Ok(Some(frame)),
+            Err(e) => Err(e.into()),
+        };
     }
 }
 

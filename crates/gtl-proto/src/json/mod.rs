@@ -11,24 +11,28 @@
 //! `message`, `retryable` of an error). A decoder treats an absent field as
 //! its default, ignores unknown fields and accepts `msg` for `message`, so
 //! canonical JSON and protobuf convert into each other without loss.
+//!
+//! Some protobuf values have no JSON form. Writing a frame with a non-finite
+//! double (NaN or an infinity: usage `cost`, `temperature`, `top_p`, routing
+//! `budget`, a model's costs) or tool `parameters` that are not JSON text is
+//! an error. Empty values are dropped instead: a content part with no part,
+//! an image part with neither `data` nor `url`, and a patch `op` with no
+//! operation (written as if unset). Unknown enum numbers are omitted, or
+//! written as `"unspecified"` in `hello.encodings`.
 
+mod decode;
 mod names;
 mod request;
 
 use std::collections::BTreeMap;
 
-use serde::de::Error as _;
 use serde::ser::{Error as _, SerializeMap};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize as _, Serialize, Serializer};
 
-use crate::frame::{FrameRef, FrameType};
-use crate::generated::{
-    Accepted, Ack, Cancel, CompletionRequest, Done, Error, Frame, FunctionCall, Hello, Input,
-    ModelInfo, ModelsRequest, Patch, PatchOp, Ping, Pong, ProviderInfo, Resume, Status, Token,
-    ToolCall, Usage, Welcome, frame::Body, patch_op,
-};
-use names::{encoding_name, parse_encoding, parse_phase, phase_name};
-use request::{MessageJson, RoutingJson, ToolChoiceJson, ToolJson};
+use crate::frame::FrameRef;
+use crate::generated::{Ack, Frame, frame::Body};
+use names::{encoding_name, phase_name};
+use request::MessageJson;
 
 /// A JSON frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +42,44 @@ pub struct JsonError(#[from] serde_json::Error);
 impl Frame {
     /// Parses a frame from its JSON form.
     pub fn from_json(json: &[u8]) -> Result<Self, JsonError> {
-        Ok(serde_json::from_slice(json)?)
+        // Checking the UTF-8 of the whole text at once is much cheaper than
+        // serde_json checking every key and string of a slice on its own.
+        // Invalid input goes to the slice parser, which reports (or, in an
+        // ignored field, tolerates) it as it always did.
+        let mut frame = Self::default();
+        read_json(json, &mut frame)?;
+        Ok(frame)
     }
 
     /// The frame's JSON form.
     pub fn to_json(&self) -> Result<String, JsonError> {
         Ok(serde_json::to_string(&self.as_ref())?)
     }
+}
+
+/// [`Frame::from_json`], writing to `frame` (a `Frame` is a few hundred
+/// bytes; the codec decodes into its result in place).
+pub(crate) fn read_json(json: &[u8], frame: &mut Frame) -> Result<(), JsonError> {
+    // Checking the UTF-8 of the whole text at once is much cheaper than
+    // serde_json checking every key and string of a slice on its own.
+    // Invalid input goes to the slice parser, which reports (or, in an
+    // ignored field, tolerates) it as it always did.
+    match std::str::from_utf8(json) {
+        Ok(text) => {
+            if decode::read_canonical(text, frame) {
+                return Ok(());
+            }
+            let mut de = serde_json::Deserializer::from_str(text);
+            Frame::deserialize_in_place(&mut de, frame)?;
+            de.end()?;
+        }
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            Frame::deserialize_in_place(&mut de, frame)?;
+            de.end()?;
+        }
+    }
+    Ok(())
 }
 
 impl FrameRef<'_> {
@@ -89,13 +124,14 @@ impl Serialize for FrameRef<'_> {
                 out.some("function", b.function.as_ref())?;
             }
             Body::Patch(b) => {
-                out.some("op", b.op.as_ref().map(|op| &op.kind))?;
+                // An op with no operation has no JSON form: omitted, like unset.
+                out.some("op", b.op.as_ref().and_then(|op| op.kind.as_ref()))?;
                 out.num("rev", b.rev)?;
             }
             Body::Usage(b) => {
                 out.0.serialize_entry("tokens_in", &b.tokens_in)?;
                 out.0.serialize_entry("tokens_out", &b.tokens_out)?;
-                out.0.serialize_entry("cost", &b.cost)?;
+                out.0.serialize_entry("cost", &finite("cost", b.cost)?)?;
                 out.num("cached_tokens", b.cached_tokens)?;
             }
             Body::Error(b) => {
@@ -146,10 +182,27 @@ impl Serialize for FrameRef<'_> {
             Body::ModelsRequest(b) => out.str("provider", &b.provider)?,
             Body::ProviderInfo(b) => {
                 out.str("provider", &b.provider)?;
+                for model in &b.models {
+                    finite("cost_per_1k_input", model.cost_per_1k_input)?;
+                    finite("cost_per_1k_output", model.cost_per_1k_output)?;
+                }
                 out.list("models", &b.models)?;
             }
         }
         map.end()
+    }
+}
+
+/// Checks a double before it is written: JSON has no NaN or infinities (and
+/// serde_json would print `null`, which no decoder takes for a number), so a
+/// frame holding one has no JSON form.
+fn finite<E: serde::ser::Error>(key: &str, value: f64) -> Result<f64, E> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(E::custom(format_args!(
+            "`{key}` is {value}: a JSON number must be finite"
+        )))
     }
 }
 
@@ -207,197 +260,4 @@ impl<M: SerializeMap> Fields<'_, M> {
             self.0.serialize_entry(key, value)
         }
     }
-}
-
-/// Every field any frame type has, so decoding is one pass with no buffering;
-/// [`Flat::into_frame`] then keeps the fields of the frame's type.
-#[derive(Deserialize)]
-#[serde(default)]
-#[derive(Default)]
-struct Flat {
-    #[serde(rename = "type")]
-    ty: Option<String>,
-    call_id: u64,
-    session_id: String,
-    seq: u64,
-    // status, models_request, provider_info, completion_request
-    state: String,
-    provider: String,
-    model: String,
-    // token
-    text: Option<String>,
-    // tool_call
-    id: String,
-    function: Option<FunctionCall>,
-    // patch
-    op: Option<patch_op::Kind>,
-    rev: u64,
-    // usage
-    tokens_in: u64,
-    tokens_out: u64,
-    cost: f64,
-    cached_tokens: u64,
-    // error
-    code: Option<String>,
-    #[serde(alias = "msg")]
-    message: String,
-    retryable: bool,
-    phase: Option<String>,
-    retry_after_ms: u64,
-    // done
-    finish_reason: String,
-    // hello, welcome
-    versions: Vec<String>,
-    encodings: Vec<String>,
-    features: Vec<String>,
-    token: String,
-    client: String,
-    version: String,
-    encoding: Option<String>,
-    server: String,
-    max_frame_bytes: u64,
-    // completion_request, input
-    messages: Vec<MessageJson>,
-    stream: bool,
-    max_tokens: Option<u32>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    stop: Vec<String>,
-    tools: Vec<ToolJson>,
-    tool_choice: Option<ToolChoiceJson>,
-    providers: Vec<String>,
-    routing: Option<RoutingJson>,
-    metadata: BTreeMap<String, String>,
-    pipe: bool,
-    end: bool,
-    // resume, accepted
-    after_seq: u64,
-    resume_token: String,
-    // cancel, ping, pong, provider_info
-    reason: String,
-    nonce: u64,
-    models: Vec<ModelInfo>,
-}
-
-impl<'de> Deserialize<'de> for Frame {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Flat::deserialize(deserializer)?
-            .into_frame()
-            .map_err(D::Error::custom)
-    }
-}
-
-impl Flat {
-    fn into_frame(self) -> Result<Frame, String> {
-        let tag = self.ty.as_deref().ok_or("missing field `type`")?;
-        let ty = FrameType::from_tag(tag).ok_or_else(|| format!("unknown frame type `{tag}`"))?;
-        let body = match ty {
-            FrameType::Status => Body::Status(Status {
-                state: self.state,
-                provider: self.provider,
-                model: self.model,
-            }),
-            FrameType::Token => Body::Token(Token {
-                text: self.text.unwrap_or_default(),
-            }),
-            FrameType::ToolCall => Body::ToolCall(ToolCall {
-                id: self.id,
-                function: self.function,
-            }),
-            FrameType::Patch => Body::Patch(Patch {
-                op: self.op.map(|kind| PatchOp { kind: Some(kind) }),
-                rev: self.rev,
-            }),
-            FrameType::Usage => Body::Usage(Usage {
-                tokens_in: self.tokens_in,
-                tokens_out: self.tokens_out,
-                cost: self.cost,
-                cached_tokens: self.cached_tokens,
-            }),
-            FrameType::Error => Body::Error(Error {
-                code: match self.code {
-                    Some(name) => {
-                        crate::ErrorCode::from_name(&name).map_err(|e| e.to_string())? as i32
-                    }
-                    None => 0,
-                },
-                message: self.message,
-                retryable: self.retryable,
-                phase: self
-                    .phase
-                    .as_deref()
-                    .map(parse_phase)
-                    .transpose()?
-                    .unwrap_or(0),
-                retry_after_ms: self.retry_after_ms,
-            }),
-            FrameType::Done => Body::Done(Done {
-                finish_reason: self.finish_reason,
-            }),
-            FrameType::Hello => Body::Hello(Hello {
-                versions: self.versions,
-                encodings: self.encodings.iter().map(|e| parse_encoding(e)).collect(),
-                features: self.features,
-                token: self.token,
-                client: self.client,
-            }),
-            FrameType::Welcome => Body::Welcome(Welcome {
-                version: self.version,
-                encoding: self.encoding.as_deref().map_or(0, parse_encoding),
-                features: self.features,
-                server: self.server,
-                max_frame_bytes: self.max_frame_bytes,
-            }),
-            FrameType::CompletionRequest => Body::CompletionRequest(CompletionRequest {
-                provider: self.provider,
-                model: self.model,
-                messages: try_map(self.messages)?,
-                stream: self.stream,
-                max_tokens: self.max_tokens,
-                temperature: self.temperature,
-                top_p: self.top_p,
-                stop: self.stop,
-                tools: self.tools.into_iter().map(Into::into).collect(),
-                tool_choice: self.tool_choice.map(Into::into),
-                providers: self.providers,
-                routing: self.routing.map(Into::into),
-                metadata: self.metadata,
-                pipe: self.pipe,
-            }),
-            FrameType::Input => Body::Input(Input {
-                messages: try_map(self.messages)?,
-                end: self.end,
-            }),
-            FrameType::Resume => Body::Resume(Resume {
-                after_seq: self.after_seq,
-                resume_token: self.resume_token,
-            }),
-            FrameType::Accepted => Body::Accepted(Accepted {
-                resume_token: self.resume_token,
-            }),
-            FrameType::Ack => Body::Ack(Ack {}),
-            FrameType::Cancel => Body::Cancel(Cancel {
-                reason: self.reason,
-            }),
-            FrameType::Ping => Body::Ping(Ping { nonce: self.nonce }),
-            FrameType::Pong => Body::Pong(Pong { nonce: self.nonce }),
-            FrameType::ModelsRequest => Body::ModelsRequest(ModelsRequest {
-                provider: self.provider,
-            }),
-            FrameType::ProviderInfo => Body::ProviderInfo(ProviderInfo {
-                provider: self.provider,
-                models: self.models,
-            }),
-        };
-        Ok(Frame {
-            call_id: self.call_id,
-            session_id: self.session_id,
-            seq: self.seq,
-            body: Some(body),
-        })
-    }
-}
-
-fn try_map(messages: Vec<MessageJson>) -> Result<Vec<crate::Message>, String> {
-    messages.into_iter().map(TryInto::try_into).collect()
 }

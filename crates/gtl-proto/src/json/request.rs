@@ -11,8 +11,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::Fields;
 use super::names::{parse_role, role_name};
+use super::{Fields, finite};
 use crate::generated::{
     CompletionRequest, ContentPart, ContentParts, FunctionDef, Image, Message, Routing, Tool,
     ToolCall, ToolChoice, content_part::Part, image::Source, message::Content, tool_choice,
@@ -28,8 +28,13 @@ pub(super) fn serialize_request<M: SerializeMap>(
     out.list("messages", &messages)?;
     out.flag("stream", b.stream)?;
     out.some("max_tokens", b.max_tokens.as_ref())?;
-    out.some("temperature", b.temperature.as_ref())?;
-    out.some("top_p", b.top_p.as_ref())?;
+    let temperature = b
+        .temperature
+        .map(|t| finite("temperature", t))
+        .transpose()?;
+    out.some("temperature", temperature.as_ref())?;
+    let top_p = b.top_p.map(|p| finite("top_p", p)).transpose()?;
+    out.some("top_p", top_p.as_ref())?;
     out.list("stop", &b.stop)?;
     let tools = b
         .tools
@@ -41,6 +46,9 @@ pub(super) fn serialize_request<M: SerializeMap>(
     let choice = b.tool_choice.as_ref().and_then(ToolChoiceJson::from_proto);
     out.some("tool_choice", choice.as_ref())?;
     out.list("providers", &b.providers)?;
+    if let Some(budget) = b.routing.as_ref().and_then(|r| r.budget) {
+        finite("budget", budget)?;
+    }
     out.some(
         "routing",
         b.routing.as_ref().map(RoutingJson::from).as_ref(),
@@ -159,22 +167,23 @@ impl TryFrom<MessageJson> for Message {
 }
 
 impl PartJson {
-    /// A part with no content has no JSON form; it is dropped.
+    /// A part with no content, like an image with neither data nor url, has
+    /// no JSON form (a decoder rejects `{"type":"image"}`); it is dropped.
     fn from_proto(part: &ContentPart) -> Option<Self> {
         Some(match part.part.as_ref()? {
             Part::Text(text) => Self::Text { text: text.clone() },
-            Part::Image(image) => Self::Image {
-                data: match &image.source {
-                    Some(Source::Data(bytes)) => Some(BASE64.encode(bytes)),
-                    _ => None,
-                },
-                url: match &image.source {
-                    Some(Source::Url(url)) => Some(url.clone()),
-                    _ => None,
-                },
-                media_type: image.media_type.clone(),
-                detail: image.detail.clone(),
-            },
+            Part::Image(image) => {
+                let (data, url) = match image.source.as_ref()? {
+                    Source::Data(bytes) => (Some(BASE64.encode(bytes)), None),
+                    Source::Url(url) => (None, Some(url.clone())),
+                };
+                Self::Image {
+                    data,
+                    url,
+                    media_type: image.media_type.clone(),
+                    detail: image.detail.clone(),
+                }
+            }
         })
     }
 

@@ -170,3 +170,26 @@ fn sse_events_carry_type_id_and_json() {
 fn unspecified_encoding_means_json() {
     assert_eq!(Codec::new(Encoding::Unspecified).encoding(), Encoding::Json);
 }
+
+#[test]
+fn a_frame_with_no_json_form_is_an_error_and_leaves_the_buffer_alone() {
+    let frame = Frame::event(
+        "s",
+        5,
+        Body::Usage(gtl_proto::Usage {
+            cost: f64::NAN,
+            ..gtl_proto::Usage::default()
+        }),
+    );
+    let mut codec = Codec::new(Encoding::Json);
+    let mut out = BytesMut::from(&b"kept"[..]);
+    let err = codec.encode(frame.as_ref(), &mut out).unwrap_err();
+    assert!(matches!(err, CodecError::Json(_)), "{err}");
+    assert_eq!(err.code(), ErrorCode::InvalidRequest);
+    let err = sse::encode(frame.as_ref(), 1024, &mut out).unwrap_err();
+    assert!(matches!(err, CodecError::Json(_)), "{err}");
+    assert_eq!(&out[..], b"kept", "a failed encode leaves the buffer alone");
+    // Protobuf carries it.
+    let mut codec = Codec::new(Encoding::Protobuf);
+    codec.encode(frame.as_ref(), &mut out).unwrap();
+}

@@ -131,3 +131,128 @@ fn unknown_fields_are_ignored() {
     let frame = parse(r#"{"type":"token","text":"a","from_the_future":{"x":[1]}}"#);
     assert_eq!(frame.frame_type(), Some(FrameType::Token));
 }
+
+/// A frame whose JSON form would need a non-finite double.
+fn non_finite_frames(value: f64) -> Vec<Frame> {
+    use gtl_proto::{CompletionRequest, ModelInfo, ProviderInfo, Routing, Usage};
+    let request = |f: &dyn Fn(&mut CompletionRequest)| {
+        let mut req = CompletionRequest {
+            model: "m".into(),
+            ..CompletionRequest::default()
+        };
+        f(&mut req);
+        Frame::control(1, Body::CompletionRequest(req))
+    };
+    let model = |input: f64, output: f64| {
+        Frame::control(
+            1,
+            Body::ProviderInfo(ProviderInfo {
+                provider: "p".into(),
+                models: vec![
+                    ModelInfo::default(),
+                    ModelInfo {
+                        name: "m".into(),
+                        cost_per_1k_input: input,
+                        cost_per_1k_output: output,
+                        ..ModelInfo::default()
+                    },
+                ],
+            }),
+        )
+    };
+    vec![
+        Frame::event(
+            "s",
+            5,
+            Body::Usage(Usage {
+                tokens_in: 1,
+                tokens_out: 2,
+                cost: value,
+                cached_tokens: 0,
+            }),
+        ),
+        request(&|r| r.temperature = Some(value)),
+        request(&|r| r.top_p = Some(value)),
+        request(&|r| {
+            r.routing = Some(Routing {
+                budget: Some(value),
+                ..Routing::default()
+            });
+        }),
+        model(value, 0.0),
+        model(0.0, value),
+    ]
+}
+
+#[test]
+fn non_finite_doubles_have_no_json_form() {
+    for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for frame in non_finite_frames(value) {
+            let err = frame
+                .to_json()
+                .expect_err(&format!("{value} has no JSON form: {frame:?}"));
+            assert!(err.to_string().contains("finite"), "{err}");
+            let mut out = Vec::new();
+            assert!(frame.as_ref().write_json(&mut out).is_err());
+        }
+    }
+    // The same frames with finite values print and parse back.
+    for frame in non_finite_frames(0.25) {
+        let json = frame.to_json().unwrap();
+        assert_eq!(parse(&json), frame, "{json}");
+    }
+}
+
+#[test]
+fn an_image_with_no_source_is_dropped_like_an_empty_part() {
+    use gtl_proto::types::{Content, Part};
+    use gtl_proto::{CompletionRequest, ContentPart, ContentParts, Image, Message};
+    let part = |part| ContentPart { part: Some(part) };
+    let frame = Frame::control(
+        1,
+        Body::CompletionRequest(CompletionRequest {
+            model: "m".into(),
+            messages: vec![Message {
+                role: 2,
+                content: Some(Content::Parts(ContentParts {
+                    parts: vec![
+                        part(Part::Text("a".into())),
+                        part(Part::Image(Image {
+                            source: None,
+                            media_type: "image/png".into(),
+                            detail: "low".into(),
+                        })),
+                        ContentPart { part: None },
+                    ],
+                })),
+                ..Message::default()
+            }],
+            ..CompletionRequest::default()
+        }),
+    );
+    let json = frame.to_json().unwrap();
+    assert_eq!(
+        json,
+        r#"{"type":"completion_request","call_id":1,"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]}"#
+    );
+    assert_eq!(parse(&json).to_json().unwrap(), json);
+}
+
+#[test]
+fn an_empty_patch_op_is_omitted() {
+    use gtl_proto::{Patch, PatchOp};
+    let frame = Frame::event(
+        "s",
+        4,
+        Body::Patch(Patch {
+            op: Some(PatchOp { kind: None }),
+            rev: 42,
+        }),
+    );
+    let json = frame.to_json().unwrap();
+    assert_eq!(
+        json,
+        r#"{"type":"patch","session_id":"s","seq":4,"rev":42}"#
+    );
+    assert_eq!(parse(&json).to_json().unwrap(), json, "not a fixed point");
+}

@@ -35,6 +35,7 @@ pub(crate) async fn serve(ctx: Arc<Context>, mut conn: Connection) {
     let peer = conn.peer.clone();
     let span = tracing::info_span!("conn", transport = peer.transport, peer = %peer.addr);
     let _enter = span.enter();
+    conn.read.set_max_frame_bytes(ctx.max_frame_bytes);
     let server = concat!("gtl-server/", env!("CARGO_PKG_VERSION"));
     let handshake = match server_handshake(&mut conn, server, ctx.max_frame_bytes as u64).await {
         Ok(handshake) => handshake,

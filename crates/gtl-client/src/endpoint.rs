@@ -1,0 +1,382 @@
+//! Endpoint URLs: which transport, and where.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use gtl_transport::{Connection, Connector as _, TransportError};
+use gtl_transport_stdio::StdioConnector;
+use gtl_transport_tcp::TcpConnector;
+use gtl_transport_uds::UdsConnector;
+
+use crate::error::{ClientError, EndpointFailure};
+
+/// The schemes this build speaks, for error messages.
+#[cfg(feature = "embedded")]
+const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT and embedded://";
+#[cfg(not(feature = "embedded"))]
+const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH and tcp://HOST:PORT \
+                         (embedded:// needs the `embedded` feature)";
+
+/// The gateway's default TCP port (`DEFAULT_TCP_PORT` in
+/// `crates/gtl-server/src/config.rs`).
+const DEFAULT_TCP_PORT: u16 = 7301;
+
+/// The environment variable that overrides the default endpoints: one URL,
+/// or several separated by commas.
+pub const ENDPOINT_ENV: &str = "GTL_ENDPOINT";
+
+/// A parsed endpoint URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// Spawn this command line and speak GTL on its stdin/stdout.
+    Stdio(String),
+    /// A Unix domain socket.
+    Unix(PathBuf),
+    /// `host:port`.
+    Tcp(String),
+    /// The in-process gateway.
+    Embedded,
+}
+
+impl Endpoint {
+    /// Parses `stdio://CMD ARGS…`, `unix:///path`, `tcp://host:port` or
+    /// `embedded://`.
+    pub(crate) fn parse(url: &str) -> Result<Self, ClientError> {
+        let url = url.trim();
+        let invalid = |reason: &str| ClientError::InvalidEndpoint {
+            endpoint: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(invalid(&format!("not a URL; use {SUPPORTED}")));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "stdio" => {
+                let command = rest.trim();
+                if command.is_empty() {
+                    return Err(invalid(
+                        "no command to run, e.g. `stdio://gtl-server --stdio`",
+                    ));
+                }
+                Ok(Self::Stdio(command.to_owned()))
+            }
+            "unix" => {
+                if rest.is_empty() {
+                    return Err(invalid("no socket path, e.g. `unix:///run/gtl/gtl.sock`"));
+                }
+                Ok(Self::Unix(PathBuf::from(rest)))
+            }
+            "tcp" => {
+                let addr = rest.strip_suffix('/').unwrap_or(rest);
+                let Some((host, port)) = addr.rsplit_once(':') else {
+                    return Err(invalid("no port, e.g. `tcp://127.0.0.1:7301`"));
+                };
+                if host.is_empty() || host.contains('/') {
+                    return Err(invalid(
+                        "expected `tcp://HOST:PORT`, e.g. `tcp://127.0.0.1:7301`",
+                    ));
+                }
+                if port.parse::<u16>().is_err() {
+                    return Err(invalid(&format!(
+                        "port `{port}` is not a number in 0..=65535"
+                    )));
+                }
+                Ok(Self::Tcp(addr.to_owned()))
+            }
+            "embedded" => {
+                if !matches!(rest, "" | "/") {
+                    return Err(invalid("embedded:// takes no address"));
+                }
+                if cfg!(feature = "embedded") {
+                    Ok(Self::Embedded)
+                } else {
+                    Err(invalid(
+                        "this build of gtl-client has no in-process gateway: enable its \
+                         `embedded` cargo feature",
+                    ))
+                }
+            }
+            _ => Err(ClientError::UnsupportedScheme {
+                endpoint: url.to_owned(),
+                scheme: scheme.to_owned(),
+                supported: SUPPORTED,
+            }),
+        }
+    }
+
+    /// Opens a connection (no handshake yet). The error says whether
+    /// trying again may help: a command that cannot run will not run on
+    /// the next try either, while a socket may appear once its gateway is
+    /// up.
+    pub(crate) async fn open(
+        &self,
+        embedded: &mut EmbeddedGateway,
+    ) -> Result<Connection, (EndpointFailure, bool)> {
+        let result = match self {
+            Self::Stdio(command) => match StdioConnector::from_command_line(command) {
+                Ok(connector) => connector.connect().await,
+                Err(e) => Err(e),
+            },
+            Self::Unix(path) => UdsConnector::new(path).connect().await,
+            Self::Tcp(addr) => TcpConnector::new(addr.clone()).connect().await,
+            Self::Embedded => {
+                return embedded
+                    .connect()
+                    .await
+                    .map_err(|e| (self.failure(e), false));
+            }
+        };
+        result.map_err(|e| {
+            let retry = !matches!(e, TransportError::Endpoint { .. });
+            (self.failure(self.describe(&e)), retry)
+        })
+    }
+
+    fn failure(&self, message: String) -> EndpointFailure {
+        EndpointFailure::new(self.to_string(), message)
+    }
+
+    /// A transport error in words that point at the fix.
+    fn describe(&self, error: &TransportError) -> String {
+        match (self, error) {
+            (Self::Unix(_), TransportError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                "no such socket file".to_owned()
+            }
+            (Self::Stdio(command), TransportError::Endpoint { reason, .. }) => {
+                let program = command.split_whitespace().next().unwrap_or_default();
+                format!("{reason} — is `{program}` installed and on PATH?")
+            }
+            (_, TransportError::Io(e)) => e.to_string(),
+            (_, other) => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stdio(command) => write!(f, "stdio://{command}"),
+            Self::Unix(path) => write!(f, "unix://{}", path.display()),
+            Self::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Self::Embedded => f.write_str("embedded://"),
+        }
+    }
+}
+
+/// The endpoints a client tries when none are given: the URLs in
+/// `$GTL_ENDPOINT` (comma-separated) when set, else where `gtl-server`
+/// listens by default — its Unix socket, then `tcp://127.0.0.1:7301`.
+pub fn default_endpoints() -> Vec<String> {
+    if let Some(value) = std::env::var_os(ENDPOINT_ENV) {
+        let list = split_list(&value.to_string_lossy());
+        if !list.is_empty() {
+            return list;
+        }
+    }
+    vec![
+        format!("unix://{}", default_socket_path().display()),
+        format!("tcp://127.0.0.1:{DEFAULT_TCP_PORT}"),
+    ]
+}
+
+/// Splits a comma-separated endpoint list, dropping empty entries.
+pub(crate) fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The gateway's default socket path.
+///
+/// This duplicates `default_socket_path` and `default_data_dir` in
+/// `crates/gtl-server/src/config.rs` (the client must not link the server
+/// to learn a path); keep the two in step.
+fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if Path::new(&dir).is_dir() => PathBuf::from(dir).join("gtl/gtl.sock"),
+        _ => default_data_dir().join("gtl.sock"),
+    }
+}
+
+/// `$GTL_DATA_DIR`, else `$XDG_DATA_HOME/gtl`, else `~/.local/share/gtl`
+/// (see `default_data_dir` in `crates/gtl-server/src/config.rs`).
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GTL_DATA_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("gtl");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/gtl"),
+        None => PathBuf::from(".gtl"),
+    }
+}
+
+/// The in-process gateway behind `embedded://`, started on first use and
+/// kept for the client's lifetime, so a reconnect finds its sessions.
+#[derive(Default)]
+pub(crate) struct EmbeddedGateway {
+    #[cfg(feature = "embedded")]
+    gateway: Option<gtl_server::Gateway>,
+}
+
+impl fmt::Debug for EmbeddedGateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedGateway").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedGateway {
+    /// A connection to the in-process gateway over an in-memory pipe.
+    #[cfg(feature = "embedded")]
+    async fn connect(&mut self) -> Result<Connection, String> {
+        use gtl_proto::Encoding;
+        use gtl_transport::{PeerInfo, stream_connection};
+
+        /// Bytes in flight each way, like a socket buffer.
+        const PIPE_BYTES: usize = 256 * 1024;
+
+        let gateway = match &self.gateway {
+            Some(gateway) => gateway.clone(),
+            None => {
+                let mut config = gtl_server::Config::default();
+                config.listen.uds.enabled = false;
+                config.listen.tcp.enabled = false;
+                config.sessions.persist = false;
+                let server = gtl_server::Server::bind(&config, gtl_server::default_registry())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.gateway.insert(server.gateway()).clone()
+            }
+        };
+        let (client_end, server_end) = tokio::io::duplex(PIPE_BYTES);
+        let (client_read, client_write) = tokio::io::split(client_end);
+        let (server_read, server_write) = tokio::io::split(server_end);
+        let server_conn = stream_connection(
+            server_read,
+            server_write,
+            PeerInfo::new("embedded", "in-process client"),
+            Encoding::Json,
+        );
+        tokio::spawn(async move { gateway.serve(server_conn).await });
+        Ok(stream_connection(
+            client_read,
+            client_write,
+            PeerInfo::new("embedded", "in-process gateway"),
+            Encoding::Json,
+        ))
+    }
+
+    #[cfg(not(feature = "embedded"))]
+    async fn connect(&mut self) -> Result<Connection, String> {
+        Err("the `embedded` feature is off".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<Endpoint, ClientError> {
+        Endpoint::parse(url)
+    }
+
+    #[test]
+    fn parses_every_scheme() {
+        assert_eq!(
+            parse("stdio://gtl-server --stdio").unwrap(),
+            Endpoint::Stdio("gtl-server --stdio".into())
+        );
+        assert_eq!(
+            parse("unix:///run/user/1000/gtl/gtl.sock").unwrap(),
+            Endpoint::Unix("/run/user/1000/gtl/gtl.sock".into())
+        );
+        assert_eq!(
+            parse("tcp://127.0.0.1:7301").unwrap(),
+            Endpoint::Tcp("127.0.0.1:7301".into())
+        );
+        assert_eq!(
+            parse("TCP://[::1]:7301/").unwrap(),
+            Endpoint::Tcp("[::1]:7301".into())
+        );
+        assert_eq!(
+            parse("  tcp://gateway.internal:80 ").unwrap(),
+            Endpoint::Tcp("gateway.internal:80".into())
+        );
+        #[cfg(feature = "embedded")]
+        assert_eq!(parse("embedded://").unwrap(), Endpoint::Embedded);
+    }
+
+    #[test]
+    fn display_gives_back_the_url() {
+        for url in [
+            "stdio://gtl-server --stdio",
+            "unix:///tmp/gtl.sock",
+            "tcp://127.0.0.1:7301",
+            #[cfg(feature = "embedded")]
+            "embedded://",
+        ] {
+            assert_eq!(parse(url).unwrap().to_string(), url);
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_name_the_supported_ones() {
+        let err = parse("quic://gateway:7302").unwrap_err();
+        assert!(matches!(&err, ClientError::UnsupportedScheme { scheme, .. } if scheme == "quic"));
+        let text = err.to_string();
+        for scheme in ["stdio://", "unix://", "tcp://"] {
+            assert!(text.contains(scheme), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_urls_say_what_is_expected() {
+        for (url, hint) in [
+            ("stdio://", "gtl-server --stdio"),
+            ("stdio://   ", "gtl-server --stdio"),
+            ("unix://", "unix:///"),
+            ("tcp://127.0.0.1", "no port"),
+            ("tcp://:7301", "HOST:PORT"),
+            ("tcp://host:http", "not a number"),
+            ("tcp://host:70000", "not a number"),
+            ("/run/gtl.sock", "not a URL"),
+            ("embedded://somewhere", "no address"),
+        ] {
+            let err = parse(url).unwrap_err();
+            assert!(
+                matches!(err, ClientError::InvalidEndpoint { .. }),
+                "{url}: {err:?}"
+            );
+            assert!(err.to_string().contains(hint), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn endpoint_lists_split_on_commas() {
+        assert_eq!(
+            split_list(" unix:///a.sock, ,tcp://127.0.0.1:7301,"),
+            ["unix:///a.sock", "tcp://127.0.0.1:7301"]
+        );
+        assert!(split_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn defaults_end_with_the_default_tcp_port() {
+        // GTL_ENDPOINT may be set in the environment running the tests; the
+        // fallback list is what the server listens on by default.
+        if std::env::var_os(ENDPOINT_ENV).is_none() {
+            let defaults = default_endpoints();
+            assert_eq!(defaults.len(), 2);
+            assert!(defaults[0].starts_with("unix:///") || defaults[0].starts_with("unix://"));
+            assert!(defaults[0].ends_with("gtl.sock"));
+            assert_eq!(defaults[1], "tcp://127.0.0.1:7301");
+            for url in defaults {
+                parse(&url).unwrap();
+            }
+        }
+    }
+}

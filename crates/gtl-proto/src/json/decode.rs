@@ -1,0 +1,781 @@
+//! Reading the JSON form.
+//!
+//! Every field of every frame type shares one flat object, so the full
+//! mapping ([`Flat`]) has some fifty fields. Streams are nearly all events of
+//! a few types, though, so a hand-written visitor reads the envelope and the
+//! fields of the *hot* types (`status`, `token`, `tool_call`, `usage`,
+//! `error`, `done`, `ack`, `ping`, `pong`) into locals ([`Hot`]), borrowing
+//! the `type` tag and the keys. The other types take the full mapping: at
+//! once when `type` is the first key (as encoders write it), else from the
+//! fields [`Hot`] kept aside as raw JSON.
+//!
+//! Both paths accept exactly the same input: keys in any order, unknown keys
+//! ignored, every known key type-checked whatever the frame's type, a key
+//! given twice an error, `msg` for `message`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::value::{MapAccessDeserializer, MapDeserializer, SeqAccessDeserializer};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use super::names::{parse_encoding, parse_phase};
+use super::request::{MessageJson, RoutingJson, ToolChoiceJson, ToolJson};
+use crate::frame::FrameType;
+use crate::generated::{
+    Accepted, Ack, Cancel, CompletionRequest, Done, Error, Frame, FunctionCall, Hello, Input,
+    ModelInfo, ModelsRequest, Patch, PatchOp, Ping, Pong, ProviderInfo, Resume, Status, Token,
+    ToolCall, Usage, Welcome, frame::Body, patch_op,
+};
+
+impl<'de> Deserialize<'de> for Frame {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut frame = Self::default();
+        Self::deserialize_in_place(deserializer, &mut frame)?;
+        Ok(frame)
+    }
+
+    /// Fills `place`: a `Frame` is a few hundred bytes, and every layer of
+    /// `Result` it would be returned through copies it.
+    fn deserialize_in_place<D: Deserializer<'de>>(
+        deserializer: D,
+        place: &mut Self,
+    ) -> Result<(), D::Error> {
+        deserializer.deserialize_struct("Frame", HOT_KEYS, FrameVisitor(place))
+    }
+}
+
+/// Whether a frame type is read without the full mapping.
+fn is_hot(ty: FrameType) -> bool {
+    matches!(
+        ty,
+        FrameType::Status
+            | FrameType::Token
+            | FrameType::ToolCall
+            | FrameType::Usage
+            | FrameType::Error
+            | FrameType::Done
+            | FrameType::Ack
+            | FrameType::Ping
+            | FrameType::Pong
+    )
+}
+
+/// Writes the frame it reads to the place it holds.
+struct FrameVisitor<'a>(&'a mut Frame);
+
+impl<'de> Visitor<'de> for FrameVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a GTL frame (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut hot = Hot::default();
+        let Some(first) = map.next_key_seed(KeySeed)? else {
+            return Err(de::Error::custom(MISSING_TYPE));
+        };
+        if let Key::Type = first {
+            let tag: Tag = map.next_value()?;
+            if let Tag::Known(ty) = tag
+                && !is_hot(ty)
+            {
+                // The full mapping reads the rest of the object in one pass.
+                let mut flat = Flat::deserialize(MapAccessDeserializer::new(map))?;
+                if !matches!(flat.ty, Tag::Absent) {
+                    return Err(de::Error::duplicate_field("type"));
+                }
+                flat.ty = tag;
+                *self.0 = flat.into_frame().map_err(de::Error::custom)?;
+                return Ok(());
+            }
+            hot.ty = Some(tag);
+        } else {
+            hot.take(first, &mut map)?;
+        }
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            hot.take(key, &mut map)?;
+        }
+        hot.finish(self.0)
+    }
+
+    /// The derived mapping also takes the fields as an array, in its field
+    /// order; kept so that nothing that parsed before stops parsing.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        *self.0 = Flat::deserialize(SeqAccessDeserializer::new(seq))?
+            .into_frame()
+            .map_err(de::Error::custom)?;
+        Ok(())
+    }
+}
+
+const MISSING_TYPE: &str = "missing field `type`";
+
+/// The `type` tag, mapped to a frame type without allocating. What it names
+/// is checked only once the whole object is read, so that a malformed field
+/// is reported first, as the full mapping does.
+#[derive(Debug, Default)]
+enum Tag {
+    /// No `type` key (yet).
+    #[default]
+    Absent,
+    /// `"type": null`.
+    Null,
+    Known(FrameType),
+    Unknown(String),
+}
+
+impl Tag {
+    fn frame_type(&self) -> Result<FrameType, String> {
+        match self {
+            Self::Known(ty) => Ok(*ty),
+            Self::Unknown(tag) => Err(format!("unknown frame type `{tag}`")),
+            Self::Absent | Self::Null => Err(MISSING_TYPE.to_owned()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_option(TagVisitor)
+    }
+}
+
+struct TagVisitor;
+
+impl<'de> Visitor<'de> for TagVisitor {
+    type Value = Tag;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Tag, E> {
+        Ok(Tag::Null)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Tag, E> {
+        Ok(Tag::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Tag, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+
+    fn visit_str<E: de::Error>(self, tag: &str) -> Result<Tag, E> {
+        Ok(match FrameType::from_tag(tag) {
+            Some(ty) => Tag::Known(ty),
+            None => Tag::Unknown(tag.to_owned()),
+        })
+    }
+}
+
+/// The keys [`Hot`] keeps in locals, as passed to `deserialize_struct`.
+const HOT_KEYS: &[&str] = &[
+    "type",
+    "call_id",
+    "session_id",
+    "seq",
+    "text",
+    "state",
+    "provider",
+    "model",
+    "id",
+    "function",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+    "cached_tokens",
+    "code",
+    "message",
+    "msg",
+    "retryable",
+    "phase",
+    "retry_after_ms",
+    "finish_reason",
+    "nonce",
+];
+
+/// An object key: one of [`HOT_KEYS`], or any other (borrowed when the
+/// input allows).
+enum Key<'de> {
+    Type,
+    CallId,
+    SessionId,
+    Seq,
+    Text,
+    State,
+    Provider,
+    Model,
+    Id,
+    Function,
+    TokensIn,
+    TokensOut,
+    Cost,
+    CachedTokens,
+    Code,
+    Message,
+    Retryable,
+    Phase,
+    RetryAfterMs,
+    FinishReason,
+    Nonce,
+    Other(Cow<'de, str>),
+}
+
+impl Key<'_> {
+    fn hot(key: &str) -> Option<Self> {
+        Some(match key {
+            "type" => Self::Type,
+            "call_id" => Self::CallId,
+            "session_id" => Self::SessionId,
+            "seq" => Self::Seq,
+            "text" => Self::Text,
+            "state" => Self::State,
+            "provider" => Self::Provider,
+            "model" => Self::Model,
+            "id" => Self::Id,
+            "function" => Self::Function,
+            "tokens_in" => Self::TokensIn,
+            "tokens_out" => Self::TokensOut,
+            "cost" => Self::Cost,
+            "cached_tokens" => Self::CachedTokens,
+            "code" => Self::Code,
+            // The Zig seed's spelling.
+            "message" | "msg" => Self::Message,
+            "retryable" => Self::Retryable,
+            "phase" => Self::Phase,
+            "retry_after_ms" => Self::RetryAfterMs,
+            "finish_reason" => Self::FinishReason,
+            "nonce" => Self::Nonce,
+            _ => return None,
+        })
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key<'de>, D::Error> {
+        deserializer.deserialize_identifier(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key::hot(key).unwrap_or(Key::Other(Cow::Borrowed(key))))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Key::hot(key).unwrap_or_else(|| Key::Other(Cow::Owned(key.to_owned()))))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
+        Ok(Key::hot(&key).unwrap_or(Key::Other(Cow::Owned(key))))
+    }
+}
+
+/// The envelope and the fields of the hot frame types, each with the type
+/// [`Flat`] gives it; `Some` once the key was seen.
+#[derive(Default)]
+struct Hot<'de> {
+    ty: Option<Tag>,
+    call_id: Option<u64>,
+    session_id: Option<String>,
+    seq: Option<u64>,
+    text: Option<Option<String>>,
+    state: Option<String>,
+    provider: Option<String>,
+    model: Option<String>,
+    id: Option<String>,
+    function: Option<Option<FunctionCall>>,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+    cost: Option<f64>,
+    cached_tokens: Option<u64>,
+    code: Option<Option<String>>,
+    message: Option<String>,
+    retryable: Option<bool>,
+    phase: Option<Option<String>>,
+    retry_after_ms: Option<u64>,
+    finish_reason: Option<String>,
+    nonce: Option<u64>,
+    /// Every other key, for the full mapping: it checks them, and reads
+    /// them when the frame's type is not hot.
+    other: Vec<(Cow<'de, str>, Box<RawValue>)>,
+}
+
+/// Reads a key's value, once.
+fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    slot: &mut Option<T>,
+    key: &'static str,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(key));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+impl<'de> Hot<'de> {
+    fn take<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            Key::Type => once(&mut self.ty, "type", map),
+            Key::CallId => once(&mut self.call_id, "call_id", map),
+            Key::SessionId => once(&mut self.session_id, "session_id", map),
+            Key::Seq => once(&mut self.seq, "seq", map),
+            Key::Text => once(&mut self.text, "text", map),
+            Key::State => once(&mut self.state, "state", map),
+            Key::Provider => once(&mut self.provider, "provider", map),
+            Key::Model => once(&mut self.model, "model", map),
+            Key::Id => once(&mut self.id, "id", map),
+            Key::Function => once(&mut self.function, "function", map),
+            Key::TokensIn => once(&mut self.tokens_in, "tokens_in", map),
+            Key::TokensOut => once(&mut self.tokens_out, "tokens_out", map),
+            Key::Cost => once(&mut self.cost, "cost", map),
+            Key::CachedTokens => once(&mut self.cached_tokens, "cached_tokens", map),
+            Key::Code => once(&mut self.code, "code", map),
+            Key::Message => once(&mut self.message, "message", map),
+            Key::Retryable => once(&mut self.retryable, "retryable", map),
+            Key::Phase => once(&mut self.phase, "phase", map),
+            Key::RetryAfterMs => once(&mut self.retry_after_ms, "retry_after_ms", map),
+            Key::FinishReason => once(&mut self.finish_reason, "finish_reason", map),
+            Key::Nonce => once(&mut self.nonce, "nonce", map),
+            Key::Other(key) => {
+                let value = map.next_value()?;
+                self.other.push((key, value));
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the frame to `out`.
+    fn finish<E: de::Error>(&mut self, out: &mut Frame) -> Result<(), E> {
+        // The other keys are checked first: a malformed field is the error
+        // even when the type is missing or unknown, as in the full mapping.
+        let other = std::mem::take(&mut self.other);
+        let flat = if other.is_empty() {
+            None
+        } else {
+            let fields = other.iter().map(|(key, value)| (&**key, &**value));
+            let flat = Flat::deserialize(MapDeserializer::<_, serde_json::Error>::new(fields));
+            Some(flat.map_err(E::custom)?)
+        };
+        let ty = self
+            .ty
+            .as_ref()
+            .unwrap_or(&Tag::Absent)
+            .frame_type()
+            .map_err(E::custom)?;
+        if is_hot(ty) {
+            return self.write_hot(ty, out).map_err(E::custom);
+        }
+        let mut flat = flat.unwrap_or_default();
+        std::mem::take(self).fill(&mut flat);
+        *out = flat.into_frame().map_err(E::custom)?;
+        Ok(())
+    }
+
+    /// Writes the frame of a hot type to `out`. (Other types go through the
+    /// full mapping.)
+    fn write_hot(&mut self, ty: FrameType, out: &mut Frame) -> Result<(), String> {
+        let body = match ty {
+            FrameType::Status => Body::Status(Status {
+                state: self.state.take().unwrap_or_default(),
+                provider: self.provider.take().unwrap_or_default(),
+                model: self.model.take().unwrap_or_default(),
+            }),
+            FrameType::Token => Body::Token(Token {
+                text: self.text.take().flatten().unwrap_or_default(),
+            }),
+            FrameType::ToolCall => Body::ToolCall(ToolCall {
+                id: self.id.take().unwrap_or_default(),
+                function: self.function.take().flatten(),
+            }),
+            FrameType::Usage => Body::Usage(Usage {
+                tokens_in: self.tokens_in.unwrap_or_default(),
+                tokens_out: self.tokens_out.unwrap_or_default(),
+                cost: self.cost.unwrap_or_default(),
+                cached_tokens: self.cached_tokens.unwrap_or_default(),
+            }),
+            FrameType::Error => Body::Error(error_body(
+                self.code.take().flatten(),
+                self.message.take().unwrap_or_default(),
+                self.retryable.unwrap_or_default(),
+                self.phase.take().flatten(),
+                self.retry_after_ms.unwrap_or_default(),
+            )?),
+            FrameType::Done => Body::Done(Done {
+                finish_reason: self.finish_reason.take().unwrap_or_default(),
+            }),
+            FrameType::Ack => Body::Ack(Ack {}),
+            FrameType::Ping => Body::Ping(Ping {
+                nonce: self.nonce.unwrap_or_default(),
+            }),
+            FrameType::Pong => Body::Pong(Pong {
+                nonce: self.nonce.unwrap_or_default(),
+            }),
+            _ => {
+                let mut flat = Flat::default();
+                std::mem::take(self).fill(&mut flat);
+                *out = flat.into_frame()?;
+                return Ok(());
+            }
+        };
+        out.call_id = self.call_id.unwrap_or_default();
+        out.session_id = self.session_id.take().unwrap_or_default();
+        out.seq = self.seq.unwrap_or_default();
+        out.body = Some(body);
+        Ok(())
+    }
+}
+
+/// Reads a hot frame written the way encoders write it, without serde: no
+/// whitespace, hot keys only, each once, strings without escapes, unsigned
+/// integers and booleans as values. Returns `false` at the first thing
+/// outside that (or for any error), and the caller reads the frame with the
+/// visitor instead; for the input it takes, it writes what the visitor would.
+pub(super) fn read_canonical(json: &str, out: &mut Frame) -> bool {
+    fn read(json: &str, out: &mut Frame) -> Option<()> {
+        let mut s = Scanner(json.as_bytes());
+        let mut hot = Hot::default();
+        s.byte(b'{')?;
+        loop {
+            let key = Key::hot(s.string()?)?;
+            s.byte(b':')?;
+            match key {
+                Key::Type => {
+                    let ty = FrameType::from_tag(s.string()?).filter(|&ty| is_hot(ty))?;
+                    set(&mut hot.ty, Tag::Known(ty))?;
+                }
+                Key::CallId => set(&mut hot.call_id, s.uint()?)?,
+                Key::SessionId => set(&mut hot.session_id, s.string()?.to_owned())?,
+                Key::Seq => set(&mut hot.seq, s.uint()?)?,
+                Key::Text => set(&mut hot.text, Some(s.string()?.to_owned()))?,
+                Key::State => set(&mut hot.state, s.string()?.to_owned())?,
+                Key::Provider => set(&mut hot.provider, s.string()?.to_owned())?,
+                Key::Model => set(&mut hot.model, s.string()?.to_owned())?,
+                Key::Id => set(&mut hot.id, s.string()?.to_owned())?,
+                Key::TokensIn => set(&mut hot.tokens_in, s.uint()?)?,
+                Key::TokensOut => set(&mut hot.tokens_out, s.uint()?)?,
+                Key::CachedTokens => set(&mut hot.cached_tokens, s.uint()?)?,
+                Key::Code => set(&mut hot.code, Some(s.string()?.to_owned()))?,
+                Key::Message => set(&mut hot.message, s.string()?.to_owned())?,
+                Key::Retryable => set(&mut hot.retryable, s.boolean()?)?,
+                Key::Phase => set(&mut hot.phase, Some(s.string()?.to_owned()))?,
+                Key::RetryAfterMs => set(&mut hot.retry_after_ms, s.uint()?)?,
+                Key::FinishReason => set(&mut hot.finish_reason, s.string()?.to_owned())?,
+                Key::Nonce => set(&mut hot.nonce, s.uint()?)?,
+                // Objects, doubles: the visitor's.
+                Key::Function | Key::Cost | Key::Other(_) => return None,
+            }
+            match s.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        if !s.0.is_empty() {
+            return None;
+        }
+        hot.finish::<serde_json::Error>(out).ok()
+    }
+
+    /// Sets a field once; a duplicate is the visitor's error to report.
+    fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+        slot.is_none().then(|| *slot = Some(value))
+    }
+
+    read(json, out).is_some()
+}
+
+/// The rest of a JSON text being read by [`read_canonical`].
+struct Scanner<'a>(&'a [u8]);
+
+impl<'a> Scanner<'a> {
+    fn next(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn byte(&mut self, expected: u8) -> Option<()> {
+        (self.next()? == expected).then_some(())
+    }
+
+    /// A string with no escape and no control character: its text is the
+    /// bytes between the quotes.
+    fn string(&mut self) -> Option<&'a str> {
+        self.byte(b'"')?;
+        let len = self
+            .0
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.0[len] != b'"' {
+            return None;
+        }
+        let (text, rest) = self.0.split_at(len);
+        self.0 = &rest[1..];
+        // The text was a `str` and is cut at ASCII quotes.
+        std::str::from_utf8(text).ok()
+    }
+
+    /// Decimal digits, no leading zero, within u64 (JSON allows no other
+    /// form of an unsigned integer that means the same).
+    fn uint(&mut self) -> Option<u64> {
+        let len = self.0.iter().position(|b| !b.is_ascii_digit())?;
+        let (digits, rest) = self.0.split_at(len);
+        if digits.is_empty() || (digits[0] == b'0' && len > 1) {
+            return None;
+        }
+        self.0 = rest;
+        digits.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        if let Some(rest) = self.0.strip_prefix(b"true") {
+            self.0 = rest;
+            Some(true)
+        } else if let Some(rest) = self.0.strip_prefix(b"false") {
+            self.0 = rest;
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// Moves values between [`Hot`] and [`Flat`], field by field.
+macro_rules! hot_fields {
+    ($($field:ident),* $(,)?) => {
+        impl Hot<'_> {
+            /// Moves the fields that were seen into `flat`.
+            fn fill(self, flat: &mut Flat) {
+                $(if let Some(value) = self.$field {
+                    flat.$field = value;
+                })*
+            }
+
+            fn from_flat(flat: Flat) -> Self {
+                Self {
+                    $($field: Some(flat.$field),)*
+                    ..Self::default()
+                }
+            }
+        }
+    };
+}
+
+hot_fields!(
+    ty,
+    call_id,
+    session_id,
+    seq,
+    text,
+    state,
+    provider,
+    model,
+    id,
+    function,
+    tokens_in,
+    tokens_out,
+    cost,
+    cached_tokens,
+    code,
+    message,
+    retryable,
+    phase,
+    retry_after_ms,
+    finish_reason,
+    nonce,
+);
+
+fn error_body(
+    code: Option<String>,
+    message: String,
+    retryable: bool,
+    phase: Option<String>,
+    retry_after_ms: u64,
+) -> Result<Error, String> {
+    Ok(Error {
+        code: match code {
+            Some(name) => crate::ErrorCode::from_name(&name).map_err(|e| e.to_string())? as i32,
+            None => 0,
+        },
+        message,
+        retryable,
+        phase: phase.as_deref().map(parse_phase).transpose()?.unwrap_or(0),
+        retry_after_ms,
+    })
+}
+
+/// Every field any frame type has: the full mapping, in one pass with no
+/// buffering. [`Flat::into_frame`] then keeps the fields of the frame's type.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Flat {
+    #[serde(rename = "type")]
+    ty: Tag,
+    call_id: u64,
+    session_id: String,
+    seq: u64,
+    // status, models_request, provider_info, completion_request
+    state: String,
+    provider: String,
+    model: String,
+    // token
+    text: Option<String>,
+    // tool_call
+    id: String,
+    function: Option<FunctionCall>,
+    // patch
+    op: Option<patch_op::Kind>,
+    rev: u64,
+    // usage
+    tokens_in: u64,
+    tokens_out: u64,
+    cost: f64,
+    cached_tokens: u64,
+    // error
+    code: Option<String>,
+    #[serde(alias = "msg")]
+    message: String,
+    retryable: bool,
+    phase: Option<String>,
+    retry_after_ms: u64,
+    // done
+    finish_reason: String,
+    // hello, welcome
+    versions: Vec<String>,
+    encodings: Vec<String>,
+    features: Vec<String>,
+    token: String,
+    client: String,
+    version: String,
+    encoding: Option<String>,
+    server: String,
+    max_frame_bytes: u64,
+    // completion_request, input
+    messages: Vec<MessageJson>,
+    stream: bool,
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    stop: Vec<String>,
+    tools: Vec<ToolJson>,
+    tool_choice: Option<ToolChoiceJson>,
+    providers: Vec<String>,
+    routing: Option<RoutingJson>,
+    metadata: BTreeMap<String, String>,
+    pipe: bool,
+    end: bool,
+    // resume, accepted
+    after_seq: u64,
+    resume_token: String,
+    // cancel, ping, pong, provider_info
+    reason: String,
+    nonce: u64,
+    models: Vec<ModelInfo>,
+}
+
+impl Flat {
+    fn into_frame(self) -> Result<Frame, String> {
+        let ty = self.ty.frame_type()?;
+        let body = match ty {
+            FrameType::Patch => Body::Patch(Patch {
+                op: self.op.map(|kind| PatchOp { kind: Some(kind) }),
+                rev: self.rev,
+            }),
+            FrameType::Hello => Body::Hello(Hello {
+                versions: self.versions,
+                encodings: self.encodings.iter().map(|e| parse_encoding(e)).collect(),
+                features: self.features,
+                token: self.token,
+                client: self.client,
+            }),
+            FrameType::Welcome => Body::Welcome(Welcome {
+                version: self.version,
+                encoding: self.encoding.as_deref().map_or(0, parse_encoding),
+                features: self.features,
+                server: self.server,
+                max_frame_bytes: self.max_frame_bytes,
+            }),
+            FrameType::CompletionRequest => Body::CompletionRequest(CompletionRequest {
+                provider: self.provider,
+                model: self.model,
+                messages: try_map(self.messages)?,
+                stream: self.stream,
+                max_tokens: self.max_tokens,
+                temperature: self.temperature,
+                top_p: self.top_p,
+                stop: self.stop,
+                tools: self.tools.into_iter().map(Into::into).collect(),
+                tool_choice: self.tool_choice.map(Into::into),
+                providers: self.providers,
+                routing: self.routing.map(Into::into),
+                metadata: self.metadata,
+                pipe: self.pipe,
+            }),
+            FrameType::Input => Body::Input(Input {
+                messages: try_map(self.messages)?,
+                end: self.end,
+            }),
+            FrameType::Resume => Body::Resume(Resume {
+                after_seq: self.after_seq,
+                resume_token: self.resume_token,
+            }),
+            FrameType::Accepted => Body::Accepted(Accepted {
+                resume_token: self.resume_token,
+            }),
+            FrameType::Cancel => Body::Cancel(Cancel {
+                reason: self.reason,
+            }),
+            FrameType::ModelsRequest => Body::ModelsRequest(ModelsRequest {
+                provider: self.provider,
+            }),
+            FrameType::ProviderInfo => Body::ProviderInfo(ProviderInfo {
+                provider: self.provider,
+                models: self.models,
+            }),
+            // Only reached for an array (see `FrameVisitor::visit_seq`).
+            FrameType::Status
+            | FrameType::Token
+            | FrameType::ToolCall
+            | FrameType::Usage
+            | FrameType::Error
+            | FrameType::Done
+            | FrameType::Ack
+            | FrameType::Ping
+            | FrameType::Pong => {
+                let mut frame = Frame::default();
+                Hot::from_flat(self).write_hot(ty, &mut frame)?;
+                return Ok(frame);
+            }
+        };
+        Ok(Frame {
+            call_id: self.call_id,
+            session_id: self.session_id,
+            seq: self.seq,
+            body: Some(body),
+        })
+    }
+}
+
+fn try_map(messages: Vec<MessageJson>) -> Result<Vec<crate::Message>, String> {
+    messages.into_iter().map(TryInto::try_into).collect()
+}

@@ -1,0 +1,358 @@
+//! The HTTP layer every network adapter shares (feature `__http`).
+//!
+//! - [`HttpClient`]: one pooled reqwest client per provider (keep-alive,
+//!   HTTP/2 when the server offers it through ALPN, ring-only TLS), with
+//!   the connect, first-byte and idle [`Timeouts`]. [`HttpClient::post`]
+//!   sends a request and maps a failure or a non-2xx answer to a
+//!   [`ProviderError`] (see [`error`] for the table); keys in headers built
+//!   with [`Headers::secret`] are marked sensitive and scrubbed from every
+//!   message.
+//! - [`HttpClient::events`]: drives a [`StreamDecoder`] over the response
+//!   body into an [`EventStream`] (see [`stream`] for the contract).
+//! - [`ErrorBody`], [`classify`], [`status_error`], [`retry_after`]: the
+//!   error mapping, for adapters reading errors sent inside a body.
+//!
+//! # Writing an adapter
+//!
+//! ```text
+//! let client = HttpClient::from_config(&config)?;
+//! let headers = Headers::new()
+//!     .bearer(key)
+//!     .extra(&config.headers)
+//!     .build()?;
+//! let response = client.post(&url, headers, body).await?;
+//! let meta = StreamMeta::streaming(&name, &model).with_price(price);
+//! Ok(client.events(response, Sse::new(MyHandler::default()), meta))
+//! ```
+
+pub(crate) mod error;
+pub(crate) mod stream;
+
+use std::sync::{Arc, Once};
+use std::time::SystemTime;
+
+use futures::StreamExt as _;
+use gtl_core::{EventStream, ProviderError};
+use gtl_proto::ErrorCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+pub(crate) use error::{ErrorBody, classify, retry_after, scrub, status_error};
+pub(crate) use stream::{
+    JsonBody, Ndjson, NdjsonHandler, Sse, SseHandler, StreamDecoder, StreamMeta, drive, malformed,
+};
+
+use crate::config::{ConfigError, ProviderConfig, Secret, Timeouts};
+
+/// The largest error body read from a failed response, in bytes.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Header names whose values are always treated as secrets.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "x-goog-api-key",
+    "x-amz-security-token",
+];
+
+/// Installs ring as rustls's process-wide crypto provider, once. reqwest's
+/// `rustls-no-provider` panics without one; if another part of the process
+/// installed a provider first, that one stays.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A provider's HTTP client: pooled connections and its timeouts. Clones
+/// share the pool.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    client: reqwest::Client,
+    provider: Arc<str>,
+    timeouts: Timeouts,
+}
+
+impl HttpClient {
+    /// A client for the provider named `provider`.
+    pub(crate) fn new(provider: &str, timeouts: Timeouts) -> Result<Self, ConfigError> {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .tcp_keepalive(std::time::Duration::from_secs(30))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .http2_adaptive_window(true)
+            .user_agent(concat!("gtl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| ConfigError::Invalid {
+                provider: provider.to_owned(),
+                message: format!("cannot build the HTTP client: {error}"),
+            })?;
+        Ok(Self {
+            client,
+            provider: Arc::from(provider),
+            timeouts,
+        })
+    }
+
+    /// A client for `config`'s provider, with its timeouts.
+    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, ConfigError> {
+        Self::new(&config.name, config.timeouts)
+    }
+
+    /// The timeouts.
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// POSTs `body` (JSON unless `headers` say otherwise) and returns the
+    /// response when its status is 2xx.
+    ///
+    /// Errors: no response headers within the first-byte timeout is
+    /// `PROVIDER_TIMEOUT`; a connection failure `PROVIDER_UNAVAILABLE` (or
+    /// `PROVIDER_TIMEOUT` when connecting timed out); a non-2xx status is
+    /// read (up to 64 KiB) and mapped by [`status_error`], with
+    /// `Retry-After`.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let secrets = secrets_of(&headers);
+        let response = self.send(url, headers, body).await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let delay = retry_after(response.headers(), SystemTime::now());
+        let body = self.read_limited(response, MAX_ERROR_BODY).await;
+        let mut error = status_error(&self.provider, status.as_u16(), delay, &body);
+        error.message = scrub(&error.message, &secrets);
+        Err(error)
+    }
+
+    /// Like [`post`](Self::post), but returns the response whatever its
+    /// status, for adapters that read error bodies themselves.
+    pub(crate) async fn send(
+        &self,
+        url: &str,
+        mut headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("application/json"));
+        for name in SECRET_HEADERS {
+            if let Some(value) = headers.get_mut(*name) {
+                value.set_sensitive(true);
+            }
+        }
+        let secrets = secrets_of(&headers);
+        let request = self.client.post(url).headers(headers).body(body).send();
+        match tokio::time::timeout(self.timeouts.first_byte, request).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(self.transport_error(error, &secrets)),
+            Err(_) => Err(ProviderError::new(
+                ErrorCode::ProviderTimeout,
+                format!(
+                    "{}: no response within {} s (first-byte timeout)",
+                    self.provider,
+                    self.timeouts.first_byte.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    /// Drives `decoder` over `response`'s body; see [`stream`].
+    pub(crate) fn events<D: StreamDecoder>(
+        &self,
+        response: reqwest::Response,
+        decoder: D,
+        meta: StreamMeta,
+    ) -> EventStream {
+        let provider = Arc::clone(&self.provider);
+        let body = response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|error| {
+                let code = if error.is_timeout() {
+                    ErrorCode::ProviderTimeout
+                } else {
+                    ErrorCode::ProviderUnavailable
+                };
+                ProviderError::new(
+                    code,
+                    format!(
+                        "{provider}: connection lost mid-stream: {}",
+                        error_chain(&error.without_url())
+                    ),
+                )
+            })
+        });
+        drive(
+            body,
+            decoder,
+            meta,
+            Arc::clone(&self.provider),
+            self.timeouts.idle,
+        )
+    }
+
+    fn transport_error(&self, error: reqwest::Error, secrets: &[String]) -> ProviderError {
+        let code = if error.is_timeout() {
+            ErrorCode::ProviderTimeout
+        } else {
+            ErrorCode::ProviderUnavailable
+        };
+        // `without_url`: a URL may carry a key in its query.
+        let detail = error_chain(&error.without_url());
+        ProviderError::new(
+            code,
+            scrub(
+                &format!("{}: request failed: {detail}", self.provider),
+                secrets,
+            ),
+        )
+    }
+
+    /// Reads at most `limit` bytes of a body, within the idle timeout per
+    /// chunk; what could not be read is left out.
+    async fn read_limited(&self, response: reqwest::Response, limit: usize) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while body.len() < limit {
+            match tokio::time::timeout(self.timeouts.idle, chunks.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+                }
+                _ => break,
+            }
+        }
+        body
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The secret values in `headers` (sensitive ones, and a bearer's token).
+fn secrets_of(headers: &HeaderMap) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for (name, value) in headers {
+        if (value.is_sensitive() || SECRET_HEADERS.contains(&name.as_str()))
+            && let Ok(text) = value.to_str()
+        {
+            if let Some(token) = text.strip_prefix("Bearer ") {
+                secrets.push(token.to_owned());
+            }
+            secrets.push(text.to_owned());
+        }
+    }
+    secrets
+}
+
+/// Request headers, built without ever showing a secret value in an error.
+#[derive(Debug, Default)]
+pub(crate) struct Headers {
+    map: HeaderMap,
+    invalid: Option<String>,
+}
+
+impl Headers {
+    /// No headers.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a plain header.
+    pub(crate) fn header(self, name: &str, value: &str) -> Self {
+        self.insert(name, value, false)
+    }
+
+    /// Adds a header whose value is a secret: marked sensitive and
+    /// scrubbed from error messages.
+    pub(crate) fn secret(self, name: &str, value: &str) -> Self {
+        self.insert(name, value, true)
+    }
+
+    /// Adds `Authorization: Bearer <token>`.
+    pub(crate) fn bearer(self, token: &Secret) -> Self {
+        self.secret("authorization", &format!("Bearer {}", token.expose()))
+    }
+
+    /// Adds a config's extra headers. An extra header carrying a
+    /// well-known key name is treated as a secret.
+    pub(crate) fn extra(mut self, headers: &[(String, String)]) -> Self {
+        for (name, value) in headers {
+            let secret = SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str());
+            self = self.insert(name, value, secret);
+        }
+        self
+    }
+
+    /// The headers, or `INVALID_REQUEST` naming the first invalid one
+    /// (never its value).
+    pub(crate) fn build(self) -> Result<HeaderMap, ProviderError> {
+        match self.invalid {
+            Some(name) => Err(ProviderError::new(
+                ErrorCode::InvalidRequest,
+                format!("invalid value for header `{name}`"),
+            )),
+            None => Ok(self.map),
+        }
+    }
+
+    fn insert(mut self, name: &str, value: &str, secret: bool) -> Self {
+        if self.invalid.is_some() {
+            return self;
+        }
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(secret);
+                self.map.append(name, value);
+            }
+            _ => self.invalid = Some(name.to_owned()),
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_mark_secrets_and_never_show_them() {
+        let key = Secret::from("sk-secret\n");
+        let error = Headers::new().bearer(&key).build().unwrap_err();
+        assert!(!error.message.contains("sk-secret"), "{}", error.message);
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+
+        let headers = Headers::new()
+            .bearer(&Secret::from("sk-good"))
+            .extra(&[
+                ("X-Api-Key".into(), "k2-abcd".into()),
+                ("x-trace".into(), "t".into()),
+            ])
+            .build()
+            .unwrap();
+        assert!(headers["authorization"].is_sensitive());
+        assert!(headers["x-api-key"].is_sensitive());
+        assert!(!headers["x-trace"].is_sensitive());
+        let secrets = secrets_of(&headers);
+        assert!(secrets.contains(&"sk-good".to_owned()));
+        assert!(secrets.contains(&"k2-abcd".to_owned()));
+    }
+}

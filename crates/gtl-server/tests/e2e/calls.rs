@@ -1,0 +1,144 @@
+//! The routes, over each transport.
+
+use futures::StreamExt as _;
+use gtl_client::proto::{Body, ErrorCode};
+use gtl_client::tool_message;
+
+use crate::harness::{Gateway, Transport, assert_contiguous, bodies, drain, echo, expected, take};
+
+crate::per_transport!(
+    chat_complete,
+    chat_stream,
+    session_pipe_with_a_tool_result,
+    cancel_drops_the_provider_stream,
+    models_list,
+    many_concurrent_streams_on_one_connection,
+    unknown_model,
+);
+
+async fn chat_complete(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let completion = client
+        .complete(echo("Hello over the wire", &[]))
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "Hello over the wire");
+    assert_eq!(completion.finish_reason, "stop");
+    let usage = completion.usage.unwrap();
+    assert_eq!((usage.tokens_in, usage.tokens_out), (4, 4));
+}
+
+async fn chat_stream(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let request = echo("one two three four five", &[("tokens", "300")]);
+    let mut events = client.stream(request.clone()).await.unwrap();
+    let (seen, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_contiguous(&seen);
+    assert_eq!(bodies(&seen), expected(&request).await);
+}
+
+async fn session_pipe_with_a_tool_result(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let (input, mut events) = client
+        .pipe(echo("weather in Oslo?", &[("tool_call", "get_weather")]))
+        .await
+        .unwrap();
+    // Turn 1: the model calls the tool.
+    let turn = take(&mut events, 4).await;
+    let Body::ToolCall(call) = &turn[1].body else {
+        panic!("no tool call: {turn:?}")
+    };
+    assert_eq!(call.function.as_ref().unwrap().name, "get_weather");
+    assert!(matches!(&turn[3].body, Body::Done(d) if d.finish_reason == "tool_calls"));
+    // The tool's result goes in while the session is open; turn 2 answers it.
+    input
+        .send_and_end(vec![tool_message(&call.id, "sunny, 21 degrees")])
+        .unwrap();
+    let (rest, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    let text: String = rest
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Token(t) => Some(t.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "sunny, 21 degrees");
+    assert!(matches!(&rest.last().unwrap().body, Body::Done(d) if d.finish_reason == "stop"));
+    let all: Vec<_> = turn.into_iter().chain(rest).collect();
+    assert_contiguous(&all);
+}
+
+async fn cancel_drops_the_provider_stream(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let mut events = client
+        .stream(echo("x", &[("tokens", "100000"), ("delay_ms", "1")]))
+        .await
+        .unwrap();
+    take(&mut events, 3).await;
+    events.cancel("the user pressed stop");
+    let (_, error) = drain(&mut events).await;
+    assert_eq!(error.and_then(|e| e.code()), Some(ErrorCode::Cancelled));
+    if transport != Transport::Stdio {
+        // The provider's stream was dropped, not left running.
+        let stats = gateway.echo.stats();
+        assert_eq!((stats.started, stats.dropped), (1, 1), "{stats:?}");
+    }
+}
+
+async fn models_list(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let providers = client.models().await.unwrap();
+    assert_eq!(providers.len(), 1);
+    assert_eq!(providers[0].provider, "echo");
+    assert!(
+        providers[0]
+            .models
+            .iter()
+            .any(|m| m.name == "echo" && m.supports_streaming)
+    );
+}
+
+async fn many_concurrent_streams_on_one_connection(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let runs = (0..128).map(|i| {
+        let client = &client;
+        async move {
+            let request = echo(&format!("stream {i} says hello"), &[("tokens", "50")]);
+            let mut events = client.stream(request.clone()).await.unwrap();
+            let mut seen = Vec::new();
+            while let Some(event) = events.next().await {
+                seen.push(event.unwrap());
+            }
+            assert_contiguous(&seen);
+            assert_eq!(bodies(&seen), expected(&request).await);
+        }
+    });
+    futures::future::join_all(runs).await;
+}
+
+async fn unknown_model(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let mut request = echo("x", &[]);
+    request.model = "gpt-17".into();
+    let err = client.complete(request.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ModelNotFound), "{err}");
+    request.model = "nowhere/gpt-17".into();
+    request.provider = "nowhere".into();
+    let err = client.complete(request).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ModelNotFound), "{err}");
+    assert!(err.to_string().contains("nowhere"), "{err}");
+    // The connection still serves.
+    assert_eq!(
+        client.complete(echo("still here", &[])).await.unwrap().text,
+        "still here"
+    );
+}

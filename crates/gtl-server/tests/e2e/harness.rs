@@ -1,0 +1,267 @@
+//! A gateway on temp paths and free ports, and ways to reach it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use gtl_client::proto::{Body, CompletionRequest};
+use gtl_client::{
+    Client, ClientError, ConnectOpts, Event, EventStream, ReconnectPolicy, connect, user_message,
+};
+use gtl_providers::{EchoProvider, Registry};
+use gtl_server::{Config, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The transports under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Uds,
+    Tcp,
+    /// A `gtl-server --stdio` child per connection (its own process, so
+    /// its echo counters are not visible here).
+    Stdio,
+}
+
+/// A running gateway.
+pub(crate) struct Gateway {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) echo: EchoProvider,
+    pub(crate) uds: String,
+    pub(crate) tcp: String,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a configuration changed by `adjust`.
+    pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_for(dir.path());
+        adjust(&mut config);
+        Self::start_config(dir, config).await
+    }
+
+    /// Starts on `dir`'s data and socket; `tcp` reuses a port after a restart.
+    pub(crate) async fn start_in(dir: tempfile::TempDir, tcp: Option<&str>) -> Self {
+        let mut config = config_for(dir.path());
+        if let Some(tcp) = tcp {
+            config.listen.tcp.addr = tcp.trim_start_matches("tcp://").parse().unwrap();
+        }
+        Self::start_config(dir, config).await
+    }
+
+    async fn start_config(dir: tempfile::TempDir, config: Config) -> Self {
+        // A `--stdio` child gets the same settings, with its own data dir.
+        let mut stdio = config.clone();
+        stdio.set_data_dir(dir.path().join("stdio"));
+        std::fs::write(dir.path().join("stdio.toml"), stdio.to_toml()).unwrap();
+        let echo = EchoProvider::new();
+        let mut registry = Registry::new();
+        registry.add(Arc::new(echo.clone()));
+        let server = Server::bind(&config, registry).await.unwrap();
+        let endpoints = server.endpoints();
+        let uds = endpoints
+            .iter()
+            .find(|e| e.starts_with("unix:"))
+            .unwrap()
+            .clone();
+        let tcp = endpoints
+            .iter()
+            .find(|e| e.starts_with("tcp:"))
+            .unwrap()
+            .clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            dir,
+            echo,
+            uds,
+            tcp,
+            stop: Some(stop),
+            serving: Some(serving),
+        }
+    }
+
+    /// Graceful shutdown (as on SIGTERM): returns the data dir for a restart.
+    pub(crate) async fn shutdown(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        self.serving.take().unwrap().await.unwrap();
+        self.dir
+    }
+
+    /// The endpoint URL of `transport`.
+    pub(crate) fn endpoint(&self, transport: Transport) -> String {
+        match transport {
+            Transport::Uds => self.uds.clone(),
+            Transport::Tcp => self.tcp.clone(),
+            Transport::Stdio => format!(
+                "stdio://{} --stdio --config {}",
+                env!("CARGO_BIN_EXE_gtl-server"),
+                self.dir.path().join("stdio.toml").display()
+            ),
+        }
+    }
+
+    pub(crate) async fn client(&self, transport: Transport) -> Client {
+        connect(ConnectOpts::new([self.endpoint(transport)]).with_reconnect(patient()))
+            .await
+            .unwrap()
+    }
+}
+
+pub(crate) fn config_for(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.set_data_dir(dir.join("data"));
+    config.listen.uds.path = dir.join("gtl.sock");
+    config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+/// Reconnects quickly and long enough for a gateway restart.
+pub(crate) fn patient() -> ReconnectPolicy {
+    ReconnectPolicy::default()
+        .with_attempts_per_endpoint(200)
+        .with_backoff(Duration::from_millis(2), Duration::from_millis(20))
+}
+
+/// An echo request with `echo.*` knobs.
+pub(crate) fn echo(text: &str, knobs: &[(&str, &str)]) -> CompletionRequest {
+    let metadata: BTreeMap<String, String> = knobs
+        .iter()
+        .map(|(k, v)| (format!("echo.{k}"), (*v).to_owned()))
+        .collect();
+    CompletionRequest {
+        model: "echo".into(),
+        messages: vec![user_message(text)],
+        metadata,
+        ..CompletionRequest::default()
+    }
+}
+
+/// The events the echo provider produces for `request`, straight from the
+/// provider: what every client must see, whatever happened to the network.
+pub(crate) async fn expected(request: &CompletionRequest) -> Vec<Body> {
+    let provider = EchoProvider::new();
+    let mut request = request.clone();
+    request.stream = true;
+    let mut events = gtl_core::Provider::stream(&provider, request)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(body) = events.next().await {
+        out.push(body);
+    }
+    out
+}
+
+/// Reads up to `n` events.
+pub(crate) async fn take(events: &mut EventStream, n: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match events.next().await {
+            Some(Ok(event)) => out.push(event),
+            other => panic!("stream ended early after {} events: {other:?}", out.len()),
+        }
+    }
+    out
+}
+
+/// Reads a stream to its end: the events, and the error that ended it.
+pub(crate) async fn drain(events: &mut EventStream) -> (Vec<Event>, Option<ClientError>) {
+    let mut seen = Vec::new();
+    while let Some(item) = events.next().await {
+        match item {
+            Ok(event) => seen.push(event),
+            Err(e) => return (seen, Some(e)),
+        }
+    }
+    (seen, None)
+}
+
+/// Asserts seqs are exactly 1..=n, in order.
+pub(crate) fn assert_contiguous(events: &[Event]) {
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, want, "every event exactly once, in order");
+}
+
+pub(crate) fn bodies(events: &[Event]) -> Vec<Body> {
+    events.iter().map(|e| e.body.clone()).collect()
+}
+
+/// A connection below the client: raw bytes, for malformed input.
+pub(crate) struct Raw {
+    pub(crate) read: tokio::io::BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    pub(crate) write: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    _child: Option<tokio::process::Child>,
+}
+
+impl Raw {
+    pub(crate) async fn open(gateway: &Gateway, transport: Transport) -> Self {
+        let endpoint = gateway.endpoint(transport);
+        let (read, write, child): (
+            Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+            Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+            _,
+        ) = match transport {
+            Transport::Uds => {
+                let path = PathBuf::from(endpoint.trim_start_matches("unix://"));
+                let (r, w) = tokio::net::UnixStream::connect(path)
+                    .await
+                    .unwrap()
+                    .into_split();
+                (Box::new(r), Box::new(w), None)
+            }
+            Transport::Tcp => {
+                let addr = endpoint.trim_start_matches("tcp://");
+                let (r, w) = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .unwrap()
+                    .into_split();
+                (Box::new(r), Box::new(w), None)
+            }
+            Transport::Stdio => {
+                let mut words = endpoint.trim_start_matches("stdio://").split_whitespace();
+                let mut child = tokio::process::Command::new(words.next().unwrap())
+                    .args(words)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap();
+                let r = child.stdout.take().unwrap();
+                let w = child.stdin.take().unwrap();
+                (Box::new(r), Box::new(w), Some(child))
+            }
+        };
+        Self {
+            read: tokio::io::BufReader::new(read),
+            write,
+            _child: child,
+        }
+    }
+
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt as _;
+        self.write.write_all(bytes).await.unwrap();
+        self.write.flush().await.unwrap();
+    }
+
+    /// The next JSON line from the gateway, parsed.
+    pub(crate) async fn recv(&mut self) -> gtl_client::proto::Frame {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut line = String::new();
+        let n = self.read.read_line(&mut line).await.unwrap();
+        assert!(n > 0, "the gateway closed the connection");
+        gtl_client::proto::Frame::from_json(line.as_bytes()).unwrap()
+    }
+}

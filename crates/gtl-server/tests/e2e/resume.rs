@@ -1,0 +1,214 @@
+//! Cut connections and restarts: the client resumes, over the same
+//! transport or another, and sees exactly the provider's events.
+
+use std::path::PathBuf;
+
+use gtl_client::proto::{Body, ErrorCode};
+use gtl_client::{ConnectOpts, connect};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use crate::harness::{Gateway, assert_contiguous, bodies, drain, echo, expected, patient, take};
+
+/// Paced so the stream is still running when the test cuts it.
+const PACED: &[(&str, &str)] = &[("tokens", "400"), ("delay_ms", "1")];
+
+/// A proxy in front of the gateway that the test can cut.
+struct Proxy {
+    endpoint: String,
+    cut: watch::Sender<Cut>,
+    /// The Unix proxy's socket file.
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cut {
+    No,
+    /// Drop every connection, keep accepting new ones.
+    Connections,
+    /// Drop every connection and stop listening: the endpoint is gone.
+    Everything,
+}
+
+enum Listen {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+impl Proxy {
+    /// A proxy at a new Unix socket in `dir` to `target` (an endpoint URL).
+    async fn unix(dir: &std::path::Path, target: &str) -> Self {
+        let path = dir.join("proxy.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut proxy = Self::spawn(
+            Listen::Unix(listener, path.clone()),
+            format!("unix://{}", path.display()),
+            target,
+        );
+        proxy.path = Some(path);
+        proxy
+    }
+
+    /// A proxy on a free loopback port to `target`.
+    async fn tcp(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+        Self::spawn(Listen::Tcp(listener), endpoint, target)
+    }
+
+    fn spawn(listen: Listen, endpoint: String, target: &str) -> Self {
+        let (cut, watching) = watch::channel(Cut::No);
+        let target = target.to_owned();
+        tokio::spawn(async move {
+            let mut watching_accept = watching.clone();
+            loop {
+                let accepted: Box<dyn Duplex> = tokio::select! {
+                    changed = watching_accept.changed() => {
+                        if changed.is_err() || *watching_accept.borrow() == Cut::Everything { break }
+                        continue;
+                    }
+                    accepted = accept(&listen) => accepted,
+                };
+                let upstream = dial(&target).await;
+                let mut watching = watching.clone();
+                watching.mark_unchanged();
+                tokio::spawn(async move {
+                    let (mut a, mut b) = (accepted, upstream);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                        _ = watching.changed() => {
+                            // Cut: drop both sides without a goodbye.
+                            let _ = a.shutdown().await;
+                        }
+                    }
+                });
+            }
+            if let Listen::Unix(_, path) = &listen {
+                let _ = std::fs::remove_file(path);
+            }
+        });
+        Self {
+            endpoint,
+            cut,
+            path: None,
+        }
+    }
+
+    fn cut(&self, how: Cut) {
+        if how == Cut::Everything
+            && let Some(path) = &self.path
+        {
+            // Gone before the cut is seen, so no reconnect can reach it.
+            let _ = std::fs::remove_file(path);
+        }
+        self.cut.send_replace(how);
+    }
+}
+
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Duplex for T {}
+
+async fn accept(listen: &Listen) -> Box<dyn Duplex> {
+    match listen {
+        Listen::Unix(l, _) => Box::new(l.accept().await.unwrap().0),
+        Listen::Tcp(l) => Box::new(l.accept().await.unwrap().0),
+    }
+}
+
+async fn dial(target: &str) -> Box<dyn Duplex> {
+    match target.split_once("://") {
+        Some(("unix", path)) => Box::new(UnixStream::connect(path).await.unwrap()),
+        Some(("tcp", addr)) => Box::new(TcpStream::connect(addr).await.unwrap()),
+        _ => panic!("cannot dial {target}"),
+    }
+}
+
+/// Streams through `proxy` (first endpoint) with `fallback` behind it, cuts
+/// after 25 events, and checks the whole sequence against the provider's.
+async fn cut_and_resume(proxy: Proxy, fallback: Option<String>, how: Cut) -> String {
+    let endpoints: Vec<String> = std::iter::once(proxy.endpoint.clone())
+        .chain(fallback)
+        .collect();
+    let client = connect(ConnectOpts::new(endpoints).with_reconnect(patient()))
+        .await
+        .unwrap();
+    let request = echo("resume me", PACED);
+    let mut events = client.stream(request.clone()).await.unwrap();
+    let before = take(&mut events, 25).await;
+    proxy.cut(how);
+    let (after, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    let all: Vec<_> = before.into_iter().chain(after).collect();
+    assert_contiguous(&all);
+    assert_eq!(
+        bodies(&all),
+        expected(&request).await,
+        "no loss, no duplicate"
+    );
+    client.endpoint()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_cut_resumes_over_tcp() {
+    let gateway = Gateway::start().await;
+    let proxy = Proxy::tcp(&gateway.tcp).await;
+    let endpoint = proxy.endpoint.clone();
+    assert_eq!(
+        cut_and_resume(proxy, None, Cut::Connections).await,
+        endpoint
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uds_cut_resumes_over_uds() {
+    let gateway = Gateway::start().await;
+    let proxy = Proxy::unix(gateway.dir.path(), &gateway.uds).await;
+    let endpoint = proxy.endpoint.clone();
+    assert_eq!(
+        cut_and_resume(proxy, None, Cut::Connections).await,
+        endpoint
+    );
+}
+
+/// The hot transport swap: the Unix socket goes away mid-stream and the
+/// session continues over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uds_cut_resumes_over_tcp() {
+    let gateway = Gateway::start().await;
+    let proxy = Proxy::unix(gateway.dir.path(), &gateway.uds).await;
+    let now = cut_and_resume(proxy, Some(gateway.tcp.clone()), Cut::Everything).await;
+    assert_eq!(now, gateway.tcp, "the client moved to TCP");
+}
+
+/// The server restarts between the cut and the resume: what was persisted
+/// is replayed, and the generation the restart cut ends with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_replays_what_was_persisted() {
+    let gateway = Gateway::start().await;
+    let (uds, tcp) = (gateway.uds.clone(), gateway.tcp.clone());
+    let client = connect(ConnectOpts::new([uds.clone()]).with_reconnect(patient()))
+        .await
+        .unwrap();
+    let request = echo("survive a restart", PACED);
+    let mut events = client.stream(request.clone()).await.unwrap();
+    let before = take(&mut events, 25).await;
+
+    let dir = gateway.shutdown().await;
+    let _restarted = Gateway::start_in(dir, Some(&tcp)).await;
+
+    let (after, error) = drain(&mut events).await;
+    let error = error.expect("the cut generation ends with an error");
+    assert_eq!(error.code(), Some(ErrorCode::Internal), "{error}");
+    assert!(error.to_string().contains("restart"), "{error}");
+    let all: Vec<_> = before.into_iter().chain(after).collect();
+    assert_contiguous(&all);
+    assert!(all.len() >= 25);
+    let want = expected(&request).await;
+    assert_eq!(
+        bodies(&all),
+        want[..all.len()],
+        "a prefix of the provider's events, none lost"
+    );
+    assert!(all.iter().all(|e| !matches!(e.body, Body::Done(_))));
+}
