@@ -2,27 +2,27 @@
 
 use std::path::{Path, PathBuf};
 
-/// The shared directory beside the workspace (`<workspace>/../shared`), or
-/// `$GTL_SHARED_DIR` when set.
+/// The test data directory (`crates/gtl-test/data`), or `$GTL_SHARED_DIR`
+/// when set.
 ///
-/// It holds `providers/specs/` (the providers' API definitions) and
-/// `providers/fixtures/` (recorded streams). CI checks the workspace out with
-/// `shared/` beside it.
+/// It holds `providers/specs/` (the providers' official API definitions)
+/// and `providers/fixtures/` (streams recorded from their live APIs); see
+/// `data/providers/README.md` and the `SOURCES.md` files for provenance.
+/// They live in the repository so a fresh clone tests with nothing else.
 pub fn shared_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GTL_SHARED_DIR") {
         return PathBuf::from(dir);
     }
-    // crates/gtl-test → the workspace root → its parent.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
-/// A recorded provider stream: `shared/providers/fixtures/<relative>`, e.g.
+/// A recorded provider stream: `data/providers/fixtures/<relative>`, e.g.
 /// `provider_fixture("openai/chat_text.sse")`.
 pub fn provider_fixture(relative: &str) -> PathBuf {
     shared_dir().join("providers/fixtures").join(relative)
 }
 
-/// A provider API definition: `shared/providers/specs/<relative>`, e.g.
+/// A provider API definition: `data/providers/specs/<relative>`, e.g.
 /// `provider_spec("openai/openapi.json")`.
 pub fn provider_spec(relative: &str) -> PathBuf {
     shared_dir().join("providers/specs").join(relative)
@@ -34,7 +34,7 @@ pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
     let path = path.as_ref();
     std::fs::read(path).unwrap_or_else(|error| {
         panic!(
-            "cannot read test data {} ({error}); is shared/ beside the workspace, or GTL_SHARED_DIR set?",
+            "cannot read test data {} ({error}); the data ships in crates/gtl-test/data",
             path.display()
         )
     })
