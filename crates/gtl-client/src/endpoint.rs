@@ -246,9 +246,12 @@ impl EmbeddedGateway {
                 config.listen.uds.enabled = false;
                 config.listen.tcp.enabled = false;
                 config.sessions.persist = false;
-                let server = gtl_server::Server::bind(&config, gtl_server::default_registry())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let server = gtl_server::Server::bind(
+                    &config,
+                    gtl_server::default_registry(&config).map_err(|e| e.to_string())?,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 self.gateway.insert(server.gateway()).clone()
             }
         };

@@ -29,6 +29,13 @@ pub struct Config {
     pub sessions: Sessions,
     /// Per-connection limits.
     pub limits: Limits,
+    /// Providers besides echo and those the environment switches on
+    /// (`[[providers]]` tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<crate::providers::ProviderEntry>,
+    /// Model aliases: `alias = "provider/model"`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub aliases: std::collections::BTreeMap<String, String>,
 }
 
 /// Where the server listens.
@@ -119,6 +126,8 @@ impl Default for Config {
             auth: Auth::default(),
             sessions: Sessions::default(),
             limits: Limits::default(),
+            providers: Vec::new(),
+            aliases: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -294,6 +303,17 @@ mod tests {
             config.session_config().resume_window,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn providers_and_aliases_read_from_the_file() {
+        let config = Config::from_toml(
+            "[aliases]\nfast = \"groq/llama-3.1-8b-instant\"\n\n[[providers]]\nkind = \"groq\"\napi_key_env = \"MY_GROQ_KEY\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.providers[0].kind, "groq");
+        assert_eq!(config.aliases["fast"], "groq/llama-3.1-8b-instant");
+        assert_eq!(Config::from_toml(&config.to_toml()).unwrap(), config);
     }
 
     #[test]

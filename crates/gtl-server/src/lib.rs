@@ -30,16 +30,20 @@
 mod auth;
 pub mod config;
 mod pipeline;
+mod providers;
 mod server;
 
 pub use auth::{AuthError, Authenticator, Principal};
 pub use config::{Config, ConfigError};
+pub use providers::{ProviderEntry, ProvidersError, registry};
 pub use server::{Gateway, Server, ServerError};
 
-/// The providers a server with `config` serves: today the built-in echo
-/// provider.
-pub fn default_registry() -> gtl_providers::Registry {
-    let mut registry = gtl_providers::Registry::new();
-    registry.add(std::sync::Arc::new(gtl_providers::EchoProvider::new()));
-    registry
+/// The providers `config` and this process's environment switch on, with
+/// the built-in echo provider always among them.
+pub fn default_registry(config: &Config) -> Result<gtl_providers::Registry, ProvidersError> {
+    registry(
+        &config.providers,
+        &config.aliases,
+        &gtl_providers::Env::from_process(),
+    )
 }

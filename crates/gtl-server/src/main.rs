@@ -61,7 +61,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // One client on our own stdin/stdout; no listeners.
             config.listen.uds.enabled = false;
             config.listen.tcp.enabled = false;
-            let server = match Server::bind(&config, default_registry()).await {
+            let server = match Server::bind(&config, default_registry(&config)?).await {
                 Err(ServerError::Store { path, message }) => {
                     // Another process (an editor's other window) has the
                     // sessions database: serve with sessions in memory.
@@ -71,7 +71,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                         "sessions database busy; this stdio server keeps sessions in memory"
                     );
                     config.sessions.persist = false;
-                    Server::bind(&config, default_registry()).await?
+                    Server::bind(&config, default_registry(&config)?).await?
                 }
                 other => other?,
             };
@@ -82,9 +82,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             server.gateway().engine().shutdown().await?;
             return Ok(());
         }
-        let server = Server::bind(&config, default_registry()).await.context(
-            "is another gtl-server running with the same data dir? stop it or pass --data-dir",
-        )?;
+        let server = Server::bind(&config, default_registry(&config)?)
+            .await
+            .context(
+                "is another gtl-server running with the same data dir? stop it or pass --data-dir",
+            )?;
         for endpoint in server.endpoints() {
             eprintln!("gtl-server: listening on {endpoint}");
         }

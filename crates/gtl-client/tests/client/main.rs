@@ -9,4 +9,6 @@ mod cli;
 mod connect;
 #[cfg(feature = "embedded")]
 mod embedded;
+#[cfg(feature = "cli")]
+mod providers;
 mod resume;

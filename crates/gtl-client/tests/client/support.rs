@@ -87,9 +87,10 @@ impl Gateway {
         config.listen.uds.path = dir.path().join("gtl.sock");
         config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
         config.sessions.persist = false;
-        let server = gtl_server::Server::bind(&config, gtl_server::default_registry())
-            .await
-            .unwrap();
+        let server =
+            gtl_server::Server::bind(&config, gtl_server::default_registry(&config).unwrap())
+                .await
+                .unwrap();
         let endpoints = server.endpoints();
         let unix = endpoints
             .iter()

@@ -74,10 +74,6 @@ pub struct Codec {
     skip: Skip,
     /// NDJSON: how far the buffer was already searched for a newline.
     scanned: usize,
-    /// NDJSON: the frame being encoded. serde_json writes many small pieces,
-    /// which a `Vec` takes far more cheaply than a `BytesMut`; the frame is
-    /// then copied to the output at once, or not at all on error.
-    scratch: Vec<u8>,
 }
 
 impl Codec {
@@ -92,7 +88,6 @@ impl Codec {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             skip: Skip::Nothing,
             scanned: 0,
-            scratch: Vec::new(),
         }
     }
 
@@ -124,7 +119,7 @@ impl Codec {
         }
         match self.encoding {
             Encoding::Protobuf => length_delimited::encode(frame, self.max_frame_bytes, dst),
-            _ => ndjson::encode(frame, self.max_frame_bytes, &mut self.scratch, dst),
+            _ => ndjson::encode(frame, self.max_frame_bytes, dst),
         }
     }
 
@@ -140,5 +135,28 @@ impl Codec {
             Encoding::Protobuf => length_delimited::decode(self, src),
             _ => ndjson::decode(self, src),
         }
+    }
+}
+
+/// Appends to a `BytesMut` through its inlined `extend_from_slice`.
+/// (`BytesMut::writer` goes through `BufMut::put_slice`, a call per piece,
+/// and serde_json writes a frame in many small pieces.)
+struct Appender<'a>(&'a mut BytesMut);
+
+impl std::io::Write for Appender<'_> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

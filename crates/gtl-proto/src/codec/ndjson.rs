@@ -3,36 +3,28 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{Codec, CodecError, Skip};
+use super::{Appender, Codec, CodecError, Skip};
 use crate::json::read_json;
 use crate::{Frame, FrameRef, JsonError};
-
-/// A scratch buffer that grew beyond this (a frame with inline images) is
-/// given back after use rather than kept for the connection's lifetime.
-const KEEP_SCRATCH_BYTES: usize = 64 * 1024;
 
 pub(super) fn encode(
     frame: FrameRef<'_>,
     max: usize,
-    scratch: &mut Vec<u8>,
     dst: &mut BytesMut,
 ) -> Result<(), CodecError> {
-    scratch.clear();
-    let written = frame.write_json(scratch);
-    let size = scratch.len();
-    let result = match written {
-        Err(e) => Err(e.into()),
-        Ok(()) if size > max => Err(CodecError::FrameTooLarge { size, max }),
-        Ok(()) => {
-            scratch.push(b'\n');
-            dst.extend_from_slice(scratch);
-            Ok(())
-        }
-    };
-    if scratch.capacity() > KEEP_SCRATCH_BYTES {
-        *scratch = Vec::new();
+    let start = dst.len();
+    let written = frame.write_json(&mut Appender(dst));
+    let size = dst.len() - start;
+    if let Err(e) = written {
+        dst.truncate(start);
+        return Err(e.into());
     }
-    result
+    if size > max {
+        dst.truncate(start);
+        return Err(CodecError::FrameTooLarge { size, max });
+    }
+    dst.extend_from_slice(b"\n");
+    Ok(())
 }
 
 pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {

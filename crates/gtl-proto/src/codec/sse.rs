@@ -24,7 +24,7 @@ pub fn encode(frame: FrameRef<'_>, max: usize, dst: &mut BytesMut) -> Result<(),
     }
     dst.put_slice(b"\ndata: ");
     let json_start = dst.len();
-    if let Err(e) = frame.write_json(&mut dst.writer()) {
+    if let Err(e) = frame.write_json(&mut super::Appender(dst)) {
         dst.truncate(start);
         return Err(e.into());
     }
