@@ -133,6 +133,14 @@ pub(super) async fn run(
                 let to_writer = to_writer.clone();
                 tokio::spawn(async move {
                     let only = (!request.provider.is_empty()).then_some(request.provider.as_str());
+                    if let Some(name) = only
+                        && ctx.registry.get(name).is_none()
+                    {
+                        let message = format!("no provider `{name}` is configured");
+                        let frame = error_frame(call_id, "", ErrorCode::ModelNotFound, &message);
+                        let _ = to_writer.send(Out::Frame(Box::new(frame)));
+                        return;
+                    }
                     for info in ctx.registry.models(only).await {
                         let frame = Frame::control(call_id, Body::ProviderInfo(info));
                         let _ = to_writer.send(Out::Frame(Box::new(frame)));
