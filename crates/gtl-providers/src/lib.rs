@@ -88,6 +88,8 @@ mod tools;
 pub mod anthropic;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 #[cfg(feature = "gemini")]
 pub mod gemini;
 #[cfg(feature = "ollama")]

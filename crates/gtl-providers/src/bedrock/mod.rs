@@ -47,9 +47,8 @@ mod request;
 mod sign;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use futures::StreamExt as _;
 use gtl_core::{EventStream, Provider, ProviderError};
 use gtl_proto::{CompletionRequest, ErrorCode, ProviderInfo};
 
@@ -187,7 +186,7 @@ impl BedrockProvider {
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = read_limited(response, MAX_ERROR_BODY, self.client.timeouts().idle).await;
+        let body = self.client.read_limited(response, MAX_ERROR_BODY).await;
         let mut error = status_error(&self.name, status, delay, &body);
         // The exception's name: the header, else the body's `__type`
         // (`com.amazon.coral.validate#ValidationException`) or `code`.
@@ -212,22 +211,6 @@ impl BedrockProvider {
         error.message = scrub(&error.message, &secrets);
         error
     }
-}
-
-/// Reads at most `limit` bytes of a body, waiting at most `idle` for each
-/// chunk. (The shared client's bounded reader is private to it.)
-async fn read_limited(response: reqwest::Response, limit: usize, idle: Duration) -> Vec<u8> {
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while body.len() < limit {
-        match tokio::time::timeout(idle, chunks.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
-            }
-            _ => break,
-        }
-    }
-    body
 }
 
 #[async_trait::async_trait]

@@ -99,7 +99,6 @@ mod tests;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures::StreamExt as _;
 use gtl_core::{EventStream, Provider, ProviderError};
 use gtl_proto::{CompletionRequest, ErrorCode, ProviderInfo};
 use reqwest::header::HeaderMap;
@@ -176,7 +175,7 @@ impl GeminiProvider {
             return Ok(response);
         }
         let delay = retry_after(response.headers(), SystemTime::now());
-        let body = self.read_error_body(response).await;
+        let body = self.client.read_limited(response, MAX_ERROR_BODY).await;
         let error = status_error(&self.config.name, status.as_u16(), delay, &body);
         let mut error = error::refine(error, &body);
         let secrets: Vec<String> = [&self.config.api_key, &self.config.bearer_token]
@@ -186,24 +185,6 @@ impl GeminiProvider {
             .collect();
         error.message = scrub(&error.message, &secrets);
         Err(error)
-    }
-
-    /// Reads at most [`MAX_ERROR_BODY`] bytes of an error answer, each
-    /// chunk within the idle timeout.
-    async fn read_error_body(&self, response: reqwest::Response) -> Vec<u8> {
-        let idle = self.client.timeouts().idle;
-        let mut body = Vec::new();
-        let mut chunks = response.bytes_stream();
-        while body.len() < MAX_ERROR_BODY {
-            match tokio::time::timeout(idle, chunks.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    let room = MAX_ERROR_BODY - body.len();
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                _ => break,
-            }
-        }
-        body
     }
 }
 

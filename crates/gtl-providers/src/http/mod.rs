@@ -102,11 +102,6 @@ impl HttpClient {
         Self::new(&config.name, config.timeouts)
     }
 
-    /// The timeouts.
-    pub(crate) fn timeouts(&self) -> Timeouts {
-        self.timeouts
-    }
-
     /// POSTs `body` (JSON unless `headers` say otherwise) and returns the
     /// response when its status is 2xx.
     ///
@@ -218,7 +213,7 @@ impl HttpClient {
 
     /// Reads at most `limit` bytes of a body, within the idle timeout per
     /// chunk; what could not be read is left out.
-    async fn read_limited(&self, response: reqwest::Response, limit: usize) -> Vec<u8> {
+    pub(crate) async fn read_limited(&self, response: reqwest::Response, limit: usize) -> Vec<u8> {
         let mut body = Vec::new();
         let mut chunks = response.bytes_stream();
         while body.len() < limit {
