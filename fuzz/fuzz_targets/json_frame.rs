@@ -1,8 +1,9 @@
 //! `Frame::from_json` on arbitrary bytes.
 //!
-//! Whatever parses must print (`to_json`), the printed text must parse back
-//! to an equal frame and print the same text again (canonical form), and the
-//! frame must survive protobuf and SSE encoding unchanged.
+//! `from_json` must agree with the serde visitor it short-cuts, whatever
+//! parses must print (`to_json`), the printed text must parse back to an
+//! equal frame and print the same text again (canonical form), and the frame
+//! must survive protobuf and SSE encoding unchanged.
 
 #![no_main]
 
@@ -12,7 +13,18 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(frame) = Frame::from_json(data) else {
+    // `from_json` reads hot events laid out as encoders write them without
+    // serde; on UTF-8 text it must agree with `Frame`'s serde visitor.
+    let parsed = Frame::from_json(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let reference = serde_json::from_str::<Frame>(text);
+        assert_eq!(
+            parsed.as_ref().ok(),
+            reference.as_ref().ok(),
+            "from_json and the serde visitor disagree: {reference:?}"
+        );
+    }
+    let Ok(frame) = parsed else {
         return;
     };
     assert!(

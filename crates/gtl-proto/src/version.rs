@@ -47,14 +47,6 @@ impl FromStr for Version {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let malformed = || NegotiationError::Malformed(s.to_owned());
-        // Each part is decimal digits only: `str::parse` alone would also
-        // take a sign ("+1").
-        fn number<T: FromStr>(part: &str) -> Option<T> {
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            part.parse().ok()
-        }
         // "1" means "1.0"; a patch part ("1.0.3") does not change the wire.
         let mut parts = s.trim().split('.');
         let major = parts.next().and_then(number).ok_or_else(malformed)?;
@@ -70,6 +62,15 @@ impl FromStr for Version {
         }
         Ok(Self { major, minor })
     }
+}
+
+/// A version part: decimal digits only (`str::parse` alone would also take
+/// a sign, as in "+1").
+fn number<T: FromStr>(part: &str) -> Option<T> {
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok()
 }
 
 /// Picks the highest version both sides speak.

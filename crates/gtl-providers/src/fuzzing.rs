@@ -4,7 +4,7 @@
 //!
 //! Each adapter's body decoder is set up the way the adapter's `stream`
 //! sets it up (framer, handler, provider and model names, price,
-//! [`StreamMeta`]), then fed a body given as chunks:
+//! `StreamMeta`), then fed a body given as chunks:
 //!
 //! - [`Decoder::decode`] feeds the chunks directly, without IO or an async
 //!   runtime, exactly as the driver does: `on_chunk` per chunk, `on_end`
@@ -29,9 +29,15 @@
 //! files (and the siblings they use through `super::`) are compiled a
 //! second time as private modules of this one: the same code, fed by the
 //! same framers and driver, so a change to a decoder is fuzzed as soon as
-//! it is made.
+//! it is made. Not under `cfg(test)`: the copies would run the decoders'
+//! unit tests twice, and `bedrock/decode.rs`'s out-of-line `mod tests;`
+//! does not resolve from here.
 
-#![cfg(feature = "__http")]
+#![cfg(all(feature = "__http", not(test)))]
+#![allow(
+    clippy::duplicate_mod,
+    reason = "the decoder sources are compiled a second time on purpose"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +50,6 @@ use gtl_proto::{Body, Status};
 use crate::http::Ndjson;
 #[cfg(any(feature = "openai", feature = "anthropic", feature = "gemini"))]
 use crate::http::Sse;
-#[cfg(feature = "__http")]
 use crate::http::{JsonBody, StreamDecoder, StreamMeta, drive};
 use crate::usage::Price;
 
@@ -204,6 +209,13 @@ impl Decoder {
     /// Bedrock) give the driver `status {state: "streaming"}`.
     pub fn status(self) -> Option<Status> {
         self.meta().status
+    }
+
+    /// The price the driver applies to the merged usage when the decoder's
+    /// usage has no cost: the same adapters give the driver the price, the
+    /// others price usage in their decoder.
+    pub fn driver_price(self) -> Option<Price> {
+        self.meta().price
     }
 
     fn meta(self) -> StreamMeta {

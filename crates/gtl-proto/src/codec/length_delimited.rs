@@ -87,7 +87,7 @@ pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Fra
 /// (each at most once, in field order), then the token body as the last
 /// field, holding at most its text. Any other layout, or invalid UTF-8,
 /// goes to prost, so the frame is always the one `Frame::decode` gives.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct TokenEvent {
     call_id: u64,
     session_id: String,

@@ -201,7 +201,11 @@ impl Parser {
             }
             b"id" if !value.contains('\0') => self.pending.id = Some(value.into_owned()),
             b"retry" => {
-                if let Ok(ms) = value.parse() {
+                // Only ASCII digits, as the standard says: `parse` alone
+                // would also take a leading `+`.
+                if value.bytes().all(|b| b.is_ascii_digit())
+                    && let Ok(ms) = value.parse()
+                {
                     self.pending.retry = Some(ms);
                 }
             }
@@ -256,6 +260,21 @@ mod tests {
         parser.feed(b"event: ping\n\ndata: cut", &mut out).unwrap();
         assert!(out.is_empty());
         assert!(parser.finish());
+    }
+
+    /// `retry` takes only ASCII digits. A leading `+` was accepted (caught
+    /// by the `sse_parser` fuzz target's reference parser).
+    #[test]
+    fn retry_is_digits_only() {
+        let mut out = Vec::new();
+        Parser::default()
+            .feed(
+                b"retry: +5\ndata: a\n\nretry: 7\ndata: b\n\nretry: -1\ndata: c\n\nretry:\ndata: d\n\n",
+                &mut out,
+            )
+            .unwrap();
+        let retries: Vec<Option<u64>> = out.iter().map(|e| e.retry).collect();
+        assert_eq!(retries, [None, Some(7), None, None]);
     }
 
     #[test]

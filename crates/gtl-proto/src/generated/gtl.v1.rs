@@ -253,7 +253,7 @@ pub mod content_part {
         Image(super::Image),
     }
 }
-/// JSON: {"type":"image","data":"<base64>","media_type":"image/png"} or
+/// JSON: {"type":"image","data":"BASE64…","media_type":"image/png"} or
 /// {"type":"image","url":"<https://…"}.>
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Image {

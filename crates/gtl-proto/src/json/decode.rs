@@ -2,23 +2,27 @@
 //!
 //! Every field of every frame type shares one flat object, so the full
 //! mapping ([`Flat`]) has some fifty fields. Streams are nearly all events of
-//! a few types, though, so a hand-written visitor reads the envelope and the
-//! fields of the *hot* types (`status`, `token`, `tool_call`, `usage`,
-//! `error`, `done`, `ack`, `ping`, `pong`) into locals ([`Hot`]), borrowing
-//! the `type` tag and the keys. The other types take the full mapping: at
-//! once when `type` is the first key (as encoders write it), else from the
-//! fields [`Hot`] kept aside as raw JSON.
+//! a few *hot* types (`status`, `token`, `tool_call`, `usage`, `error`,
+//! `done`, `ack`, `ping`, `pong`), so they take shorter ways:
 //!
-//! Both paths accept exactly the same input: keys in any order, unknown keys
-//! ignored, every known key type-checked whatever the frame's type, a key
-//! given twice an error, `msg` for `message`.
+//! - [`read_canonical`] reads a hot event laid out as encoders write it
+//!   without serde, and gives up on anything else;
+//! - the visitor ([`FrameVisitor`]) reads the envelope and the hot types'
+//!   fields into locals ([`Hot`]), borrowing the `type` tag and the keys,
+//!   and keeps the keys of other types aside as raw JSON;
+//! - the other types take the full mapping: at once when `type` is the
+//!   first key (as encoders write it), else from what the visitor kept.
+//!
+//! All of them accept exactly the same UTF-8 input: keys in any order,
+//! unknown keys ignored, every known key type-checked whatever the frame's
+//! type, a key given twice an error, `msg` for `message`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::value::{MapAccessDeserializer, MapDeserializer, SeqAccessDeserializer};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -46,6 +50,19 @@ impl<'de> Deserialize<'de> for Frame {
     ) -> Result<(), D::Error> {
         deserializer.deserialize_struct("Frame", HOT_KEYS, FrameVisitor(place))
     }
+}
+
+/// Reads JSON text that is not UTF-8 (so invalid, unless the bad bytes lie
+/// in a string no field reads) with the full mapping alone: serde_json
+/// checks the UTF-8 of what it reads, and the raw values the visitor keeps
+/// aside would be read too.
+pub(super) fn read_bytes(json: &[u8]) -> Result<Frame, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let frame = Flat::deserialize(&mut de)?
+        .into_frame()
+        .map_err(de::Error::custom)?;
+    de.end()?;
+    Ok(frame)
 }
 
 /// Whether a frame type is read without the full mapping.
@@ -200,8 +217,40 @@ const HOT_KEYS: &[&str] = &[
     "nonce",
 ];
 
-/// An object key: one of [`HOT_KEYS`], or any other (borrowed when the
-/// input allows).
+/// The other keys of the full mapping ([`Flat`]).
+const COLD_KEYS: &[&str] = &[
+    "op",
+    "rev",
+    "versions",
+    "encodings",
+    "features",
+    "token",
+    "client",
+    "version",
+    "encoding",
+    "server",
+    "max_frame_bytes",
+    "messages",
+    "stream",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "tools",
+    "tool_choice",
+    "providers",
+    "routing",
+    "metadata",
+    "pipe",
+    "end",
+    "after_seq",
+    "resume_token",
+    "reason",
+    "models",
+];
+
+/// An object key: one of [`HOT_KEYS`], one of [`COLD_KEYS`] (borrowed when
+/// the input allows), or unknown.
 enum Key<'de> {
     Type,
     CallId,
@@ -224,7 +273,8 @@ enum Key<'de> {
     RetryAfterMs,
     FinishReason,
     Nonce,
-    Other(Cow<'de, str>),
+    Cold(Cow<'de, str>),
+    Unknown,
 }
 
 impl Key<'_> {
@@ -257,6 +307,17 @@ impl Key<'_> {
     }
 }
 
+impl<'de> Key<'de> {
+    /// A key that is not hot: kept, as `keep` makes it, if it is cold.
+    fn other(key: &str, keep: impl FnOnce() -> Cow<'de, str>) -> Self {
+        if COLD_KEYS.contains(&key) {
+            Self::Cold(keep())
+        } else {
+            Self::Unknown
+        }
+    }
+}
+
 struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
@@ -275,15 +336,11 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key::hot(key).unwrap_or(Key::Other(Cow::Borrowed(key))))
+        Ok(Key::hot(key).unwrap_or_else(|| Key::other(key, || Cow::Borrowed(key))))
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
-        Ok(Key::hot(key).unwrap_or_else(|| Key::Other(Cow::Owned(key.to_owned()))))
-    }
-
-    fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
-        Ok(Key::hot(&key).unwrap_or(Key::Other(Cow::Owned(key))))
+        Ok(Key::hot(key).unwrap_or_else(|| Key::other(key, || Cow::Owned(key.to_owned()))))
     }
 }
 
@@ -312,8 +369,8 @@ struct Hot<'de> {
     retry_after_ms: Option<u64>,
     finish_reason: Option<String>,
     nonce: Option<u64>,
-    /// Every other key, for the full mapping: it checks them, and reads
-    /// them when the frame's type is not hot.
+    /// The [`COLD_KEYS`] seen, for the full mapping: it checks them, and
+    /// reads them when the frame's type is not hot.
     other: Vec<(Cow<'de, str>, Box<RawValue>)>,
 }
 
@@ -354,11 +411,13 @@ impl<'de> Hot<'de> {
             Key::RetryAfterMs => once(&mut self.retry_after_ms, "retry_after_ms", map),
             Key::FinishReason => once(&mut self.finish_reason, "finish_reason", map),
             Key::Nonce => once(&mut self.nonce, "nonce", map),
-            Key::Other(key) => {
+            Key::Cold(key) => {
                 let value = map.next_value()?;
                 self.other.push((key, value));
                 Ok(())
             }
+            // As the full mapping does.
+            Key::Unknown => map.next_value::<IgnoredAny>().map(drop),
         }
     }
 
@@ -492,7 +551,7 @@ fn read_plain(mut s: Scanner<'_>, out: &mut Frame) -> Option<()> {
             Key::FinishReason => set(&mut hot.finish_reason, s.string()?.to_owned())?,
             Key::Nonce => set(&mut hot.nonce, s.uint()?)?,
             // Objects, doubles, other keys: the visitor's.
-            Key::Function | Key::Cost | Key::Other(_) => return None,
+            Key::Function | Key::Cost | Key::Cold(_) | Key::Unknown => return None,
         }
         match s.next()? {
             b',' => {}
@@ -527,7 +586,7 @@ impl<'a> Scanner<'a> {
     /// A string: with no escapes, its text is what lies between the quotes.
     fn string(&mut self) -> Option<&'a str> {
         self.byte(b'"')?;
-        // Keys and values here are short: a plain loop beats `memchr`.
+        // Keys and values here are short: a plain loop does as well as `memchr`.
         let len = self.text.as_bytes()[self.pos..]
             .iter()
             .position(|&b| b == b'"')?;
@@ -782,4 +841,147 @@ impl Flat {
 
 fn try_map(messages: Vec<MessageJson>) -> Result<Vec<crate::Message>, String> {
     messages.into_iter().map(TryInto::try_into).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The field names the derived [`Flat`] reads (aliases included).
+    fn flat_fields() -> Vec<&'static str> {
+        /// Answers `deserialize_struct` with the names it was given.
+        struct Fields;
+
+        #[derive(Debug)]
+        struct Names(Vec<&'static str>);
+
+        impl fmt::Display for Names {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+
+        impl std::error::Error for Names {}
+
+        impl de::Error for Names {
+            fn custom<T: fmt::Display>(msg: T) -> Self {
+                panic!("{msg}")
+            }
+        }
+
+        impl<'de> Deserializer<'de> for Fields {
+            type Error = Names;
+
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Names> {
+                panic!("Flat is a struct")
+            }
+
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Names> {
+                Err(Names(fields.to_vec()))
+            }
+
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+
+        Flat::deserialize(Fields).err().expect("the field names").0
+    }
+
+    #[test]
+    fn hot_and_cold_keys_are_the_full_mappings_fields() {
+        let mut ours: Vec<&str> = HOT_KEYS.iter().chain(COLD_KEYS).copied().collect();
+        let mut flat = flat_fields();
+        if !flat.contains(&"msg") {
+            // Older serde derives leave aliases out of the list.
+            flat.push("msg");
+        }
+        ours.sort_unstable();
+        flat.sort_unstable();
+        let len = ours.len();
+        ours.dedup();
+        assert_eq!(ours.len(), len, "a key is both hot and cold");
+        assert_eq!(ours, flat);
+        for key in HOT_KEYS {
+            assert!(Key::hot(key).is_some(), "{key}");
+        }
+        for key in COLD_KEYS {
+            assert!(Key::hot(key).is_none(), "{key}");
+            assert!(
+                matches!(Key::other(key, || Cow::Borrowed(key)), Key::Cold(_)),
+                "{key}"
+            );
+        }
+    }
+
+    fn canonical(json: &str) -> Option<Frame> {
+        let mut frame = Frame::default();
+        read_canonical(json, &mut frame).then_some(frame)
+    }
+
+    #[test]
+    fn encoders_output_of_hot_events_takes_the_direct_path() {
+        let lines = [
+            r#"{"type":"token","call_id":1,"session_id":"s_0123456789abcdef","seq":1,"text":" hello"}"#,
+            r#"{"type":"token","session_id":"s","seq":2,"text":""}"#,
+            r#"{"type":"status","session_id":"s","seq":1,"state":"streaming","provider":"p","model":"m"}"#,
+            r#"{"type":"error","session_id":"s","seq":6,"code":"RATE_LIMIT","message":"...","retryable":true,"phase":"after_first_token","retry_after_ms":500}"#,
+            r#"{"type":"done","session_id":"s","seq":7,"finish_reason":"stop"}"#,
+            r#"{"type":"ack","session_id":"s","seq":17}"#,
+            r#"{"type":"ping","nonce":9}"#,
+            r#"{"type":"pong","nonce":18446744073709551615}"#,
+        ];
+        for json in lines {
+            let frame = canonical(json).unwrap_or_else(|| panic!("not direct: {json}"));
+            assert_eq!(Some(frame), serde_json::from_str(json).ok(), "{json}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_visitor() {
+        let lines = [
+            // Cold types, other fields, doubles, objects, null.
+            r#"{"type":"hello","versions":["1.0"]}"#,
+            r#"{"type":"token","text":"a","stream":true}"#,
+            r#"{"type":"token","text":"a","future":1}"#,
+            r#"{"type":"usage","tokens_in":1,"tokens_out":2,"cost":0.5}"#,
+            r#"{"type":"tool_call","id":"c","function":{"name":"f"}}"#,
+            r#"{"type":"token","text":null}"#,
+            // Escapes, control characters, whitespace, trailing bytes.
+            r#"{"type":"token","text":"a\nb"}"#,
+            "{\"type\":\"token\",\"text\":\"a\tb\"}",
+            r#"{"type":"token", "text":"a"}"#,
+            r#"{"type":"token","text":"a"} "#,
+            // Numbers that are not plain u64 digits.
+            r#"{"type":"token","seq":01}"#,
+            r#"{"type":"token","seq":1.0}"#,
+            r#"{"type":"token","seq":-1}"#,
+            r#"{"type":"token","seq":18446744073709551616}"#,
+            // Duplicates, the alias, errors only the visitor words.
+            r#"{"type":"token","text":"a","text":"b"}"#,
+            r#"{"type":"error","msg":"a","message":"b"}"#,
+            r#"{"type":"error","code":"OOPS"}"#,
+            r#"{"type":"teleport"}"#,
+            r#"{"text":"a"}"#,
+            r#"{}"#,
+        ];
+        for json in lines {
+            assert!(canonical(json).is_none(), "direct: {json}");
+        }
+        // What it leaves alone is still read.
+        let frame = Frame::from_json(br#"{"type":"token","text":"a\nb"}"#).unwrap();
+        assert_eq!(
+            frame.body,
+            Some(Body::Token(Token {
+                text: "a\nb".into()
+            }))
+        );
+    }
 }

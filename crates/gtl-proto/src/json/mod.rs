@@ -62,23 +62,16 @@ impl Frame {
 pub(crate) fn read_json(json: &[u8], frame: &mut Frame) -> Result<(), JsonError> {
     // Checking the UTF-8 of the whole text at once is much cheaper than
     // serde_json checking every key and string of a slice on its own.
-    // Invalid input goes to the slice parser, which reports (or, in an
-    // ignored field, tolerates) it as it always did.
-    match std::str::from_utf8(json) {
-        Ok(text) => {
-            if decode::read_canonical(text, frame) {
-                return Ok(());
-            }
-            let mut de = serde_json::Deserializer::from_str(text);
-            Frame::deserialize_in_place(&mut de, frame)?;
-            de.end()?;
-        }
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(json);
-            Frame::deserialize_in_place(&mut de, frame)?;
-            de.end()?;
-        }
+    let Ok(text) = std::str::from_utf8(json) else {
+        *frame = decode::read_bytes(json)?;
+        return Ok(());
+    };
+    if decode::read_canonical(text, frame) {
+        return Ok(());
     }
+    let mut de = serde_json::Deserializer::from_str(text);
+    Frame::deserialize_in_place(&mut de, frame)?;
+    de.end()?;
     Ok(())
 }
 

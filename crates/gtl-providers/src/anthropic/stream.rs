@@ -147,14 +147,15 @@ impl WireUsage {
     /// plus cache reads (Anthropic reports the three apart);
     /// `cached_tokens` the cache reads. Thinking tokens are part of
     /// Anthropic's `output_tokens`, so they are counted (and priced) as
-    /// output although no `token` event carries them.
+    /// output although no `token` event carries them. Counts too large for
+    /// a u64 saturate (a sum of counts from the body must not overflow).
     pub(crate) fn to_usage(self, price: Option<Price>) -> Usage {
         let input = self.input_tokens.unwrap_or(0);
         let written = self.cache_creation_input_tokens.unwrap_or(0);
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let output = self.output_tokens.unwrap_or(0);
         Usage {
-            tokens_in: input + written + read,
+            tokens_in: input.saturating_add(written).saturating_add(read),
             tokens_out: output,
             cost: price.map_or(0.0, |price| cost(price, input, written, read, output)),
             cached_tokens: read,

@@ -508,6 +508,34 @@ async fn unary_response() {
     );
 }
 
+/// Input counts whose sum does not fit a u64 saturate. The sum overflowed
+/// (a panic in debug builds; found with the `provider_anthropic` fuzz
+/// target).
+#[tokio::test]
+async fn input_counts_too_large_to_add_saturate() {
+    let counts = r#"{"input_tokens":18446744073709551615,"cache_creation_input_tokens":1,"cache_read_input_tokens":2,"output_tokens":3}"#;
+    let saturated = Body::Usage(Usage {
+        tokens_in: u64::MAX,
+        tokens_out: 3,
+        cost: cost(PRICE, u64::MAX, 1, 2, 3),
+        cached_tokens: 2,
+    });
+    let stream = format!(
+        "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"model\":\"m\",\"usage\":{counts}}}}}\n\n\
+         event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+    );
+    assert_eq!(
+        decode(stream.as_bytes()).await,
+        [status("m"), saturated.clone(), done("stop")]
+    );
+    let body = format!(r#"{{"model":"m","content":[],"stop_reason":"end_turn","usage":{counts}}}"#);
+    let decoder = Decoder::new("anthropic", "m", Some(PRICE));
+    assert_eq!(
+        run(unary(decoder), &[body.as_bytes()]).await,
+        [status("m"), saturated, done("stop")]
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Request bodies
 // ---------------------------------------------------------------------------

@@ -103,11 +103,13 @@ struct TokenUsage {
 impl TokenUsage {
     /// GTL counts every input token in `tokens_in`, cached ones included;
     /// Converse reports cache reads and writes apart from `inputTokens`.
+    /// A sum too large for a u64 saturates.
     fn to_gtl(&self) -> Usage {
         Usage {
-            tokens_in: self.input_tokens
-                + self.cache_read_input_tokens
-                + self.cache_write_input_tokens,
+            tokens_in: self
+                .input_tokens
+                .saturating_add(self.cache_read_input_tokens)
+                .saturating_add(self.cache_write_input_tokens),
             tokens_out: self.output_tokens,
             cached_tokens: self.cache_read_input_tokens,
             ..Usage::default()

@@ -104,9 +104,14 @@ impl UsageMetadata {
     /// The GTL usage: `tokens_in` is the prompt (cached part included) plus
     /// tool-use prompt tokens, `tokens_out` the answer plus thinking tokens
     /// (billed as output), `cached_tokens` the cached part of the prompt.
+    /// Sums too large for a u64 saturate.
     fn to_usage(self, price: Option<Price>, cached_ratio: f64) -> Usage {
-        let tokens_in = self.prompt_token_count + self.tool_use_prompt_token_count;
-        let tokens_out = self.candidates_token_count + self.thoughts_token_count;
+        let tokens_in = self
+            .prompt_token_count
+            .saturating_add(self.tool_use_prompt_token_count);
+        let tokens_out = self
+            .candidates_token_count
+            .saturating_add(self.thoughts_token_count);
         let cached = self.cached_content_token_count;
         Usage {
             tokens_in,

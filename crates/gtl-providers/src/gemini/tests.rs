@@ -428,6 +428,25 @@ async fn unary_response() {
     );
 }
 
+/// Counts whose sums do not fit a u64 saturate. The sums overflowed (a
+/// panic in debug builds; found with the `provider_gemini` fuzz target).
+#[tokio::test]
+async fn token_counts_too_large_to_add_saturate() {
+    let model = "gemini-2.5-flash";
+    let body = br#"data: {"candidates":[{"content":{"parts":[{"text":"a"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":18446744073709551615,"toolUsePromptTokenCount":1,"candidatesTokenCount":18446744073709551615,"thoughtsTokenCount":2}}
+
+"#;
+    assert_eq!(
+        decode(model, body).await,
+        [
+            status(model),
+            token("a"),
+            usage(model, u64::MAX, 0, u64::MAX),
+            done("stop"),
+        ]
+    );
+}
+
 #[test]
 fn error_payloads_refine_the_shared_mapping() {
     let cases: [(u16, &[u8], ErrorCode, Option<Duration>); 10] = [

@@ -390,6 +390,35 @@ fn metadata_before_message_stop() {
     );
 }
 
+/// Input counts whose sum does not fit a u64 saturate. The sum overflowed
+/// (a panic in debug builds; found with the `provider_bedrock` fuzz
+/// target).
+#[test]
+fn input_counts_too_large_to_add_saturate() {
+    let counts = json!({"inputTokens": u64::MAX, "outputTokens": 2,
+        "cacheReadInputTokens": 3, "cacheWriteInputTokens": 4});
+    let saturated = Body::Usage(Usage {
+        tokens_in: u64::MAX,
+        tokens_out: 2,
+        cached_tokens: 3,
+        ..Usage::default()
+    });
+    let wire = [
+        event("messageStop", json!({"stopReason": "end_turn"})),
+        event("metadata", json!({ "usage": counts })),
+    ]
+    .concat();
+    assert_eq!(decode(&wire), [saturated.clone(), done("stop")]);
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": []}},
+        "stopReason": "end_turn",
+        "usage": counts,
+    });
+    let mut out = Vec::new();
+    converse_response("bedrock", body.to_string().as_bytes(), &mut out);
+    assert_eq!(out, [saturated, done("stop")]);
+}
+
 #[test]
 fn corrupt_and_malformed_frames() {
     // A flipped payload bit: the message CRC no longer matches.

@@ -1,0 +1,21 @@
+//! OpenAI Chat Completions bodies, cut in arbitrary chunks.
+//!
+//! The same bytes go to the streaming decoder in both dialects (OpenAI's,
+//! which needs `[DONE]`, and a compatible server's) and to the unary one.
+//! See `provider` for what is checked and `chunks` for the input layout.
+
+#![no_main]
+
+mod chunks;
+mod provider;
+
+use gtl_providers::fuzzing::Decoder;
+use libfuzzer_sys::fuzz_target;
+
+const DECODERS: &[Decoder] = &[
+    Decoder::OpenAi,
+    Decoder::OpenAiCompatible,
+    Decoder::OpenAiUnary,
+];
+
+fuzz_target!(|data: &[u8]| provider::run(DECODERS, data));
