@@ -131,7 +131,8 @@ fn render(micro: &str, e2e: &str) -> String {
          on a shared machine: compare rows, not decimals.\n\n\
          ## Codecs and the session machine (criterion, one core)\n\n\
          Targets: ≥ 5 M token frames/s protobuf and ≥ 2 M/s JSON (encode + decode);\n\
-         the session machine allocates nothing per token event beyond the event.\n\n\
+         the session machine allocates nothing per token event beyond the event\n\
+         (asserted by `crates/gtl-core/tests/alloc.rs` with a counting allocator).\n\n\
          {micro}\n\
          ## End to end (gtl-load, echo provider, one client connection)\n\n\
          Streamed events: one `chat.stream` of 200,000 echo tokens (median of 3).\n\
