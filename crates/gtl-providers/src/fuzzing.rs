@@ -21,23 +21,11 @@
 //! The `*_stream` and `*_unary` functions are [`Decoder::decode`] for one
 //! decoder each.
 //!
-//! # Why the decoder sources are included here
-//!
-//! The decoders live in private submodules of their adapters
-//! (`openai::stream`, `bedrock::decode`, …), which this module cannot
-//! name. Instead of widening their visibility for fuzzing, their source
-//! files (and the siblings they use through `super::`) are compiled a
-//! second time as private modules of this one: the same code, fed by the
-//! same framers and driver, so a change to a decoder is fuzzed as soon as
-//! it is made. Not under `cfg(test)`: the copies would run the decoders'
-//! unit tests twice, and `bedrock/decode.rs`'s out-of-line `mod tests;`
-//! does not resolve from here.
+//! The decoders are the adapters' own `pub(crate)` modules
+//! (`openai::stream`, `bedrock::decode`, …): a change to a decoder is
+//! fuzzed as soon as it is made.
 
-#![cfg(all(feature = "__http", not(test)))]
-#![allow(
-    clippy::duplicate_mod,
-    reason = "the decoder sources are compiled a second time on purpose"
-)]
+#![cfg(feature = "__http")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,67 +41,17 @@ use crate::http::Sse;
 use crate::http::{JsonBody, StreamDecoder, StreamMeta, drive};
 use crate::usage::Price;
 
-// The decoder sources, compiled again (see the module docs). Paths are
-// relative to `src/`. Items the adapters use and the decoders do not are
-// dead here.
-#[cfg(feature = "openai")]
-#[path = "openai/stream.rs"]
-#[allow(dead_code, unreachable_pub, reason = "a second copy of openai::stream")]
-mod openai_stream;
-
+// The adapters' IO-free decoders, used as the adapters use them.
 #[cfg(feature = "anthropic")]
-#[path = "anthropic/stream.rs"]
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "a second copy of anthropic::stream"
-)]
-mod anthropic_stream;
-
-// `gemini/stream.rs` uses `super::{error, models, tool_id}`.
+use crate::anthropic::stream as anthropic_stream;
+#[cfg(feature = "bedrock")]
+use crate::bedrock::decode as bedrock_decode;
 #[cfg(feature = "gemini")]
-#[path = "gemini/error.rs"]
-#[allow(dead_code, unreachable_pub, reason = "a second copy of gemini::error")]
-mod error;
-#[cfg(feature = "gemini")]
-#[path = "gemini/stream.rs"]
-#[allow(dead_code, unreachable_pub, reason = "a second copy of gemini::stream")]
-mod gemini_stream;
-#[cfg(feature = "gemini")]
-#[path = "gemini/models.rs"]
-#[allow(dead_code, unreachable_pub, reason = "a second copy of gemini::models")]
-mod models;
-#[cfg(feature = "gemini")]
-#[path = "gemini/tool_id.rs"]
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "a second copy of gemini::tool_id"
-)]
-mod tool_id;
-
+use crate::gemini::stream as gemini_stream;
 #[cfg(feature = "ollama")]
-#[path = "ollama/decode.rs"]
-#[allow(dead_code, unreachable_pub, reason = "a second copy of ollama::decode")]
-mod ollama_decode;
-
-// `bedrock/decode.rs` uses `super::eventstream`.
-#[cfg(feature = "bedrock")]
-#[path = "bedrock/decode.rs"]
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "a second copy of bedrock::decode"
-)]
-mod bedrock_decode;
-#[cfg(feature = "bedrock")]
-#[path = "bedrock/eventstream.rs"]
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "a second copy of bedrock::eventstream"
-)]
-mod eventstream;
+use crate::ollama::decode as ollama_decode;
+#[cfg(feature = "openai")]
+use crate::openai::stream as openai_stream;
 
 /// The idle timeout given to the driver. Every chunk is ready at once, so
 /// it never fires.

@@ -76,7 +76,7 @@
 
 mod models;
 mod request;
-mod stream;
+pub(crate) mod stream;
 
 #[cfg(test)]
 mod tests;

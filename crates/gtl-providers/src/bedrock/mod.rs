@@ -40,7 +40,7 @@
 //! configuration or the environment only: no profiles, SSO, web identity
 //! or instance roles.
 
-mod decode;
+pub(crate) mod decode;
 mod eventstream;
 mod models;
 mod request;

@@ -90,7 +90,7 @@
 mod error;
 mod models;
 mod request;
-mod stream;
+pub(crate) mod stream;
 mod tool_id;
 
 #[cfg(test)]

@@ -38,7 +38,7 @@
 //! empty (the failure is logged), so a stopped Ollama does not break
 //! `models.list`.
 
-mod decode;
+pub(crate) mod decode;
 mod request;
 
 use std::sync::Arc;

@@ -50,7 +50,7 @@
 //! deployment-specific).
 
 mod request;
-mod stream;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 

@@ -120,7 +120,7 @@ impl From<&WireUsage> for Usage {
 /// `error` object ends the stream with its mapped code. Only choice 0 is
 /// read: GTL never asks for `n > 1`.
 #[derive(Debug)]
-pub(super) struct ChunkHandler {
+pub(crate) struct ChunkHandler {
     provider: Arc<str>,
     tools: ToolCalls,
     /// The latest tool-call key, for fragments without an `index`.
@@ -133,7 +133,7 @@ pub(super) struct ChunkHandler {
 }
 
 impl ChunkHandler {
-    pub(super) fn new(provider: &str, lenient_end: bool) -> Self {
+    pub(crate) fn new(provider: &str, lenient_end: bool) -> Self {
         Self {
             provider: Arc::from(provider),
             tools: ToolCalls::new(),
@@ -250,7 +250,7 @@ impl SseHandler for ChunkHandler {
 
 /// The events of a unary `chat.completion` body (or an error object sent
 /// with a 2xx status).
-pub(super) fn decode_unary(provider: &str, body: &[u8], out: &mut Vec<Body>) {
+pub(crate) fn decode_unary(provider: &str, body: &[u8], out: &mut Vec<Body>) {
     let chunk = match serde_json::from_slice::<Chunk>(body) {
         Ok(chunk) => chunk,
         Err(error) => {
