@@ -47,9 +47,9 @@ pub(super) async fn run(
         };
         match body {
             Some(Body::CompletionRequest(mut request)) => {
-                if calls.len() >= ctx.max_calls {
-                    calls.retain(|_, call| !call.is_over());
-                }
+                // Forget calls that are over, so their sessions' logs are not
+                // held for the life of the connection.
+                calls.retain(|_, call| !call.is_over());
                 if calls.contains_key(&call_id) {
                     fail(
                         ErrorCode::InvalidRequest,
@@ -82,6 +82,7 @@ pub(super) async fn run(
                 }
             }
             Some(Body::Resume(resume)) => {
+                calls.retain(|_, call| !call.is_over());
                 if calls.contains_key(&call_id) {
                     fail(
                         ErrorCode::InvalidRequest,
