@@ -79,7 +79,9 @@ impl Server {
         };
         let engine = Engine::new(
             store,
-            EngineConfig::default().with_session(config.session_config()),
+            EngineConfig::default()
+                .with_session(config.session_config())
+                .with_persist(config.sessions.persist),
         );
         match engine.restore().await {
             Ok(0) => {}

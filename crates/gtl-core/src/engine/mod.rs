@@ -25,11 +25,24 @@ use crate::{Provider, ResumeError, Session, SessionConfig, SessionMeta, SessionS
 pub use call::{Call, Drained};
 
 /// Engine settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EngineConfig {
     /// Limits of every session.
     pub session: SessionConfig,
+    /// Write sessions to the store (default). Without it the sessions live
+    /// only in their own bounded logs, and the store is never written: no
+    /// copy of the events is made.
+    pub persist: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            persist: true,
+        }
+    }
 }
 
 impl EngineConfig {
@@ -37,6 +50,13 @@ impl EngineConfig {
     #[must_use]
     pub fn with_session(mut self, session: SessionConfig) -> Self {
         self.session = session;
+        self
+    }
+
+    /// Sets whether sessions are written to the store.
+    #[must_use]
+    pub fn with_persist(mut self, persist: bool) -> Self {
+        self.persist = persist;
         self
     }
 }
@@ -142,6 +162,8 @@ pub(crate) struct Shared {
     /// Wakes the driver: cancel, input, or the client drained (backpressure).
     pub(crate) to_driver: Notify,
     id: String,
+    /// Whether the session is written to the store.
+    pub(crate) persist: bool,
 }
 
 #[derive(Debug)]
@@ -265,7 +287,7 @@ impl Engine {
             let id = session.id().to_owned();
             map.insert(
                 id.clone(),
-                Arc::new(Shared::new(id, session, last + 1, None)),
+                Arc::new(Shared::new(id, session, last + 1, None, true)),
             );
         }
         Ok(count)
@@ -295,7 +317,13 @@ impl Engine {
         );
         let attach = session.attached().expect("a new session is attached");
         let meta = SessionMeta::new(&id, &call.owner, &resume_token, unix_ms());
-        let shared = Arc::new(Shared::new(id.clone(), session, 1, Some(meta)));
+        let shared = Arc::new(Shared::new(
+            id.clone(),
+            session,
+            1,
+            Some(meta),
+            self.inner.config.persist,
+        ));
         {
             let mut map = self.inner.lock_sessions();
             if map.contains_key(&id) {
@@ -473,7 +501,13 @@ impl Inner {
 }
 
 impl Shared {
-    fn new(id: String, session: Session, unpersisted_from: u64, meta: Option<SessionMeta>) -> Self {
+    fn new(
+        id: String,
+        session: Session,
+        unpersisted_from: u64,
+        meta: Option<SessionMeta>,
+        persist: bool,
+    ) -> Self {
         Self {
             state: Mutex::new(SharedState {
                 session,
@@ -489,6 +523,7 @@ impl Shared {
             to_client: Notify::new(),
             to_driver: Notify::new(),
             id,
+            persist,
         }
     }
 }

@@ -23,6 +23,9 @@ pub(super) enum Job {
 
 /// Queues `shared` for the writer unless it already is.
 pub(super) fn mark_dirty(shared: &Arc<Shared>, jobs: &mpsc::UnboundedSender<Job>) {
+    if !shared.persist {
+        return;
+    }
     let newly = {
         let mut state = shared.lock();
         !std::mem::replace(&mut state.queued, true)
@@ -42,6 +45,9 @@ struct Pending {
 }
 
 fn take_pending(shared: &Shared) -> Option<Pending> {
+    if !shared.persist {
+        return None;
+    }
     let mut state = shared.lock();
     state.queued = false;
     let from = state.unpersisted_from;

@@ -315,3 +315,28 @@ async fn duplicate_and_invalid_session_ids_are_refused() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidRequest);
 }
+
+#[tokio::test]
+async fn without_persistence_the_store_is_never_written() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::new(store.clone(), EngineConfig::default().with_persist(false));
+    let provider = Arc::new(Scripted::tokens(100));
+    let call = engine
+        .start(StartCall::new("alice", provider, request(false)))
+        .unwrap();
+    assert_eq!(collect(&call).await.len(), 101);
+    engine.flush().await.unwrap();
+    assert!(store.list().unwrap().is_empty());
+    // The same engine with persistence on writes the session.
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    let call = engine
+        .start(StartCall::new(
+            "alice",
+            Arc::new(Scripted::tokens(3)),
+            request(false),
+        ))
+        .unwrap();
+    collect(&call).await;
+    engine.flush().await.unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+}
