@@ -138,7 +138,8 @@ fn render(micro: &str, e2e: &str) -> String {
          Streamed events: one `chat.stream` of 200,000 echo tokens (median of 3).\n\
          Latency: 2,000 sequential `chat.complete` calls after 100 warm-up calls.\n\
          Concurrent: 200 streams of 200 tokens at once on the same connection.\n\
-         Sessions are persisted to redb as in the default configuration.\n\n\
+         Sessions are persisted to redb as in the default configuration (embedded\n\
+         mode keeps them in memory, as it does by default).\n\n\
          {e2e}"
     )
 }
