@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gtl_core::Provider;
-use gtl_proto::ModelInfo;
+use gtl_proto::{ModelInfo, ProviderInfo};
 
 use crate::usage::{Price, PriceTable};
 
@@ -399,6 +399,20 @@ impl ProviderConfig {
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
+    }
+
+    /// models.list for this provider: the configured models when there are
+    /// any, else the adapter's `builtin` list.
+    pub fn provider_info(&self, builtin: impl FnOnce() -> Vec<ModelInfo>) -> ProviderInfo {
+        let models = if self.models.is_empty() {
+            builtin()
+        } else {
+            self.models.clone()
+        };
+        ProviderInfo {
+            provider: self.name.clone(),
+            models,
+        }
     }
 
     /// Adds a model alias.

@@ -47,5 +47,5 @@ mod paths;
 mod replay;
 
 pub use openapi::{OpenApi, OpenApiError, SchemaViolations};
-pub use paths::{provider_fixture, provider_spec, read, shared_dir};
+pub use paths::{provider_fixture, provider_spec, read, served_sse, shared_dir};
 pub use replay::{RecordedRequest, ReplayServer, Reply};

@@ -39,3 +39,15 @@ pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
         )
     })
 }
+
+/// A recorded SSE stream as a server sends it: some recordings were saved
+/// without the blank line that ends their last event, which the live APIs
+/// send (see the fixtures' `SOURCES.md`).
+pub fn served_sse(recording: &[u8]) -> Vec<u8> {
+    let mut body = recording.to_vec();
+    let crlf = body.ends_with(b"\r\n");
+    while !body.ends_with(b"\n\n") && !body.ends_with(b"\r\n\r\n") {
+        body.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+    }
+    body
+}

@@ -171,18 +171,12 @@ impl Provider for AnthropicProvider {
     }
 
     async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        let models = if self.config.models.is_empty() {
+        Ok(self.config.provider_info(|| {
             models::MODELS
                 .iter()
                 .map(|model| model.info(self.price(model.name).unwrap_or(model.price())))
                 .collect()
-        } else {
-            self.config.models.clone()
-        };
-        Ok(ProviderInfo {
-            provider: self.config.name.clone(),
-            models,
-        })
+        }))
     }
 
     async fn stream(&self, mut request: CompletionRequest) -> Result<EventStream, ProviderError> {

@@ -34,15 +34,7 @@ fn fixture(name: &str) -> Vec<u8> {
     )
 }
 
-/// The recorded upstream files end without the blank line that terminates
-/// the last event; a server sends it (fixtures/SOURCES.md), so add it.
-fn served(fixture: &[u8]) -> Vec<u8> {
-    let mut body = fixture.to_vec();
-    while !body.ends_with(b"\n\n") {
-        body.push(b'\n');
-    }
-    body
-}
+use gtl_test::served_sse as served;
 
 /// The price the tests use: Claude Sonnet's list price.
 const PRICE: Price = Price::per_1m(3.0, 15.0);

@@ -220,15 +220,9 @@ impl Provider for BedrockProvider {
     }
 
     async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        let models = if self.config.models.is_empty() {
-            models::builtin(&self.name, &self.prices)
-        } else {
-            self.config.models.clone()
-        };
-        Ok(ProviderInfo {
-            provider: self.name.to_string(),
-            models,
-        })
+        Ok(self
+            .config
+            .provider_info(|| models::builtin(&self.name, &self.prices)))
     }
 
     async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {

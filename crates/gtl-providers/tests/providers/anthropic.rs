@@ -3,11 +3,11 @@
 //! `CreateMessageParams` of Anthropic's OpenAPI definition) and the GTL
 //! events the adapter makes of the recorded and composed streams.
 
+use crate::support::{collect, refused, stream_once};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use gtl_core::{EventStream, Provider, ProviderError, complete};
+use gtl_core::{Provider, ProviderError, complete};
 use gtl_proto::types::{Choice, Content, Part, Source, ToolChoiceMode};
 use gtl_proto::{
     Body, CompletionRequest, ContentPart, ContentParts, Done, ErrorCode, FunctionCall, FunctionDef,
@@ -110,25 +110,13 @@ fn request(stream: bool) -> CompletionRequest {
     }
 }
 
-async fn collect(events: EventStream) -> Vec<Body> {
-    events.collect().await
-}
-
 async fn run(reply: Reply, request: CompletionRequest) -> (Vec<Body>, RecordedRequest) {
     let server = ReplayServer::start(reply).await;
-    let events = provider(&server)
-        .stream(request)
-        .await
-        .expect("stream starts");
-    let events = collect(events).await;
-    (events, server.single_request())
+    stream_once(&provider(&server), &server, request).await
 }
 
 async fn rejected(server: &ReplayServer, request: CompletionRequest) -> ProviderError {
-    match provider(server).stream(request).await {
-        Ok(events) => panic!("expected an error, got {:?}", collect(events).await),
-        Err(error) => error,
-    }
+    refused(&provider(server), request).await
 }
 
 /// The outbound request: method, path, headers, and a body valid against

@@ -1,6 +1,7 @@
 //! Bedrock through a local replay server: the signed request AWS would
 //! receive and the GTL events decoded from binary event-stream bodies.
 
+use crate::support::{refused, stream_once};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,19 +76,12 @@ fn request(stream: bool) -> CompletionRequest {
 
 async fn run(reply: Reply, request: CompletionRequest) -> (Vec<Body>, RecordedRequest) {
     let server = ReplayServer::start(reply).await;
-    let events = provider(&server, true).stream(request).await.unwrap();
-    (events.collect().await, server.single_request())
+    stream_once(&provider(&server, true), &server, request).await
 }
 
 async fn rejected(reply: Reply) -> ProviderError {
     let server = ReplayServer::start(reply).await;
-    match provider(&server, false).stream(request(true)).await {
-        Ok(events) => panic!(
-            "expected an error, got {:?}",
-            events.collect::<Vec<_>>().await
-        ),
-        Err(error) => error,
-    }
+    refused(&provider(&server, false), request(true)).await
 }
 
 fn status() -> Body {

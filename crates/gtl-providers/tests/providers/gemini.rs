@@ -4,11 +4,11 @@
 //! published protobuf definitions, unknown fields denied) and the GTL events
 //! the adapter makes of the recorded and composed streams.
 
+use crate::support::{collect, refused, stream_once};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use gtl_core::{EventStream, Provider, ProviderError, complete};
+use gtl_core::{Provider, ProviderError, complete};
 use gtl_proto::types::{Choice, Content, Part, Source};
 use gtl_proto::{
     Body, CompletionRequest, ContentPart, ContentParts, Done, ErrorCode, FunctionDef, Image,
@@ -109,25 +109,13 @@ fn request(model: &str, stream: bool) -> CompletionRequest {
     }
 }
 
-async fn collect(events: EventStream) -> Vec<Body> {
-    events.collect().await
-}
-
 async fn run(reply: Reply, request: CompletionRequest) -> (Vec<Body>, RecordedRequest) {
     let server = ReplayServer::start(reply).await;
-    let events = provider(&server)
-        .stream(request)
-        .await
-        .expect("stream starts");
-    let events = collect(events).await;
-    (events, server.single_request())
+    stream_once(&provider(&server), &server, request).await
 }
 
 async fn rejected(server: &ReplayServer, request: CompletionRequest) -> ProviderError {
-    match provider(server).stream(request).await {
-        Ok(events) => panic!("expected an error, got {:?}", collect(events).await),
-        Err(error) => error,
-    }
+    refused(&provider(server), request).await
 }
 
 /// The outbound request: method, path (`model` and the endpoint), headers

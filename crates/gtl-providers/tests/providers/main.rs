@@ -16,6 +16,13 @@
 //! Run them all with `cargo test -p gtl-providers --features full`.
 
 mod echo;
+#[cfg(any(
+    feature = "anthropic",
+    feature = "gemini",
+    feature = "ollama",
+    feature = "bedrock"
+))]
+mod support;
 
 #[cfg(feature = "openai")]
 mod openai;

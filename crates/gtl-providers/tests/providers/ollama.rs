@@ -1,11 +1,11 @@
 //! Ollama through a local replay server: the request Ollama would receive
 //! (checked against Ollama's OpenAPI definition) and the GTL events.
 
+use crate::support::{collect, refused, stream_once};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use gtl_core::{EventStream, Provider, ProviderError};
+use gtl_core::{Provider, ProviderError};
 use gtl_proto::types::{Choice, Content, Part, Source};
 use gtl_proto::{
     Body, CompletionRequest, ContentPart, ContentParts, Done, ErrorCode, FunctionCall, FunctionDef,
@@ -74,23 +74,14 @@ fn request(stream: bool) -> CompletionRequest {
     }
 }
 
-async fn collect(events: EventStream) -> Vec<Body> {
-    events.collect().await
-}
-
 async fn run(reply: Reply, request: CompletionRequest) -> (Vec<Body>, RecordedRequest) {
     let server = ReplayServer::start(reply).await;
-    let events = provider(&server).stream(request).await.unwrap();
-    let events = collect(events).await;
-    (events, server.single_request())
+    stream_once(&provider(&server), &server, request).await
 }
 
 async fn rejected(reply: Reply) -> ProviderError {
     let server = ReplayServer::start(reply).await;
-    match provider(&server).stream(request(true)).await {
-        Ok(events) => panic!("expected an error, got {:?}", collect(events).await),
-        Err(error) => error,
-    }
+    refused(&provider(&server), request(true)).await
 }
 
 fn status() -> Body {
