@@ -64,11 +64,9 @@ fn the_schema_check_rejects_what_anthropic_would() {
 /// A recorded stream, with the blank line that ends its last event (the
 /// upstream files lack it; a server sends it).
 fn recorded(name: &str) -> Vec<u8> {
-    let mut body = gtl_test::read(provider_fixture(&format!("anthropic/{name}")));
-    while !body.ends_with(b"\n\n") {
-        body.push(b'\n');
-    }
-    body
+    gtl_test::served_sse(&gtl_test::read(provider_fixture(&format!(
+        "anthropic/{name}"
+    ))))
 }
 
 /// One of this crate's composed fixtures.
