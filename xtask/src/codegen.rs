@@ -36,6 +36,13 @@ const SERDE_DERIVED: &[&str] = &[
     ".gtl.v1.ModelInfo",
 ];
 
+/// `Frame.body` variants boxed in the generated code.
+const BOXED: &[&str] = &[
+    ".gtl.v1.Frame.body.hello",
+    ".gtl.v1.Frame.body.completion_request",
+    ".gtl.v1.Frame.body.welcome",
+];
+
 /// Compiles `proto/gtl/v1/gtl.proto` and returns the generated Rust source.
 fn generate(root: &Path) -> Result<String> {
     let proto_dir = root.join("proto");
@@ -58,6 +65,11 @@ fn generate(root: &Path) -> Result<String> {
         ".gtl.v1.PatchOp.kind",
         "#[derive(serde::Serialize, serde::Deserialize)]",
     );
+    // Frames that are never session events are boxed, so `Body` (and each
+    // event a session retains) is as small as its largest event.
+    for field in BOXED {
+        config.boxed(field);
+    }
     config.compile_fds(fds).context("generating prost code")?;
     let generated = fs::read_to_string(out.join("gtl.v1.rs"))?;
     fs::remove_dir_all(&out).ok();

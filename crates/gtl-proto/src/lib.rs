@@ -38,7 +38,7 @@ mod generated {
     include!("generated/gtl.v1.rs");
 }
 
-pub use codec::{Codec, CodecError, DEFAULT_MAX_FRAME_BYTES, sse};
+pub use codec::{Codec, CodecError, DEFAULT_MAX_FRAME_BYTES, SKIP_LIMIT_FACTOR, sse};
 pub use error_code::UnknownErrorCode;
 pub use frame::{FrameRef, FrameType};
 pub use generated::frame::Body;

@@ -2,8 +2,11 @@
 //! same way for every transport.
 //!
 //! Today only same-host trust exists (by configuration): stdio, Unix
-//! sockets and loopback TCP are on this machine, where the OS decides who
-//! may connect (the socket is owner-only). Token validation plugs in here.
+//! sockets and loopback TCP are on this machine, where the OS says who the
+//! peer is. Each local user is its own subject, `uid:<n>` (on any of those
+//! transports, so a session started over one resumes over another), and
+//! owns its own sessions; a peer whose user the OS does not tell is
+//! `local`. Token validation plugs in here.
 
 use gtl_proto::ErrorCode;
 use gtl_transport::PeerInfo;
@@ -51,9 +54,11 @@ impl Authenticator {
             });
         }
         if self.trust_same_host && peer.same_host {
-            return Ok(Principal {
-                subject: "local".into(),
-            });
+            let subject = match peer.uid {
+                Some(uid) => format!("uid:{uid}"),
+                None => "local".into(),
+            };
+            return Ok(Principal { subject });
         }
         Err(AuthError {
             code: ErrorCode::Unauthenticated,
@@ -83,6 +88,14 @@ mod tests {
             .authenticate(&local, "")
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::Unauthenticated);
+        let user = PeerInfo::new("tcp", "127.0.0.1:5000").with_uid(Some(1000));
+        assert_eq!(
+            Authenticator::new(true)
+                .authenticate(&user, "")
+                .unwrap()
+                .subject,
+            "uid:1000"
+        );
         let remote = PeerInfo::new("tcp", "10.0.0.2:5000").with_same_host(false);
         assert!(Authenticator::new(true).authenticate(&remote, "").is_err());
     }

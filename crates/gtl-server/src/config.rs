@@ -77,8 +77,8 @@ pub struct Tcp {
 #[non_exhaustive]
 pub struct Auth {
     /// Trust same-host peers (stdio, Unix sockets, loopback TCP) without a
-    /// token: the OS already says who they are. They all act as the one
-    /// subject `local`.
+    /// token: the OS already says who they are. Each user is its own subject
+    /// (`uid:<n>`), owning its own sessions.
     pub trust_same_host: bool,
 }
 
@@ -94,10 +94,19 @@ pub struct Sessions {
     /// Bytes of undelivered events per session before the provider is paused.
     pub max_pending_bytes: usize,
     /// Keep sessions in `data_dir/sessions.redb` (true) or in memory only.
+    /// With it, an event reaches a client only once it is stored.
     pub persist: bool,
+    /// Memory all sessions' events may use together, in bytes. When it is
+    /// spent, delivered events are dropped from memory first, then
+    /// generations pause and new calls get `RATE_LIMIT`.
+    pub memory_budget_bytes: usize,
+    /// Sessions kept at once (running or waiting for a resume); beyond it
+    /// new calls get `RATE_LIMIT`.
+    pub max_sessions: usize,
 }
 
-/// Per-connection limits.
+/// Connection limits and timeouts (docs/operations.md lists what a client
+/// sees for each). A timeout of 0 turns it off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -106,6 +115,23 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Concurrent calls on one connection.
     pub max_calls_per_connection: usize,
+    /// Open connections, server-wide; more are refused with `RATE_LIMIT`.
+    pub max_connections: usize,
+    /// Open connections from one peer (its user id where the OS tells,
+    /// else its IP address); more are refused with `RATE_LIMIT`.
+    pub max_connections_per_peer: usize,
+    /// Seconds from connect to a complete `hello`.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection with no running call may stay silent.
+    pub idle_timeout_secs: u64,
+    /// Seconds a peer may accept no bytes while the server has some for it;
+    /// then the connection is closed (its sessions stay resumable).
+    pub send_timeout_secs: u64,
+    /// Memory of the events waiting to be delivered on one connection, in
+    /// bytes; while it is spent, that connection's calls pause.
+    pub connection_memory_bytes: usize,
+    /// Seconds the server takes at most to stop on SIGTERM.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -166,6 +192,8 @@ impl Default for Sessions {
             max_retained_bytes: session.max_retained_bytes,
             max_pending_bytes: session.max_pending_bytes,
             persist: true,
+            memory_budget_bytes: gtl_core::EngineConfig::DEFAULT_MEMORY_BUDGET,
+            max_sessions: gtl_core::EngineConfig::DEFAULT_MAX_SESSIONS,
         }
     }
 }
@@ -175,6 +203,13 @@ impl Default for Limits {
         Self {
             max_frame_bytes: gtl_proto::DEFAULT_MAX_FRAME_BYTES,
             max_calls_per_connection: 1024,
+            max_connections: 8192,
+            max_connections_per_peer: 1024,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            send_timeout_secs: 30,
+            connection_memory_bytes: 64 << 20,
+            shutdown_timeout_secs: 10,
         }
     }
 }
@@ -243,12 +278,36 @@ impl Config {
         self.data_dir = dir;
     }
 
+    /// The connection limits as the call service takes them.
+    pub fn connection_limits(&self) -> crate::ConnectionLimits {
+        let limits = &self.limits;
+        crate::ConnectionLimits {
+            max_frame_bytes: limits.max_frame_bytes,
+            max_calls: limits.max_calls_per_connection,
+            max_connections: limits.max_connections,
+            max_connections_per_peer: limits.max_connections_per_peer,
+            handshake_timeout: timeout(limits.handshake_timeout_secs),
+            idle_timeout: timeout(limits.idle_timeout_secs),
+            send_timeout: timeout(limits.send_timeout_secs),
+            connection_memory: limits.connection_memory_bytes,
+        }
+    }
+
     /// The session limits as the engine takes them.
     pub fn session_config(&self) -> SessionConfig {
         SessionConfig::default()
             .with_resume_window(Duration::from_secs(self.sessions.resume_window_secs))
             .with_max_retained_bytes(self.sessions.max_retained_bytes)
             .with_max_pending_bytes(self.sessions.max_pending_bytes)
+    }
+}
+
+/// Seconds as a timeout; 0 is none.
+fn timeout(secs: u64) -> Duration {
+    if secs == 0 {
+        Duration::MAX
+    } else {
+        Duration::from_secs(secs)
     }
 }
 

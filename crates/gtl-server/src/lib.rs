@@ -1,9 +1,10 @@
 //! The GTL reference server.
 //!
-//! One pipeline serves every transport: decode → authenticate → route to a
-//! provider → session machine → encode. Transports only move frames (see
+//! One call service serves every transport: authenticate → route to a
+//! provider → session machine, with the owner checks and limits in one
+//! place ([`CallService`]). Transports only move frames (see
 //! `gtl-transport`); this crate owns the handshake, authentication,
-//! routing, per-connection limits and shutdown.
+//! routing, limits and shutdown.
 //!
 //! With no configuration it listens on a Unix socket and on TCP at
 //! `127.0.0.1:7301`, keeps sessions in a redb file in the data dir, and
@@ -32,11 +33,13 @@ pub mod config;
 mod pipeline;
 mod providers;
 mod server;
+mod service;
 
 pub use auth::{AuthError, Authenticator, Principal};
 pub use config::{Config, ConfigError};
 pub use providers::{ProviderEntry, ProvidersError, registry};
 pub use server::{Gateway, Server, ServerError};
+pub use service::{Admission, CallError, CallService, ConnectionLimits};
 
 /// The providers `config` and this process's environment switch on, with
 /// the built-in echo provider always among them.

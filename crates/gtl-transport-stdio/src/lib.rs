@@ -28,15 +28,29 @@ use gtl_proto::Encoding;
 use gtl_transport::{Connection, Connector, PeerInfo, TransportError, stream_connection};
 
 /// This process's stdin and stdout as one connection (the server side).
+///
+/// The peer is whoever started this process, so it has this process's user.
 pub fn stdio_connection() -> Connection {
     let mut conn = stream_connection(
         tokio::io::stdin(),
         tokio::io::stdout(),
-        PeerInfo::new("stdio", "stdin/stdout"),
+        PeerInfo::new("stdio", "stdin/stdout").with_uid(own_uid()),
         Encoding::Json,
     );
     conn.encodings = vec![Encoding::Json];
     conn
+}
+
+/// This process's user id, where the OS tells.
+fn own_uid() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        // The owner of a process's /proc entry is its user.
+        std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Spawns a server command per connection and talks to its stdin/stdout.

@@ -4,6 +4,9 @@
 //! varint-length-delimited protobuf. `TCP_NODELAY` is set: tokens are small
 //! and latency matters more than packet count.
 //!
+//! A loopback peer's user id is looked up (on Linux, in `/proc/net/tcp`),
+//! so a same-host client is known by its user on TCP as on a Unix socket.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -19,6 +22,8 @@
 //! ```
 
 use std::net::SocketAddr;
+
+mod peer_uid;
 
 use async_trait::async_trait;
 use gtl_proto::Encoding;
@@ -49,7 +54,14 @@ impl Listener for TcpListener {
     async fn accept(&mut self) -> Result<Connection, TransportError> {
         let (stream, addr) = self.inner.accept().await?;
         stream.set_nodelay(true)?;
-        let peer = PeerInfo::new("tcp", addr.to_string()).with_same_host(addr.ip().is_loopback());
+        let loopback = addr.ip().is_loopback();
+        let uid = match stream.local_addr() {
+            Ok(local) if loopback => peer_uid::loopback_peer_uid(addr, local),
+            _ => None,
+        };
+        let peer = PeerInfo::new("tcp", addr.to_string())
+            .with_same_host(loopback)
+            .with_uid(uid);
         let (read, write) = stream.into_split();
         Ok(stream_connection(read, write, peer, Encoding::Json))
     }

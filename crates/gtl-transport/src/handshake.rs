@@ -68,7 +68,7 @@ pub async fn client_handshake(
         hello.versions = SUPPORTED_VERSIONS.iter().map(Version::to_string).collect();
     }
     conn.write
-        .write_frame(Frame::control(0, Body::Hello(hello)).as_ref())?;
+        .write_frame(Frame::control(0, Body::Hello(Box::new(hello))).as_ref())?;
     conn.write.flush().await?;
     let frame = conn
         .read
@@ -80,7 +80,7 @@ pub async fn client_handshake(
             let encoding = welcome.encoding();
             conn.read.set_encoding(encoding);
             conn.write.set_encoding(encoding);
-            Ok(welcome)
+            Ok(*welcome)
         }
         Some(Body::Error(error)) => Err(rejected(&error)),
         other => Err(unexpected("welcome", other.as_ref())),
@@ -97,37 +97,27 @@ pub struct ServerHandshake {
     pub welcome: Welcome,
 }
 
-/// Server side: waits for `hello`, answers `welcome` (or an error frame, then
-/// fails), switches encoding.
+/// Server side: waits for `hello`, answers `welcome`, switches encoding.
+///
+/// A first frame that is not a `hello` with `call_id` 0 (a different frame,
+/// an undecodable or oversized one, a hello for a call) is answered with an
+/// `error` frame (`call_id` 0, `seq` 0, code [`HandshakeError::code`]) in the
+/// connection's initial encoding, as is a hello with no common version
+/// (`VERSION_UNSUPPORTED`); the sending direction is then flushed and shut
+/// down and the error returned. When the connection failed or the peer
+/// closed it, there is no one to answer: the error is just returned.
 pub async fn server_handshake(
     conn: &mut Connection,
     server: &str,
     max_frame_bytes: u64,
 ) -> Result<ServerHandshake, HandshakeError> {
-    let frame = conn
-        .read
-        .read_frame()
-        .await?
-        .ok_or(TransportError::Closed)?;
-    let hello = match frame.body {
-        Some(Body::Hello(hello)) => hello,
-        other => {
-            let err = unexpected("hello", other.as_ref());
-            send_error(conn, err.code(), &err.to_string()).await;
+    let (hello, version) = match read_hello(conn).await {
+        Ok(accepted) => accepted,
+        Err(err) => {
+            if answerable(&err) {
+                send_error(conn, err.code(), &reply_message(&err)).await;
+            }
             return Err(err);
-        }
-    };
-    let version = Version::parse_list(hello.versions.iter().map(String::as_str))
-        .map_err(|e| e.to_string())
-        .and_then(|offered| negotiate(&offered, SUPPORTED_VERSIONS).map_err(|e| e.to_string()));
-    let version = match version {
-        Ok(version) => version,
-        Err(message) => {
-            send_error(conn, ErrorCode::VersionUnsupported, &message).await;
-            return Err(HandshakeError::Rejected {
-                code: ErrorCode::VersionUnsupported,
-                message,
-            });
         }
     };
     let encoding = negotiate_encoding(&hello.encodings, &conn.encodings);
@@ -144,7 +134,7 @@ pub async fn server_handshake(
         max_frame_bytes,
     };
     conn.write
-        .write_frame(Frame::control(0, Body::Welcome(welcome.clone())).as_ref())?;
+        .write_frame(Frame::control(0, Body::Welcome(Box::new(welcome.clone()))).as_ref())?;
     conn.write.flush().await?;
     conn.read.set_encoding(encoding);
     conn.write.set_encoding(encoding);
@@ -154,6 +144,53 @@ pub async fn server_handshake(
 
 /// Optional features this implementation has.
 const FEATURES: &[&str] = &["resume", "pipe", "ack"];
+
+/// The client's hello and the version it shares with us.
+async fn read_hello(conn: &mut Connection) -> Result<(Hello, Version), HandshakeError> {
+    let frame = conn
+        .read
+        .read_frame()
+        .await?
+        .ok_or(TransportError::Closed)?;
+    let hello = match frame.body {
+        Some(Body::Hello(hello)) => hello,
+        other => return Err(unexpected("hello", other.as_ref())),
+    };
+    //= spec#7
+    //# The client's first frame is `hello` (call_id 0)
+    if frame.call_id != 0 {
+        return Err(HandshakeError::Rejected {
+            code: ErrorCode::InvalidRequest,
+            message: format!("hello must have call_id 0, not {}", frame.call_id),
+        });
+    }
+    let version = Version::parse_list(hello.versions.iter().map(String::as_str))
+        .map_err(|e| e.to_string())
+        .and_then(|offered| negotiate(&offered, SUPPORTED_VERSIONS).map_err(|e| e.to_string()))
+        .map_err(|message| HandshakeError::Rejected {
+            code: ErrorCode::VersionUnsupported,
+            message,
+        })?;
+    Ok((*hello, version))
+}
+
+/// The error frame's message: the frame carries the code already.
+fn reply_message(err: &HandshakeError) -> String {
+    match err {
+        HandshakeError::Rejected { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether the peer can still be told why its handshake failed: every
+/// failure but a broken or closed connection. After a decoding error, even a
+/// fatal one, the sending direction still works.
+fn answerable(err: &HandshakeError) -> bool {
+    match err {
+        HandshakeError::Transport(e) => matches!(e, TransportError::Codec(_)),
+        HandshakeError::Rejected { .. } | HandshakeError::Unexpected { .. } => true,
+    }
+}
 
 async fn send_error(conn: &mut Connection, code: ErrorCode, message: &str) {
     let error = Error {
@@ -189,8 +226,15 @@ fn unexpected(expected: &'static str, got: Option<&Body>) -> HandshakeError {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::BytesMut;
+    use gtl_proto::Codec;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+
     use super::*;
-    use crate::{PeerInfo, stream_connection};
+    use crate::{PeerInfo, StreamReader, StreamWriter, stream_connection};
 
     fn pair() -> (Connection, Connection) {
         let (a, b) = tokio::io::duplex(4096);
@@ -256,17 +300,167 @@ mod tests {
         );
     }
 
+    /// Sends `first` as the client's opening bytes, runs the server side,
+    /// and returns its error and the one frame the client got before the
+    /// server closed.
+    async fn refused(server_encoding: Encoding, first: &[u8]) -> (HandshakeError, Error) {
+        let (a, b) = tokio::io::duplex(4096);
+        let (mut ar, mut aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let reader = StreamReader::new(br, server_encoding).with_max_frame_bytes(256);
+        let mut server = Connection {
+            read: Box::new(reader),
+            write: Box::new(StreamWriter::new(bw, server_encoding)),
+            peer: PeerInfo::new("memory", "server"),
+            encodings: vec![Encoding::Json, Encoding::Protobuf],
+        };
+        aw.write_all(first).await.unwrap();
+        let err = server_handshake(&mut server, "test", 256)
+            .await
+            .unwrap_err();
+        // The server's sending side is shut down: the reply is all there is.
+        let mut wire = Vec::new();
+        ar.read_to_end(&mut wire).await.unwrap();
+        let mut codec = Codec::new(server_encoding);
+        let mut wire = BytesMut::from(&wire[..]);
+        let reply = codec.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(codec.decode(&mut wire).unwrap(), None);
+        assert!(wire.is_empty());
+        assert_eq!((reply.call_id, reply.seq), (0, 0));
+        assert_eq!(reply.session_id, "");
+        let Some(Body::Error(error)) = reply.body else {
+            panic!("not an error frame: {reply:?}");
+        };
+        assert_eq!(error.code(), err.code());
+        assert_eq!(error.message, reply_message(&err));
+        assert!(!error.retryable);
+        (err, error)
+    }
+
+    fn json(frame: &Frame) -> Vec<u8> {
+        let mut line = frame.to_json().unwrap().into_bytes();
+        line.push(b'\n');
+        line
+    }
+
+    fn hello(call_id: u64) -> Frame {
+        Frame::control(call_id, Body::Hello(Box::default()))
+    }
+
     #[tokio::test]
     async fn a_call_before_hello_is_refused() {
-        let (mut client, mut server) = pair();
         let ping = Frame::control(1, Body::Ping(gtl_proto::Ping { nonce: 1 }));
-        client.write.write_frame(ping.as_ref()).unwrap();
-        client.write.flush().await.unwrap();
+        let (err, error) = refused(Encoding::Json, &json(&ping)).await;
+        assert!(matches!(err, HandshakeError::Unexpected { .. }), "{err}");
+        assert_eq!(error.code(), ErrorCode::InvalidRequest);
+        assert_eq!(error.message, "expected hello, got ping");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_first_frame_is_refused() {
+        for line in [&b"{not json\n"[..], b"{\"type\":\"no_such_frame\"}\n"] {
+            let (err, error) = refused(Encoding::Json, line).await;
+            assert!(
+                matches!(err, HandshakeError::Transport(TransportError::Codec(_))),
+                "{err}"
+            );
+            assert_eq!(error.code(), ErrorCode::InvalidRequest);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_first_frame_is_refused() {
+        let big = Frame::control(
+            0,
+            Body::Hello(Box::new(Hello {
+                client: "x".repeat(300),
+                ..Hello::default()
+            })),
+        );
+        // A whole line over the limit, and one with no end in sight.
+        for line in [json(&big), vec![b' '; 300]] {
+            let (_, error) = refused(Encoding::Json, &line).await;
+            assert_eq!(error.code(), ErrorCode::FrameTooLarge);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hello_for_a_call_is_refused() {
+        let (err, error) = refused(Encoding::Json, &json(&hello(7))).await;
+        assert!(matches!(err, HandshakeError::Rejected { .. }), "{err}");
+        assert_eq!(error.code(), ErrorCode::InvalidRequest);
+        assert_eq!(error.message, "hello must have call_id 0, not 7");
+    }
+
+    #[tokio::test]
+    async fn unparsable_versions_are_refused() {
+        let hello = Frame::control(
+            0,
+            Body::Hello(Box::new(Hello {
+                versions: vec!["one".into()],
+                ..Hello::default()
+            })),
+        );
+        let (_, error) = refused(Encoding::Json, &json(&hello)).await;
+        assert_eq!(error.code(), ErrorCode::VersionUnsupported);
+    }
+
+    #[tokio::test]
+    async fn unframeable_protobuf_is_refused() {
+        let (_, error) = refused(Encoding::Protobuf, &[0xff; 11]).await;
+        assert_eq!(error.code(), ErrorCode::InvalidRequest);
+        let mut absurd = vec![0x80; 9];
+        absurd.push(0x01);
+        let (_, error) = refused(Encoding::Protobuf, &absurd).await;
+        assert_eq!(error.code(), ErrorCode::FrameTooLarge);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_closed_gets_nothing() {
+        let (mut client, mut server) = pair();
+        client.write.close().await.unwrap();
         let err = server_handshake(&mut server, "test", 1024)
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::InvalidRequest);
-        let reply = client.read.read_frame().await.unwrap().unwrap();
-        assert!(matches!(reply.body, Some(Body::Error(_))));
+        assert!(
+            matches!(err, HandshakeError::Transport(TransportError::Closed)),
+            "{err}"
+        );
+        drop(server);
+        assert_eq!(client.read.read_frame().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_gets_nothing() {
+        struct Broken;
+        impl AsyncRead for Broken {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &mut ReadBuf<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()))
+            }
+        }
+        let (a, b) = tokio::io::duplex(4096);
+        let (_, bw) = tokio::io::split(b);
+        let mut server = stream_connection(
+            Broken,
+            bw,
+            PeerInfo::new("memory", "server"),
+            Encoding::Json,
+        );
+        let err = server_handshake(&mut server, "test", 1024)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::Transport(TransportError::Io(_))),
+            "{err}"
+        );
+        drop(server);
+        let mut wire = Vec::new();
+        let (mut ar, _aw) = tokio::io::split(a);
+        ar.read_to_end(&mut wire).await.unwrap();
+        assert!(wire.is_empty());
     }
 }

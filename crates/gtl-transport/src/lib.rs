@@ -52,7 +52,9 @@ pub enum TransportError {
     #[error("connection failed: {0}")]
     Io(#[from] std::io::Error),
     /// One frame could not be decoded or encoded. The connection is still
-    /// usable: the bad frame was skipped.
+    /// usable, the bad frame skipped, unless the error is
+    /// [fatal](CodecError::is_fatal): then the byte stream cannot be framed
+    /// again.
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// The peer closed the connection.
@@ -69,9 +71,50 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// Whether the connection can go on after this error.
+    /// Whether the connection can go on after this error: a codec error
+    /// about one frame, which the peer should be told about.
     pub fn is_recoverable(&self) -> bool {
-        matches!(self, Self::Codec(e) if !matches!(e, CodecError::LengthPrefix))
+        matches!(self, Self::Codec(e) if !e.is_fatal())
+    }
+
+    /// Whether the connection must close, but the peer can still be told
+    /// why first: a [fatal](CodecError::is_fatal) decoding error, after
+    /// which the receiving direction is unusable while the sending one still
+    /// works. False for IO errors and a closed connection, where nothing can
+    /// be sent, and for recoverable errors, after which the connection goes
+    /// on.
+    ///
+    /// A server answers with an `error` frame (`call_id` 0, `seq` 0, code
+    /// [`code`](Self::code), message the error's `Display`), flushes, and
+    /// closes:
+    ///
+    /// ```
+    /// use gtl_proto::{Body, Encoding, Error, ErrorCode, Frame};
+    /// use gtl_transport::{PeerInfo, stream_connection};
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), gtl_transport::TransportError> {
+    /// let (client, server) = tokio::io::duplex(1024);
+    /// let (sr, sw) = tokio::io::split(server);
+    /// let mut conn = stream_connection(sr, sw, PeerInfo::new("memory", "c"), Encoding::Protobuf);
+    /// let (_client_read, mut client_write) = tokio::io::split(client);
+    /// // A length prefix of 2^63: no frame is ever that large.
+    /// client_write.write_all(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).await?;
+    ///
+    /// let e = conn.read.read_frame().await.unwrap_err();
+    /// assert!(!e.is_recoverable() && e.reply_before_close());
+    /// assert_eq!(e.code(), ErrorCode::FrameTooLarge);
+    /// let error = Error {
+    ///     code: e.code() as i32,
+    ///     message: e.to_string(),
+    ///     ..Error::default()
+    /// };
+    /// conn.write.write_frame(Frame::control(0, Body::Error(error)).as_ref())?;
+    /// conn.write.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reply_before_close(&self) -> bool {
+        matches!(self, Self::Codec(e) if e.is_fatal())
     }
 
     /// The GTL code to report this error with.
@@ -127,15 +170,18 @@ impl PeerInfo {
 pub trait FrameRead: Send {
     /// The next frame; `Ok(None)` when the peer closed the connection.
     ///
-    /// A [`TransportError::Codec`] error concerns one frame only: call again
-    /// for the next one.
+    /// A [recoverable](TransportError::is_recoverable) error concerns one
+    /// frame only: call again for the next one. After any other error the
+    /// connection is done (answer first if
+    /// [`reply_before_close`](TransportError::reply_before_close)).
     async fn read_frame(&mut self) -> Result<Option<Frame>, TransportError>;
 
     /// Switches the decoding, after the handshake picked an encoding.
     fn set_encoding(&mut self, encoding: Encoding);
 
     /// Sets the largest frame accepted; larger ones are skipped with a
-    /// `FRAME_TOO_LARGE` error.
+    /// `FRAME_TOO_LARGE` error (fatal for a protobuf length prefix over
+    /// [`gtl_proto::SKIP_LIMIT_FACTOR`] times the limit).
     fn set_max_frame_bytes(&mut self, max: usize);
 }
 
@@ -190,4 +236,21 @@ pub trait Connector: Send + Sync {
 
     /// The endpoint this connector reaches, as a URL.
     fn endpoint(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_and_close_are_not_answered() {
+        let errors = [
+            TransportError::Closed,
+            TransportError::Io(std::io::ErrorKind::BrokenPipe.into()),
+        ];
+        for err in errors {
+            assert!(!err.is_recoverable(), "{err}");
+            assert!(!err.reply_before_close(), "{err}");
+        }
+    }
 }

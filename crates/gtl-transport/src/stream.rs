@@ -132,3 +132,86 @@ impl<W: AsyncWrite + Send + Unpin> FrameWrite for StreamWriter<W> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gtl_proto::{Body, ErrorCode, Ping};
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A protobuf reader with a 1 KiB limit, fed `wire` and then EOF.
+    async fn read_all(wire: &[u8]) -> Vec<Result<Option<Frame>, TransportError>> {
+        let (mut a, b) = tokio::io::duplex(64 * 1024);
+        let mut reader = StreamReader::new(b, Encoding::Protobuf).with_max_frame_bytes(1024);
+        a.write_all(wire).await.unwrap();
+        drop(a);
+        let mut results = Vec::new();
+        loop {
+            let result = reader.read_frame().await;
+            let done = match &result {
+                Ok(frame) => frame.is_none(),
+                Err(e) => !e.is_recoverable(),
+            };
+            results.push(result);
+            if done {
+                return results;
+            }
+        }
+    }
+
+    fn ping() -> (Frame, Vec<u8>) {
+        let frame = Frame::control(0, Body::Ping(Ping { nonce: 1 }));
+        let mut wire = BytesMut::new();
+        Codec::new(Encoding::Protobuf)
+            .encode(frame.as_ref(), &mut wire)
+            .unwrap();
+        (frame, wire.to_vec())
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_is_skipped_and_reading_goes_on() {
+        let (frame, ping) = ping();
+        // 2000 bytes announced and sent: over the limit, under the skip limit.
+        let mut wire = vec![0xd0, 0x0f];
+        wire.resize(2 + 2000, 0);
+        wire.extend_from_slice(&ping);
+        let mut results = read_all(&wire).await.into_iter();
+        let err = results.next().unwrap().unwrap_err();
+        assert_eq!(err.code(), ErrorCode::FrameTooLarge);
+        assert!(err.is_recoverable());
+        assert!(!err.reply_before_close());
+        assert_eq!(results.next().unwrap().unwrap(), Some(frame));
+        assert_eq!(results.next().unwrap().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_absurd_length_prefix_ends_the_stream_with_frame_too_large() {
+        let (_, ping) = ping();
+        let mut wire = vec![0x80; 9];
+        wire.push(0x01);
+        wire.extend_from_slice(&ping);
+        let results = read_all(&wire).await;
+        let [Err(err)] = &results[..] else {
+            panic!("{results:?}");
+        };
+        assert_eq!(err.code(), ErrorCode::FrameTooLarge);
+        assert!(!err.is_recoverable());
+        assert!(err.reply_before_close());
+    }
+
+    #[tokio::test]
+    async fn an_invalid_length_prefix_ends_the_stream_with_invalid_request() {
+        let results = read_all(&[0xff; 11]).await;
+        let [Err(err)] = &results[..] else {
+            panic!("{results:?}");
+        };
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert!(!err.is_recoverable());
+        assert!(err.reply_before_close());
+        assert!(
+            err.to_string().starts_with("invalid length prefix"),
+            "{err}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub enum Outcome {
     Json,
     Protobuf,
     LengthPrefix,
+    LengthPrefixTooLarge,
     MissingBody,
 }
 
@@ -116,6 +117,14 @@ fn drain(codec: &mut Codec, buf: &mut BytesMut, outcomes: &mut Vec<Outcome>, tot
             Err(CodecError::Json(_)) => Outcome::Json,
             Err(CodecError::Protobuf(_)) => Outcome::Protobuf,
             Err(CodecError::LengthPrefix) => Outcome::LengthPrefix,
+            Err(CodecError::LengthPrefixTooLarge { size, bound, max }) => {
+                assert_eq!(max, codec.max_frame_bytes());
+                assert!(
+                    size > bound,
+                    "LengthPrefixTooLarge for {size} <= {bound} bytes"
+                );
+                Outcome::LengthPrefixTooLarge
+            }
             Err(CodecError::MissingBody) => Outcome::MissingBody,
             Err(e) => panic!("unexpected codec error: {e}"),
         };
@@ -176,9 +185,11 @@ pub fn run(encoding: Encoding, data: &[u8]) {
     check_round_trip(encoding, &chunked);
     let whole = decode_whole(encoding, &input);
     // How the bytes were split must not change what they decode to. The one
-    // exception: a bad length prefix drops whatever is buffered, and how much
-    // that is depends on the split.
-    let unframed = |o: &Vec<Outcome>| o.contains(&Outcome::LengthPrefix);
+    // exception: a bad or absurd length prefix drops whatever is buffered,
+    // and how much that is depends on the split.
+    let unframed = |o: &Vec<Outcome>| {
+        o.contains(&Outcome::LengthPrefix) || o.contains(&Outcome::LengthPrefixTooLarge)
+    };
     if !unframed(&chunked) && !unframed(&whole) {
         assert_eq!(chunked, whole, "chunked and whole-buffer decoding differ");
     }

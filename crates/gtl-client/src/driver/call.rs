@@ -175,7 +175,7 @@ impl SessionCall {
             Some(request) if !self.accepted => {
                 out.push(Frame::control(
                     self.call_id,
-                    Body::CompletionRequest(request.clone()),
+                    Body::CompletionRequest(Box::new(request.clone())),
                 ));
             }
             _ => {
@@ -204,6 +204,7 @@ impl SessionCall {
             0,
             Body::Cancel(Cancel {
                 reason: reason.to_owned(),
+                resume_token: self.resume_token.clone(),
             }),
         )
     }
@@ -327,7 +328,8 @@ impl SessionCall {
     }
 
     fn push_ready_input(&mut self, out: &mut Vec<Frame>) {
-        if let Some(input) = self.pipe.as_mut().and_then(Pipe::take_ready) {
+        if let Some(mut input) = self.pipe.as_mut().and_then(Pipe::take_ready) {
+            input.resume_token.clone_from(&self.resume_token);
             out.push(self.frame(0, Body::Input(input)));
         }
     }
@@ -387,6 +389,7 @@ impl Pipe {
         Some(Input {
             messages: std::mem::take(&mut self.queued),
             end: self.end_queued,
+            ..Input::default()
         })
     }
 }

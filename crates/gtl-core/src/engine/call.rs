@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use gtl_proto::{ErrorCode, Input};
 
-use super::{EngineError, Shared, now};
+use super::{EngineError, MemoryBudget, Shared, now};
 use crate::{AttachId, Transmit};
 
 /// One client's view of a running or finished session: drains its events
@@ -90,8 +90,8 @@ impl Call {
                 let state = self.shared.lock();
                 let session = &state.session;
                 if session.attached() != Some(self.attach)
-                    || session.sent_seq() < session.last_seq()
-                    || session.is_finished()
+                    || session.has_transmit()
+                    || (session.is_finished() && session.sent_seq() >= session.last_seq())
                 {
                     return;
                 }
@@ -107,6 +107,16 @@ impl Call {
         let session = &state.session;
         session.attached() != Some(self.attach)
             || (session.is_finished() && session.sent_seq() == session.last_seq())
+    }
+
+    /// Charges the events not yet delivered to this attachment to `budget`
+    /// (its connection's), instead of any budget charged before; while it is
+    /// spent, the generation pauses.
+    pub fn charge_to(&self, budget: Arc<MemoryBudget>) {
+        let mut state = self.shared.lock();
+        if state.session.attached() == Some(self.attach) {
+            state.charge_to(budget);
+        }
     }
 
     /// The client has every event up to `seq`.

@@ -9,8 +9,9 @@ use gtl_proto::{Body, CompletionRequest, Done, ErrorCode, Message, Role, ToolCal
 use tokio::sync::mpsc;
 
 use super::persist::{Job, mark_dirty};
-use super::{Shared, now};
+use super::{MemoryBudget, Shared, now};
 use crate::{Command, Provider, ProviderError};
+use std::time::Duration;
 
 /// Events taken from the provider per wakeup: one lock, one notify and one
 /// store transaction per batch rather than per token.
@@ -107,7 +108,10 @@ async fn run_turn(
             cancel_if_requested(shared);
             return Turn::Over;
         }
-        let wants = {
+        let server_room = shared.budget.room();
+        tokio::pin!(server_room);
+        server_room.as_mut().enable();
+        let blocked = {
             let mut state = shared.lock();
             if state.stopping
                 || state.session.poll_command() == Some(Command::StopProvider)
@@ -115,10 +119,24 @@ async fn run_turn(
             {
                 return Turn::Over;
             }
-            state.session.wants_events()
+            if !state.session.wants_events() {
+                Some(None)
+            } else {
+                state.conn.clone().filter(|conn| !conn.has_room()).map(Some)
+            }
         };
-        if !wants {
-            notified.await;
+        // The server's budget is checked after the lock is released, so any
+        // shedding below is already accounted for.
+        let blocked = match blocked {
+            None if !shared.budget.has_room() => {
+                // What this client already has goes before pausing.
+                shared.lock().session.shed_delivered();
+                (!shared.budget.has_room()).then_some(None)
+            }
+            other => other,
+        };
+        if let Some(conn) = blocked {
+            wait_for_room(&mut notified, &mut server_room, conn).await;
             continue;
         }
         let first = tokio::select! {
@@ -149,6 +167,29 @@ async fn run_turn(
             Pushed::Over => return Turn::Over,
             Pushed::TurnDone => return Turn::Continue(transcript.into_message()),
         }
+    }
+}
+
+/// Waits until the session may take events again: its client drained or
+/// cancelled, or a budget it is charged to has room. A release that slips
+/// between a budget check and this wait is caught by the periodic recheck.
+async fn wait_for_room(
+    notified: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    server_room: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    conn: Option<Arc<MemoryBudget>>,
+) {
+    const RECHECK: Duration = Duration::from_millis(250);
+    let conn_room = async {
+        match &conn {
+            Some(conn) => conn.room().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = notified.as_mut() => {}
+        () = server_room.as_mut() => {}
+        () = conn_room => {}
+        () = tokio::time::sleep(RECHECK) => {}
     }
 }
 

@@ -2,16 +2,26 @@
 //!
 //! The session machine knows nothing of time or tasks; the engine gives it
 //! both. Each call gets a driver task that pulls the provider's stream into
-//! its [`Session`] (respecting the session's backpressure), persists the
-//! events to the [`SessionStore`] in batches, and stops the provider on
-//! cancel or expiry. Clients attach through a [`Call`], which drains the
-//! session's events straight from its log into a transport's buffer.
+//! its [`Session`] (respecting the session's backpressure and the memory
+//! budgets), persists the events to the [`SessionStore`] in batches, and
+//! stops the provider on cancel or expiry. Clients attach through a
+//! [`Call`], which drains the session's events straight from its log into a
+//! transport's buffer.
+//!
+//! With persistence on, an event is handed to a client only once the store
+//! has committed it, so a crash never loses an event a client has seen and
+//! never reuses its seq.
+//!
+//! Sessions live in their owner's namespace: a session id names a session
+//! only together with the owner that started it.
 
+mod budget;
 mod call;
 mod driver;
 mod persist;
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::{Provider, ResumeError, Session, SessionConfig, SessionMeta, SessionStore, StoreError};
 
+pub use budget::MemoryBudget;
 pub use call::{Call, Drained};
 
 /// Engine settings.
@@ -34,6 +45,21 @@ pub struct EngineConfig {
     /// only in their own bounded logs, and the store is never written: no
     /// copy of the events is made.
     pub persist: bool,
+    /// Memory all sessions' events may cost together, in bytes
+    /// ([`event_cost`](crate::event_cost)). While it is spent, delivered
+    /// events are forgotten first, then generations pause and new calls are
+    /// refused with `RATE_LIMIT`. Default: 1 GiB.
+    pub memory_budget: usize,
+    /// Sessions kept at once, running or waiting for a resume; beyond it new
+    /// calls are refused with `RATE_LIMIT`. Default: 100,000.
+    pub max_sessions: usize,
+}
+
+impl EngineConfig {
+    /// The default [`memory_budget`](Self::memory_budget): 1 GiB.
+    pub const DEFAULT_MEMORY_BUDGET: usize = 1 << 30;
+    /// The default [`max_sessions`](Self::max_sessions).
+    pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 }
 
 impl Default for EngineConfig {
@@ -41,6 +67,8 @@ impl Default for EngineConfig {
         Self {
             session: SessionConfig::default(),
             persist: true,
+            memory_budget: Self::DEFAULT_MEMORY_BUDGET,
+            max_sessions: Self::DEFAULT_MAX_SESSIONS,
         }
     }
 }
@@ -57,6 +85,20 @@ impl EngineConfig {
     #[must_use]
     pub fn with_persist(mut self, persist: bool) -> Self {
         self.persist = persist;
+        self
+    }
+
+    /// Sets the server-wide [`memory_budget`](Self::memory_budget).
+    #[must_use]
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// Sets [`max_sessions`](Self::max_sessions).
+    #[must_use]
+    pub fn with_max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions;
         self
     }
 }
@@ -140,7 +182,9 @@ pub struct Engine {
 
 #[derive(Debug)]
 struct Inner {
+    /// Keyed by [`store_key`]: owner and session id.
     sessions: Mutex<HashMap<String, Arc<Shared>>>,
+    budget: Arc<MemoryBudget>,
     store: Arc<dyn SessionStore>,
     /// The session writer's queue, and the writer.
     jobs: mpsc::UnboundedSender<persist::Job>,
@@ -162,8 +206,12 @@ pub(crate) struct Shared {
     /// Wakes the driver: cancel, input, or the client drained (backpressure).
     pub(crate) to_driver: Notify,
     id: String,
+    /// The session's key in the engine and the store ([`store_key`]).
+    key: String,
     /// Whether the session is written to the store.
     pub(crate) persist: bool,
+    /// The server-wide budget the session's retained events are charged to.
+    pub(crate) budget: Arc<MemoryBudget>,
 }
 
 #[derive(Debug)]
@@ -186,20 +234,136 @@ pub(crate) struct SharedState {
     pub(crate) stopping: bool,
     /// The client asked to cancel, with this reason; the driver carries it out.
     pub(crate) cancel: Option<String>,
+    /// What the retained events are charged to the server's budget.
+    charged: usize,
+    /// The budget of the connection the session is attached to, charged
+    /// with the events not yet delivered to it.
+    pub(crate) conn: Option<Arc<MemoryBudget>>,
+    conn_charged: usize,
+}
+
+impl SharedState {
+    /// Brings the budgets' charges in line with the session's memory.
+    fn settle(&mut self, server: &MemoryBudget) {
+        let retained = self.session.retained_bytes();
+        if retained != self.charged {
+            server.adjust(self.charged, retained);
+            self.charged = retained;
+        }
+        let attached = self.session.attached().is_some();
+        let pending = if attached {
+            self.session.pending_bytes()
+        } else {
+            0
+        };
+        if let Some(conn) = &self.conn
+            && pending != self.conn_charged
+        {
+            conn.adjust(self.conn_charged, pending);
+            self.conn_charged = pending;
+        }
+        if !attached {
+            self.conn = None;
+        }
+    }
+
+    /// Moves the undelivered events' charge to `conn`.
+    pub(crate) fn charge_to(&mut self, conn: Arc<MemoryBudget>) {
+        if let Some(old) = self.conn.take() {
+            old.adjust(self.conn_charged, 0);
+        }
+        self.conn_charged = 0;
+        self.conn = Some(conn);
+    }
+}
+
+/// The locked state of a session; the budgets are settled when it is
+/// released, so every change to the session's memory is accounted for.
+pub(crate) struct StateGuard<'a> {
+    guard: MutexGuard<'a, SharedState>,
+    budget: &'a MemoryBudget,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.guard
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SharedState {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.settle(self.budget);
+    }
 }
 
 impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, SharedState> {
+    pub(crate) fn lock(&self) -> StateGuard<'_> {
         // A panic while holding the lock leaves a consistent machine (its
         // methods do not unwind halfway); keep serving.
-        self.state
+        let guard = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        StateGuard {
+            guard,
+            budget: &self.budget,
+        }
     }
 
     pub(crate) fn id(&self) -> &str {
         &self.id
     }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.budget.adjust(state.charged, 0);
+        if let Some(conn) = state.conn.take() {
+            conn.adjust(state.conn_charged, 0);
+        }
+    }
+}
+
+/// A session's key in the engine and the store: its owner and its id, so
+/// each owner has a namespace of its own.
+fn store_key(owner: &str, id: &str) -> String {
+    format!("{}:{owner}/{id}", owner.len())
+}
+
+/// The session id within a [`store_key`] (a key written before owners had
+/// namespaces is the id itself).
+fn plain_id<'a>(key: &'a str, owner: &str) -> &'a str {
+    key.strip_prefix(&format!("{}:{owner}/", owner.len()))
+        .unwrap_or(key)
+}
+
+/// The answer for a session the caller may not touch, whether it does not
+/// exist, has expired, belongs to someone else or the token is wrong: the
+/// same in every case, so ids cannot be probed.
+fn not_found(session_id: &str) -> EngineError {
+    EngineError::new(
+        ErrorCode::ResumeNotFound,
+        format!(
+            "no session `{session_id}` for this caller with that resume token: it never \
+             existed, has expired, or the token does not match"
+        ),
+    )
 }
 
 /// The engine's clock: tokio's, so paused-time tests drive it.
@@ -216,9 +380,10 @@ impl Engine {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (std::process::id() as u64).rotate_left(32);
         let (jobs, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(persist::writer(store.clone(), queue));
+        let writer = tokio::spawn(persist::writer(store.clone(), queue, jobs.downgrade()));
         let inner = Arc::new(Inner {
             sessions: Mutex::new(HashMap::new()),
+            budget: Arc::new(MemoryBudget::new(config.memory_budget)),
             store,
             jobs,
             writer: Mutex::new(Some(writer)),
@@ -251,7 +416,7 @@ impl Engine {
                     events.drain(..=gap);
                 }
                 let session = Session::restore(
-                    meta.id.clone(),
+                    plain_id(&meta.id, &meta.owner),
                     meta.owner.clone(),
                     meta.resume_token.clone(),
                     events,
@@ -274,7 +439,7 @@ impl Engine {
                 {
                     store.finish(&meta.id, &outcome)?;
                 }
-                sessions.push(session);
+                sessions.push((meta.id, session));
             }
             Ok(sessions)
         })
@@ -282,13 +447,12 @@ impl Engine {
         .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))??;
         let count = restored.len();
         let mut map = self.inner.lock_sessions();
-        for session in restored {
+        for (key, session) in restored {
             let last = session.last_seq();
-            let id = session.id().to_owned();
-            map.insert(
-                id.clone(),
-                Arc::new(Shared::new(id, session, last + 1, None, true)),
-            );
+            let shared = Shared::new(&self.inner, key.clone(), session, last + 1, None, true);
+            // Charge the restored events to the budget.
+            drop(shared.lock());
+            map.insert(key, Arc::new(shared));
         }
         Ok(count)
     }
@@ -308,31 +472,54 @@ impl Engine {
             None => format!("s_{}", self.inner.token(16)),
         };
         let resume_token = self.inner.token(32);
-        let session = Session::new(
+        let persist = self.inner.config.persist;
+        let mut session = Session::new(
             &id,
             &call.owner,
             &resume_token,
             self.inner.config.session.clone(),
             now(),
         );
+        if persist {
+            //= design#4
+            //# nothing lost, nothing doubled
+            // A client only ever sees stored events: a crash cannot take
+            // back an event it has, nor give its seq to another.
+            session.gate_on_durable();
+        }
         let attach = session.attached().expect("a new session is attached");
-        let meta = SessionMeta::new(&id, &call.owner, &resume_token, unix_ms());
+        let key = store_key(&call.owner, &id);
+        let meta = SessionMeta::new(&key, &call.owner, &resume_token, unix_ms());
         let shared = Arc::new(Shared::new(
-            id.clone(),
+            &self.inner,
+            key.clone(),
             session,
             1,
             Some(meta),
-            self.inner.config.persist,
+            persist,
         ));
         {
             let mut map = self.inner.lock_sessions();
-            if map.contains_key(&id) {
+            if map.contains_key(&key) {
                 return Err(EngineError::new(
                     ErrorCode::InvalidRequest,
                     format!("session `{id}` already exists: resume it or use a new id"),
                 ));
             }
-            map.insert(id.clone(), shared.clone());
+            let max = self.inner.config.max_sessions;
+            if map.len() >= max {
+                return Err(EngineError::new(
+                    ErrorCode::RateLimit,
+                    format!("the server holds its maximum of {max} sessions: retry later"),
+                ));
+            }
+            if !self.inner.budget.has_room() {
+                return Err(EngineError::new(
+                    ErrorCode::RateLimit,
+                    "the server's memory budget for sessions is spent: retry later",
+                ));
+            }
+            map.insert(key, shared.clone());
         }
         persist::mark_dirty(&shared, &self.inner.jobs);
         let driver = driver::drive(
@@ -351,6 +538,9 @@ impl Engine {
     }
 
     /// Re-attaches the owner of session `session_id` after `after_seq`.
+    ///
+    /// An unknown id, another owner's session and a wrong token all answer
+    /// the same `RESUME_NOT_FOUND`.
     pub fn resume(
         &self,
         owner: &str,
@@ -358,22 +548,16 @@ impl Engine {
         after_seq: u64,
         resume_token: &str,
     ) -> Result<Call, EngineError> {
-        let shared = self
-            .inner
-            .lock_sessions()
-            .get(session_id)
-            .cloned()
-            .ok_or_else(|| {
-                EngineError::new(
-                    ErrorCode::ResumeNotFound,
-                    format!("no session `{session_id}`: it never existed or has expired"),
-                )
-            })?;
+        let shared = self.find(owner, session_id)?;
         let attach = {
             let mut state = shared.lock();
             state
                 .session
-                .handle_resume(now(), owner, resume_token, after_seq)?
+                .handle_resume(now(), owner, resume_token, after_seq)
+                .map_err(|e| match e {
+                    ResumeError::PermissionDenied => not_found(session_id),
+                    other => other.into(),
+                })?
         };
         // Wake the replaced attachment (if any) so it notices, and the driver
         // in case it was waiting for room.
@@ -382,49 +566,63 @@ impl Engine {
         Ok(Call::new(shared, attach, None))
     }
 
-    /// Cancels a session from outside its call (e.g. from a new connection).
-    pub fn cancel(&self, owner: &str, session_id: &str, reason: &str) -> Result<(), EngineError> {
-        let shared = self
-            .inner
-            .lock_sessions()
-            .get(session_id)
-            .cloned()
-            .ok_or_else(|| {
-                EngineError::new(
-                    ErrorCode::ResumeNotFound,
-                    format!("no session `{session_id}`"),
-                )
-            })?;
-        if shared.lock().session.owner() != owner {
-            return Err(EngineError::new(
-                ErrorCode::PermissionDenied,
-                "only the session's owner may cancel it",
-            ));
-        }
+    /// Cancels a session from outside its call (e.g. from a new connection):
+    /// only its owner holding its resume token may.
+    pub fn cancel(
+        &self,
+        owner: &str,
+        session_id: &str,
+        resume_token: &str,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let shared = self.authorized(owner, session_id, resume_token)?;
         call::cancel(&shared, reason);
         persist::mark_dirty(&shared, &self.inner.jobs);
         Ok(())
     }
 
-    /// Appends session.pipe input to a session's conversation.
-    pub fn input(&self, session_id: &str, input: Input) -> Result<(), EngineError> {
-        let shared = self
-            .inner
-            .lock_sessions()
-            .get(session_id)
-            .cloned()
-            .ok_or_else(|| {
-                EngineError::new(
-                    ErrorCode::ResumeNotFound,
-                    format!("no session `{session_id}`"),
-                )
-            })?;
+    /// Appends session.pipe input to a session's conversation from outside
+    /// its call: only its owner holding its resume token may.
+    pub fn input(
+        &self,
+        owner: &str,
+        session_id: &str,
+        resume_token: &str,
+        input: Input,
+    ) -> Result<(), EngineError> {
+        let shared = self.authorized(owner, session_id, resume_token)?;
         call::input(&shared, input)
     }
 
     /// How many sessions are kept (running, or finished within the window).
     pub fn session_count(&self) -> usize {
         self.inner.lock_sessions().len()
+    }
+
+    /// The server-wide memory budget and what the sessions hold of it.
+    pub fn memory(&self) -> &MemoryBudget {
+        &self.inner.budget
+    }
+
+    fn find(&self, owner: &str, session_id: &str) -> Result<Arc<Shared>, EngineError> {
+        self.inner
+            .lock_sessions()
+            .get(&store_key(owner, session_id))
+            .cloned()
+            .ok_or_else(|| not_found(session_id))
+    }
+
+    fn authorized(
+        &self,
+        owner: &str,
+        session_id: &str,
+        resume_token: &str,
+    ) -> Result<Arc<Shared>, EngineError> {
+        let shared = self.find(owner, session_id)?;
+        if !shared.lock().session.authorizes(owner, resume_token) {
+            return Err(not_found(session_id));
+        }
+        Ok(shared)
     }
 
     /// Stops every generation as a process exit would (sessions are not
@@ -502,12 +700,14 @@ impl Inner {
 
 impl Shared {
     fn new(
-        id: String,
+        inner: &Inner,
+        key: String,
         session: Session,
         unpersisted_from: u64,
         meta: Option<SessionMeta>,
         persist: bool,
     ) -> Self {
+        let id = session.id().to_owned();
         Self {
             state: Mutex::new(SharedState {
                 session,
@@ -519,11 +719,16 @@ impl Shared {
                 queued: false,
                 stopping: false,
                 cancel: None,
+                charged: 0,
+                conn: None,
+                conn_charged: 0,
             }),
             to_client: Notify::new(),
             to_driver: Notify::new(),
             id,
+            key,
             persist,
+            budget: inner.budget.clone(),
         }
     }
 }
@@ -556,6 +761,16 @@ async fn sweep(inner: Weak<Inner>) {
             }
             keep
         });
+        if !inner.budget.has_room() {
+            // Memory pressure: what clients already have goes first.
+            let sessions: Vec<_> = inner.lock_sessions().values().cloned().collect();
+            for shared in sessions {
+                shared.lock().session.shed_delivered();
+                if inner.budget.has_room() {
+                    break;
+                }
+            }
+        }
         if !expired.is_empty() {
             let store = inner.store.clone();
             // Forgetting is best effort: a leftover is dropped on next restore.

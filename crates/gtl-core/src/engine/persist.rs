@@ -1,6 +1,10 @@
-//! Write-behind persistence: one writer task commits every dirty session's
-//! new events in one store transaction (group commit), so generation and
-//! delivery never wait for the disk and many sessions share one sync.
+//! Persistence by group commit: one writer task commits every dirty
+//! session's new events in one store transaction, so many sessions (and
+//! every event generated while the previous commit synced) share one sync.
+//! Generation never waits for the disk; delivery waits for the commit of
+//! the events it sends (see [`Session::gate_on_durable`]).
+//!
+//! [`Session::gate_on_durable`]: crate::Session::gate_on_durable
 
 use std::sync::Arc;
 
@@ -38,13 +42,17 @@ pub(super) fn mark_dirty(shared: &Arc<Shared>, jobs: &mpsc::UnboundedSender<Job>
 
 /// What one session has to write, taken under its lock.
 struct Pending {
+    shared: Arc<Shared>,
     id: String,
+    /// The first and last seq of `events` (empty: `from > through`).
+    from: u64,
+    through: u64,
     create: Option<SessionMeta>,
     events: Vec<(u64, Body)>,
     outcome: Option<Outcome>,
 }
 
-fn take_pending(shared: &Shared) -> Option<Pending> {
+fn take_pending(shared: &Arc<Shared>) -> Option<Pending> {
     if !shared.persist {
         return None;
     }
@@ -73,19 +81,29 @@ fn take_pending(shared: &Shared) -> Option<Pending> {
         return None;
     }
     Some(Pending {
-        id: shared.id().to_owned(),
+        shared: shared.clone(),
+        id: shared.key().to_owned(),
+        from,
+        through: last,
         create,
         events,
         outcome,
     })
 }
 
-async fn commit(store: &Arc<dyn SessionStore>, pending: Vec<Pending>) -> Result<(), EngineError> {
+/// How long a session whose write failed waits before the writer retries.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn commit(
+    store: &Arc<dyn SessionStore>,
+    jobs: &mpsc::WeakUnboundedSender<Job>,
+    pending: Vec<Pending>,
+) -> Result<(), EngineError> {
     if pending.is_empty() {
         return Ok(());
     }
     let store = store.clone();
-    let results = tokio::task::spawn_blocking(move || {
+    let (pending, results) = tokio::task::spawn_blocking(move || {
         let writes: Vec<SessionWrite<'_>> = pending
             .iter()
             .map(|p| {
@@ -97,26 +115,60 @@ async fn commit(store: &Arc<dyn SessionStore>, pending: Vec<Pending>) -> Result<
             })
             .collect();
         let results = store.commit(&writes);
-        pending
-            .iter()
-            .zip(results)
-            .map(|(p, r)| (p.id.clone(), r))
-            .collect::<Vec<_>>()
+        (pending, results)
     })
     .await
     .map_err(|e| EngineError::new(ErrorCode::Internal, format!("session writer failed: {e}")))?;
     let mut first_error = None;
-    for (id, result) in results {
-        if let Err(e) = result {
-            tracing::warn!(session = %id, error = %e, "session events not persisted");
-            first_error.get_or_insert(EngineError::from(e));
+    for (p, result) in pending.into_iter().zip(results) {
+        match result {
+            Ok(()) => {
+                // Stored: the client may have these events now.
+                if p.through >= p.from {
+                    p.shared.lock().session.handle_durable(p.through);
+                    p.shared.to_client.notify_waiters();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(session = %p.id, error = %e, "session events not persisted; retrying");
+                first_error.get_or_insert(EngineError::from(e));
+                retry_later(p, jobs);
+            }
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
+/// Puts a failed write back and queues it again: its events stay held back
+/// from the client (so no seq it sees can be lost) until the store takes
+/// them.
+fn retry_later(p: Pending, jobs: &mpsc::WeakUnboundedSender<Job>) {
+    {
+        let mut state = p.shared.lock();
+        state.unpersisted_from = state.unpersisted_from.min(p.from);
+        if state.meta.is_none() {
+            state.meta = p.create;
+        }
+        if state.outcome.is_none() {
+            state.outcome = p.outcome;
+        }
+    }
+    // A weak handle: the writer must not keep its own queue open.
+    let jobs = jobs.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(RETRY_AFTER).await;
+        if let Some(jobs) = jobs.upgrade() {
+            mark_dirty(&p.shared, &jobs);
+        }
+    });
+}
+
 /// The writer task: batches whatever is dirty, commits, repeats.
-pub(super) async fn writer(store: Arc<dyn SessionStore>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+pub(super) async fn writer(
+    store: Arc<dyn SessionStore>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    requeue: mpsc::WeakUnboundedSender<Job>,
+) {
     let mut stop = false;
     while let Some(job) = jobs.recv().await {
         let mut batch = Vec::new();
@@ -137,7 +189,7 @@ pub(super) async fn writer(store: Arc<dyn SessionStore>, mut jobs: mpsc::Unbound
             .iter()
             .filter_map(|shared| take_pending(shared))
             .collect();
-        let result = commit(&store, pending).await;
+        let result = commit(&store, &requeue, pending).await;
         for done in flushes {
             let _ = done.send(result.clone());
         }

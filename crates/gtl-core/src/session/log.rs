@@ -4,11 +4,28 @@ use std::collections::VecDeque;
 
 use gtl_proto::Body;
 
-/// One retained event and its protobuf size, computed once when logged.
+/// One retained event and its memory cost, computed once when logged.
 #[derive(Debug)]
 struct Entry {
     body: Body,
     len: usize,
+}
+
+/// Below this many slots the ring's capacity is left alone: shrinking a
+/// small ring would only churn the allocator.
+const SHRINK_MIN_CAPACITY: usize = 1024;
+
+/// What keeping `body` in a session's log costs in memory, in bytes: its slot
+/// in the ring plus its heap data.
+///
+/// The heap part is estimated from the encoded size (every string and
+/// nested message is at most that large) plus a fixed allowance for the
+/// allocator's per-allocation overhead. The estimate errs high, so budgets
+/// built on it hold in real memory.
+pub fn event_cost(body: &Body) -> usize {
+    /// Allocator bookkeeping and rounding for the event's heap blocks.
+    const HEAP_OVERHEAD: usize = 32;
+    size_of::<Entry>() + body.encoded_len() + HEAP_OVERHEAD
 }
 
 /// The events a session still retains, oldest first.
@@ -20,7 +37,7 @@ pub(super) struct Log {
     entries: VecDeque<Entry>,
     /// Seq of the oldest retained event; when empty, the seq the next event gets.
     front: u64,
-    /// Sum of the entries' encoded lengths.
+    /// Sum of the entries' costs ([`event_cost`]).
     bytes: usize,
 }
 
@@ -36,7 +53,7 @@ impl Log {
 
     /// Appends an event and returns its seq.
     pub(super) fn push(&mut self, body: Body) -> u64 {
-        let len = body.encoded_len();
+        let len = event_cost(&body);
         self.bytes += len;
         self.entries.push_back(Entry { body, len });
         self.last_seq()
@@ -52,12 +69,12 @@ impl Log {
         self.front - 1 + self.entries.len() as u64
     }
 
-    /// Total encoded bytes of the retained events.
+    /// Total cost of the retained events ([`event_cost`]).
     pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// The event with this seq and its encoded length, if retained.
+    /// The event with this seq and its cost, if retained.
     pub(super) fn get(&self, seq: u64) -> Option<(&Body, usize)> {
         let index = usize::try_from(seq.checked_sub(self.front)?).ok()?;
         self.entries
@@ -65,7 +82,7 @@ impl Log {
             .map(|entry| (&entry.body, entry.len))
     }
 
-    /// Forgets the oldest event and returns its encoded length.
+    /// Forgets the oldest event and returns its cost.
     pub(super) fn pop_front(&mut self) -> Option<usize> {
         let entry = self.entries.pop_front()?;
         self.front += 1;
@@ -73,7 +90,17 @@ impl Log {
         Some(entry.len)
     }
 
-    /// Encoded bytes of the retained events with seq ≤ `seq`.
+    /// Returns the ring's spare capacity to the allocator once it is mostly
+    /// empty (after acks or evictions of a long stream), so a finished
+    /// session does not hold the peak of its stream for the resume window.
+    pub(super) fn shrink_if_sparse(&mut self) {
+        let capacity = self.entries.capacity();
+        if capacity >= SHRINK_MIN_CAPACITY && self.entries.len() < capacity / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+    }
+
+    /// Cost of the retained events with seq ≤ `seq`.
     pub(super) fn bytes_through(&self, seq: u64) -> usize {
         let count = seq.saturating_add(1).saturating_sub(self.front);
         let count = usize::try_from(count).unwrap_or(usize::MAX);
@@ -114,12 +141,12 @@ mod tests {
         assert_eq!(log.push(token("bb")), 2);
         assert_eq!(
             log.bytes(),
-            token("a").encoded_len() + token("bb").encoded_len()
+            event_cost(&token("a")) + event_cost(&token("bb"))
         );
         assert_eq!(log.bytes_through(0), 0);
-        assert_eq!(log.bytes_through(1), token("a").encoded_len());
+        assert_eq!(log.bytes_through(1), event_cost(&token("a")));
         assert_eq!(log.bytes_through(u64::MAX), log.bytes());
-        assert_eq!(log.pop_front(), Some(token("a").encoded_len()));
+        assert_eq!(log.pop_front(), Some(event_cost(&token("a"))));
         assert_eq!(log.front_seq(), 2);
         assert!(log.get(1).is_none());
         assert_eq!(log.get(2).map(|(b, _)| b), Some(&token("bb")));
@@ -127,5 +154,29 @@ mod tests {
         assert_eq!((log.front_seq(), log.last_seq(), log.bytes()), (3, 2, 0));
         assert_eq!(log.push(token("c")), 3);
         assert_eq!(log.iter().map(|(seq, _)| seq).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn cost_covers_the_slot_and_the_text() {
+        let small = event_cost(&token("a"));
+        assert!(small > size_of::<Body>(), "{small}");
+        assert!(event_cost(&token(&"x".repeat(1000))) >= small + 999);
+    }
+
+    #[test]
+    fn a_drained_ring_gives_its_memory_back() {
+        let mut log = Log::new(1);
+        for _ in 0..10_000 {
+            log.push(token("t"));
+        }
+        while log.entries.len() > 10 {
+            log.pop_front();
+        }
+        log.shrink_if_sparse();
+        assert!(log.entries.capacity() < 100, "{}", log.entries.capacity());
+        // Small rings are left alone.
+        let before = log.entries.capacity();
+        log.shrink_if_sparse();
+        assert_eq!(log.entries.capacity(), before);
     }
 }

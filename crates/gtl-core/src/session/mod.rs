@@ -6,13 +6,19 @@
 //! The caller passes the time in, so tests drive it deterministically with
 //! virtual time.
 //!
-//! Memory is bounded two ways. Events the client has not acknowledged are
+//! Memory is bounded two ways, counted in what the kept events cost in
+//! memory ([`event_cost`]). Events the client has not acknowledged are
 //! retained for resume up to [`SessionConfig::max_retained_bytes`]; beyond
 //! that the oldest already-delivered ones are evicted (a resume that needs
 //! them fails with `RESUME_WINDOW_EXCEEDED`). Events not yet delivered are
 //! never evicted; instead [`Session::wants_events`] turns false once they
 //! reach [`SessionConfig::max_pending_bytes`], and the engine stops pulling
 //! from the provider until the client catches up.
+//!
+//! A session can also hold events back until they are durable
+//! ([`Session::gate_on_durable`]): then an event is handed out only after
+//! [`Session::handle_durable`] says it is stored, so a crash never loses an
+//! event a client has seen.
 
 mod error;
 mod log;
@@ -29,6 +35,7 @@ use std::time::{Duration, Instant};
 use gtl_proto::{Body, ErrorCode, FrameRef, Phase};
 
 pub use error::{ResumeError, SessionError};
+pub use log::event_cost;
 pub use state::State;
 
 use log::Log;
@@ -43,9 +50,10 @@ pub struct SessionConfig {
     /// How long a session outlives its client's connection (and, once
     /// finished, its last attach, detach or end). Default: 10 minutes.
     pub resume_window: Duration,
-    /// Bound on the encoded bytes of events kept for resume. Default: 8 MiB.
+    /// Bound on the memory cost ([`event_cost`]) of events kept for resume.
+    /// Default: 8 MiB.
     pub max_retained_bytes: usize,
-    /// Bound on the encoded bytes of events not yet delivered, beyond which
+    /// Bound on the memory cost of events not yet delivered, beyond which
     /// [`Session::wants_events`] is false. Default: 1 MiB.
     pub max_pending_bytes: usize,
 }
@@ -171,7 +179,9 @@ pub struct Session {
     log: Log,
     /// Highest seq handed to the current (or last) attachment.
     sent: u64,
-    /// Encoded bytes of the retained events with seq ≤ `sent`.
+    /// Highest seq known to be stored, when sends wait for it.
+    durable: Option<u64>,
+    /// Cost of the retained events with seq ≤ `sent`.
     sent_bytes: usize,
     /// Highest seq the client acknowledged (never above `sent`).
     acked: u64,
@@ -294,6 +304,7 @@ impl Session {
             state: State::Streaming,
             log,
             sent: 0,
+            durable: None,
             sent_bytes: 0,
             acked: 0,
             attached: None,
@@ -361,12 +372,12 @@ impl Session {
         self.acked
     }
 
-    /// Encoded bytes of the retained (not yet acknowledged or evicted) events.
+    /// Memory cost of the retained (not yet acknowledged or evicted) events.
     pub fn retained_bytes(&self) -> usize {
         self.log.bytes()
     }
 
-    /// Encoded bytes of the events not yet handed to the attachment.
+    /// Memory cost of the events not yet handed to the attachment.
     pub fn pending_bytes(&self) -> usize {
         self.log.bytes() - self.sent_bytes
     }
@@ -380,6 +391,46 @@ impl Session {
         //# Backpressure: a slow client never makes server memory grow without
         //# bound.
         self.state == State::Streaming && self.pending_bytes() < self.config.max_pending_bytes
+    }
+
+    /// From now on, hands an event to the client only once
+    /// [`handle_durable`](Self::handle_durable) reported it stored. Events
+    /// already logged count as stored.
+    pub fn gate_on_durable(&mut self) {
+        self.durable = Some(self.log.last_seq());
+    }
+
+    /// Every event up to `seq` is stored: the client may have them.
+    pub fn handle_durable(&mut self, seq: u64) {
+        if let Some(durable) = &mut self.durable {
+            *durable = (*durable).max(seq.min(self.log.last_seq()));
+        }
+    }
+
+    /// The highest seq the client may be sent now: the last event, or the
+    /// last durable one when sends wait for durability.
+    pub fn sendable_seq(&self) -> u64 {
+        self.durable.unwrap_or_else(|| self.log.last_seq())
+    }
+
+    /// Whether [`poll_transmit`](Self::poll_transmit) has an event to give.
+    pub fn has_transmit(&self) -> bool {
+        self.attached.is_some() && self.sent < self.sendable_seq()
+    }
+
+    /// Memory pressure: forgets every event already handed to the client,
+    /// acknowledged or not (a resume before them then fails with
+    /// `RESUME_WINDOW_EXCEEDED`). Returns the cost freed.
+    pub fn shed_delivered(&mut self) -> usize {
+        let before = self.log.bytes();
+        while self.log.front_seq() <= self.sent {
+            let Some(len) = self.log.pop_front() else {
+                break;
+            };
+            self.sent_bytes -= len;
+        }
+        self.log.shrink_if_sparse();
+        before - self.log.bytes()
     }
 
     /// The retained events with their seqs, oldest first (for persistence).
@@ -459,6 +510,7 @@ impl Session {
             };
             self.sent_bytes -= len;
         }
+        self.log.shrink_if_sparse();
         self.acked
     }
 
@@ -529,6 +581,15 @@ impl Session {
         Ok(attach)
     }
 
+    /// Whether `owner` holding `resume_token` may act on this session
+    /// (cancel it, send it input) without being attached. Both are compared
+    /// in constant time.
+    pub fn authorizes(&self, owner: &str, resume_token: &str) -> bool {
+        let owner_ok = constant_time_eq(owner.as_bytes(), self.owner.as_bytes());
+        let token_ok = constant_time_eq(resume_token.as_bytes(), self.resume_token.as_bytes());
+        owner_ok & token_ok
+    }
+
     /// Cancels the session explicitly (unlike a disconnect, which keeps the
     /// generation running).
     ///
@@ -570,6 +631,9 @@ impl Session {
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         self.attached?;
         let seq = self.sent + 1;
+        if seq > self.sendable_seq() {
+            return None;
+        }
         let (_, len) = self.log.get(seq)?;
         self.sent = seq;
         self.sent_bytes += len;
@@ -651,6 +715,7 @@ impl fmt::Debug for Session {
             .field("last_seq", &self.log.last_seq())
             .field("min_after_seq", &self.min_after_seq())
             .field("sent", &self.sent)
+            .field("durable", &self.durable)
             .field("acked", &self.acked)
             .field("retained_bytes", &self.log.bytes())
             .field("pending_bytes", &self.pending_bytes())

@@ -171,7 +171,7 @@ impl Harness {
     }
 
     fn bytes(events: &[Body]) -> usize {
-        events.iter().map(Body::encoded_len).sum()
+        events.iter().map(event_cost).sum()
     }
 
     fn apply(&mut self, op: Op) {

@@ -186,7 +186,7 @@ fn ack_trims_the_log_and_older_resumes_fail() {
     assert_eq!(s.min_after_seq(), 2);
     assert_eq!(
         s.retained_bytes(),
-        all - token("a").encoded_len() - token("b").encoded_len()
+        all - event_cost(&token("a")) - event_cost(&token("b"))
     );
     assert_eq!(
         s.retained_events().map(|(seq, _)| seq).collect::<Vec<_>>(),
@@ -284,7 +284,7 @@ fn constant_time_eq_compares_bytes() {
 #[test]
 fn eviction_keeps_the_byte_bound_and_never_drops_undelivered_events() {
     let now = start();
-    let one = token("0123456789").encoded_len();
+    let one = event_cost(&token("0123456789"));
     let config = SessionConfig::default().with_max_retained_bytes(3 * one);
     let mut s = Session::new("s_1", "alice", "secret", config, now);
     for _ in 0..5 {
@@ -310,7 +310,7 @@ fn eviction_keeps_the_byte_bound_and_never_drops_undelivered_events() {
 #[test]
 fn backpressure_flag_follows_pending_bytes() {
     let now = start();
-    let one = token("0123456789").encoded_len();
+    let one = event_cost(&token("0123456789"));
     let config = SessionConfig::default().with_max_pending_bytes(2 * one);
     let mut s = Session::new("s_1", "alice", "secret", config, now);
     let attach = s.attached().unwrap();
@@ -689,4 +689,73 @@ fn restore_reads_inner_dones_as_pipe_turns() {
     events.truncate(2);
     let s = Session::restore("s", "a", "t", events, false, config(), now).unwrap();
     assert_eq!((s.state(), s.last_seq()), (State::Finished, 2));
+}
+
+#[test]
+fn a_gated_session_sends_only_durable_events() {
+    let now = start();
+    let mut s = session(now);
+    s.gate_on_durable();
+    for text in ["a", "b", "c"] {
+        s.handle_event(now, token(text)).unwrap();
+    }
+    assert!(!s.has_transmit());
+    assert!(drain(&mut s).is_empty(), "nothing is stored yet");
+    s.handle_durable(2);
+    assert_eq!(s.sendable_seq(), 2);
+    assert_eq!(
+        drain(&mut s)
+            .iter()
+            .map(|(seq, _)| *seq)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    // A report beyond the log is clamped; older reports change nothing.
+    s.handle_durable(99);
+    s.handle_durable(1);
+    assert_eq!(s.sendable_seq(), 3);
+    s.handle_event(now, done()).unwrap();
+    assert_eq!(drain(&mut s).len(), 1, "the done waits for its commit");
+    s.handle_durable(4);
+    assert_eq!(drain(&mut s).first().map(|(seq, _)| *seq), Some(4));
+}
+
+#[test]
+fn ungated_sessions_send_at_once() {
+    let now = start();
+    let mut s = session(now);
+    s.handle_event(now, token("a")).unwrap();
+    assert!(s.has_transmit());
+    assert_eq!(s.sendable_seq(), 1);
+}
+
+#[test]
+fn shedding_forgets_delivered_events_only() {
+    let now = start();
+    let mut s = session(now);
+    for text in ["a", "b", "c", "d"] {
+        s.handle_event(now, token(text)).unwrap();
+    }
+    s.poll_transmit();
+    s.poll_transmit();
+    let freed = s.shed_delivered();
+    assert_eq!(freed, 2 * event_cost(&token("a")));
+    assert_eq!(s.min_after_seq(), 2);
+    assert_eq!(
+        drain(&mut s)
+            .iter()
+            .map(|(seq, _)| *seq)
+            .collect::<Vec<_>>(),
+        [3, 4],
+        "undelivered events are kept"
+    );
+}
+
+#[test]
+fn authorizes_needs_owner_and_token() {
+    let s = session(start());
+    assert!(s.authorizes("alice", "secret"));
+    assert!(!s.authorizes("bob", "secret"));
+    assert!(!s.authorizes("alice", "guess"));
+    assert!(!s.authorizes("alice", ""));
 }

@@ -21,6 +21,9 @@ use super::{
     check_seqs,
 };
 
+/// redb's page cache, in bytes.
+const CACHE_BYTES: usize = 32 << 20;
+
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gtl.v1.sessions");
 const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("gtl.v1.events");
 
@@ -48,7 +51,12 @@ impl RedbStore {
     /// process or another, fails until the first store is dropped.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(backend)?;
+        // redb caches up to 1 GiB by default; the sessions' own logs already
+        // keep what is hot, so the cache stays small and RSS predictable.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(backend)?;
         // Create both tables up front so read transactions always find them.
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(SESSIONS).map_err(backend)?;

@@ -108,15 +108,14 @@ async fn disconnect_keeps_generating_and_resume_replays_exactly_the_rest() {
     provider.open(usize::MAX); // the generation goes on while nobody listens
     provider.wait_finished().await;
 
-    // A stranger cannot take it over, nor can the owner with a wrong token.
-    assert_eq!(
-        engine.resume("mallory", &id, 20, &token).unwrap_err().code,
-        ErrorCode::PermissionDenied
-    );
-    assert_eq!(
-        engine.resume("alice", &id, 20, "guess").unwrap_err().code,
-        ErrorCode::PermissionDenied
-    );
+    // A stranger cannot take it over, nor can the owner with a wrong token,
+    // and neither can tell the session from one that does not exist.
+    let stranger = engine.resume("mallory", &id, 20, &token).unwrap_err();
+    let guess = engine.resume("alice", &id, 20, "guess").unwrap_err();
+    assert_eq!(stranger, guess);
+    assert_eq!(stranger.code, ErrorCode::ResumeNotFound);
+    let unknown = engine.resume("alice", "s_nope", 0, &token).unwrap_err();
+    assert_eq!(unknown.message, stranger.message.replace(&id, "s_nope"));
     assert_eq!(
         engine
             .resume("alice", "s_nope", 0, &token)
@@ -242,6 +241,7 @@ async fn pipe_runs_a_turn_per_input_and_ends_after_end() {
     call.input(Input {
         messages: vec![user("tool says 42")],
         end: false,
+        ..Input::default()
     })
     .unwrap();
     let second = take(&call, 2).await;
@@ -249,6 +249,7 @@ async fn pipe_runs_a_turn_per_input_and_ends_after_end() {
     call.input(Input {
         messages: vec![user("bye")],
         end: true,
+        ..Input::default()
     })
     .unwrap();
     let last = collect(&call).await;
@@ -273,6 +274,7 @@ async fn ending_input_while_idle_ends_the_pipe() {
     call.input(Input {
         messages: vec![],
         end: true,
+        ..Input::default()
     })
     .unwrap();
     let last = collect(&call).await;

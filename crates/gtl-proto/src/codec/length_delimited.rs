@@ -53,6 +53,18 @@ pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Fra
         }
     };
     let header = src.len() - prefix.len();
+    let bound = codec.skip_limit();
+    if size > bound {
+        // Not an overlong frame but a stream out of step (or a peer holding
+        // the connection with a length it never means to send).
+        src.clear();
+        return Err(CodecError::LengthPrefixTooLarge {
+            size,
+            bound,
+            max: codec.max_frame_bytes,
+        });
+    }
+    // Saturating keeps a size a 32-bit `usize` cannot hold over the limit.
     let size = usize::try_from(size).unwrap_or(usize::MAX);
     if size > codec.max_frame_bytes {
         src.advance(header);

@@ -18,6 +18,15 @@ use crate::{Encoding, ErrorCode, Frame, FrameRef, JsonError};
 /// Default limit on one encoded frame: 8 MiB, room for a few inline images.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
+/// A protobuf length prefix announcing more than this many times the frame
+/// limit is fatal ([`CodecError::LengthPrefixTooLarge`]) instead of skipped.
+///
+/// A peer with a larger limit of its own may overshoot ours, and skipping
+/// its frame keeps the connection; a length far beyond any limit (up to
+/// 2^64 − 1) means the stream lost its framing, and skipping it would keep
+/// the connection open and useless for as long as the peer likes.
+pub const SKIP_LIMIT_FACTOR: u64 = 16;
+
 /// Why bytes could not become a frame, or a frame could not become bytes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -36,9 +45,23 @@ pub enum CodecError {
     /// A protobuf frame is malformed; its bytes were consumed.
     #[error("invalid protobuf frame: {0}")]
     Protobuf(#[from] prost::DecodeError),
-    /// A length prefix is not a valid varint.
-    #[error("invalid length prefix")]
+    /// A length prefix is not a valid varint (more than 10 bytes, or over
+    /// 64 bits). Fatal: the buffered bytes were dropped.
+    #[error("invalid length prefix: not a varint of at most 64 bits; the stream cannot be framed")]
     LengthPrefix,
+    /// A length prefix announces more than [`SKIP_LIMIT_FACTOR`] times the
+    /// limit. Fatal: the buffered bytes were dropped.
+    #[error(
+        "length prefix announces {size} bytes, more than {bound} ({SKIP_LIMIT_FACTOR} × the frame limit of {max}); the stream cannot be framed"
+    )]
+    LengthPrefixTooLarge {
+        /// The size the prefix announced.
+        size: u64,
+        /// The largest announced size that would have been skipped.
+        bound: u64,
+        /// The frame-size limit in force.
+        max: usize,
+    },
     /// A frame carries no body this version knows.
     #[error("frame has no known body")]
     MissingBody,
@@ -48,9 +71,20 @@ impl CodecError {
     /// The GTL error code to answer with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
-            _ => ErrorCode::InvalidRequest,
+            Self::FrameTooLarge { .. } | Self::LengthPrefixTooLarge { .. } => {
+                ErrorCode::FrameTooLarge
+            }
+            Self::Json(_) | Self::Protobuf(_) | Self::LengthPrefix | Self::MissingBody => {
+                ErrorCode::InvalidRequest
+            }
         }
+    }
+
+    /// Whether the stream can no longer be framed: nothing after this error
+    /// can be decoded, so the connection should answer it and close. Other
+    /// errors concern one frame, which was consumed or will be skipped.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::LengthPrefix | Self::LengthPrefixTooLarge { .. })
     }
 }
 
@@ -107,6 +141,14 @@ impl Codec {
         self.max_frame_bytes
     }
 
+    /// The largest protobuf length prefix that is skipped rather than fatal:
+    /// [`SKIP_LIMIT_FACTOR`] times the limit.
+    pub fn skip_limit(&self) -> u64 {
+        u64::try_from(self.max_frame_bytes)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(SKIP_LIMIT_FACTOR)
+    }
+
     /// Switches encoding, e.g. after `welcome` picked protobuf.
     pub fn set_encoding(&mut self, encoding: Encoding) {
         *self = Self::new(encoding).with_max_frame_bytes(self.max_frame_bytes);
@@ -127,7 +169,9 @@ impl Codec {
     ///
     /// `Ok(None)` means more bytes are needed. After an error the offending
     /// bytes are consumed (or will be skipped as they arrive), so calling
-    /// `decode` again continues with the next frame.
+    /// `decode` again continues with the next frame; except after a
+    /// [fatal](CodecError::is_fatal) error, which empties `src` and after
+    /// which the stream should be closed.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         // The decoders build their result in place: a `Frame` is a few
         // hundred bytes, and each move of one is a copy.

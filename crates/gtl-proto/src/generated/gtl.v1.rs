@@ -42,9 +42,9 @@ pub mod frame {
         Done(super::Done),
         /// Calls and control (client to server).
         #[prost(message, tag = "16")]
-        Hello(super::Hello),
+        Hello(::prost::alloc::boxed::Box<super::Hello>),
         #[prost(message, tag = "17")]
-        CompletionRequest(super::CompletionRequest),
+        CompletionRequest(::prost::alloc::boxed::Box<super::CompletionRequest>),
         #[prost(message, tag = "18")]
         Input(super::Input),
         #[prost(message, tag = "19")]
@@ -59,7 +59,7 @@ pub mod frame {
         ModelsRequest(super::ModelsRequest),
         /// Control and replies (server to client).
         #[prost(message, tag = "32")]
-        Welcome(super::Welcome),
+        Welcome(::prost::alloc::boxed::Box<super::Welcome>),
         #[prost(message, tag = "33")]
         Accepted(super::Accepted),
         #[prost(message, tag = "34")]
@@ -132,6 +132,10 @@ pub struct Ack {}
 pub struct Cancel {
     #[prost(string, tag = "1")]
     pub reason: ::prost::alloc::string::String,
+    /// Required when cancelling by `session_id` a session not attached to this
+    /// connection: the token from its `accepted`.
+    #[prost(string, tag = "2")]
+    pub resume_token: ::prost::alloc::string::String,
 }
 /// JSON type "ping".
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -203,6 +207,10 @@ pub struct Input {
     /// The client sends no more input; the call ends after the current turn.
     #[prost(bool, tag = "2")]
     pub end: bool,
+    /// Required when sending input by `session_id` to a session not attached to
+    /// this connection: the token from its `accepted`.
+    #[prost(string, tag = "3")]
+    pub resume_token: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Message {

@@ -764,21 +764,21 @@ impl Flat {
                 op: self.op.map(|kind| PatchOp { kind: Some(kind) }),
                 rev: self.rev,
             }),
-            FrameType::Hello => Body::Hello(Hello {
+            FrameType::Hello => Body::Hello(Box::new(Hello {
                 versions: self.versions,
                 encodings: self.encodings.iter().map(|e| parse_encoding(e)).collect(),
                 features: self.features,
                 token: self.token,
                 client: self.client,
-            }),
-            FrameType::Welcome => Body::Welcome(Welcome {
+            })),
+            FrameType::Welcome => Body::Welcome(Box::new(Welcome {
                 version: self.version,
                 encoding: self.encoding.as_deref().map_or(0, parse_encoding),
                 features: self.features,
                 server: self.server,
                 max_frame_bytes: self.max_frame_bytes,
-            }),
-            FrameType::CompletionRequest => Body::CompletionRequest(CompletionRequest {
+            })),
+            FrameType::CompletionRequest => Body::CompletionRequest(Box::new(CompletionRequest {
                 provider: self.provider,
                 model: self.model,
                 messages: try_map(self.messages)?,
@@ -793,10 +793,11 @@ impl Flat {
                 routing: self.routing.map(Into::into),
                 metadata: self.metadata,
                 pipe: self.pipe,
-            }),
+            })),
             FrameType::Input => Body::Input(Input {
                 messages: try_map(self.messages)?,
                 end: self.end,
+                resume_token: self.resume_token,
             }),
             FrameType::Resume => Body::Resume(Resume {
                 after_seq: self.after_seq,
@@ -807,6 +808,7 @@ impl Flat {
             }),
             FrameType::Cancel => Body::Cancel(Cancel {
                 reason: self.reason,
+                resume_token: self.resume_token,
             }),
             FrameType::ModelsRequest => Body::ModelsRequest(ModelsRequest {
                 provider: self.provider,

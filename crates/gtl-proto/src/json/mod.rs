@@ -162,6 +162,7 @@ impl Serialize for FrameRef<'_> {
                 let messages: Vec<MessageJson> = b.messages.iter().map(MessageJson::from).collect();
                 out.list("messages", &messages)?;
                 out.flag("end", b.end)?;
+                out.str("resume_token", &b.resume_token)?;
             }
             Body::Resume(b) => {
                 out.num("after_seq", b.after_seq)?;
@@ -169,7 +170,10 @@ impl Serialize for FrameRef<'_> {
             }
             Body::Accepted(b) => out.str("resume_token", &b.resume_token)?,
             Body::Ack(Ack {}) => {}
-            Body::Cancel(b) => out.str("reason", &b.reason)?,
+            Body::Cancel(b) => {
+                out.str("reason", &b.reason)?;
+                out.str("resume_token", &b.resume_token)?;
+            }
             Body::Ping(b) => out.num("nonce", b.nonce)?,
             Body::Pong(b) => out.num("nonce", b.nonce)?,
             Body::ModelsRequest(b) => out.str("provider", &b.provider)?,

@@ -78,6 +78,7 @@ fn oversized_frames_are_rejected_then_skipped() {
                         Ok(None) => break,
                         Err(e @ CodecError::FrameTooLarge { .. }) => {
                             assert_eq!(e.code(), ErrorCode::FrameTooLarge);
+                            assert!(!e.is_fatal());
                             too_large += 1;
                         }
                         Err(e) => panic!("{e}"),
@@ -144,13 +145,84 @@ fn frames_without_a_body_are_rejected() {
 }
 
 #[test]
-fn bad_length_prefix_is_an_error() {
-    let mut codec = Codec::new(Encoding::Protobuf);
-    let mut buf = BytesMut::from(&[0xffu8; 11][..]);
-    assert!(matches!(
-        codec.decode(&mut buf),
-        Err(CodecError::LengthPrefix)
+fn bad_length_prefix_is_a_fatal_invalid_request() {
+    // Eleven continuation bytes, and a tenth byte carrying bits past 64.
+    let mut overflow = vec![0xffu8; 9];
+    overflow.push(0x02);
+    for wire in [vec![0xffu8; 11], overflow] {
+        let mut codec = Codec::new(Encoding::Protobuf);
+        let mut buf = BytesMut::from(&wire[..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(matches!(err, CodecError::LengthPrefix), "{err}");
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        assert!(err.is_fatal());
+        assert!(
+            err.to_string().starts_with("invalid length prefix"),
+            "{err}"
+        );
+        assert!(buf.is_empty(), "the unframeable bytes are dropped");
+    }
+}
+
+/// The varint of `n`, as a length prefix.
+fn prefix(n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_varint(n, &mut out);
+    out
+}
+
+#[test]
+fn absurd_length_prefix_is_fatal_at_every_split() {
+    for size in [1 << 63, u64::MAX, 16 * 1024 + 1] {
+        let mut wire = prefix(size);
+        wire.extend_from_slice(b"rest of the stream");
+        for cut in 0..=wire.len() {
+            let mut codec = Codec::new(Encoding::Protobuf).with_max_frame_bytes(1024);
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut result = codec.decode(&mut buf);
+            if matches!(result, Ok(None)) {
+                buf.extend_from_slice(&wire[cut..]);
+                result = codec.decode(&mut buf);
+            }
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, CodecError::LengthPrefixTooLarge { size: s, bound: 16384, max: 1024 } if s == size),
+                "{size} cut at {cut}: {err}"
+            );
+            assert_eq!(err.code(), ErrorCode::FrameTooLarge);
+            assert!(err.is_fatal());
+            assert!(buf.is_empty());
+        }
+    }
+}
+
+#[test]
+fn length_prefix_up_to_the_skip_limit_is_skipped() {
+    let mut codec = Codec::new(Encoding::Protobuf).with_max_frame_bytes(1024);
+    assert_eq!(codec.skip_limit(), 16 * 1024);
+    let mut wire = prefix(16 * 1024);
+    wire.resize(wire.len() + 16 * 1024, 0xff);
+    let ok = token(1, "ok");
+    wire.extend_from_slice(&encode_all(
+        &mut Codec::new(Encoding::Protobuf),
+        std::slice::from_ref(&ok),
     ));
+    let mut got = Vec::new();
+    let mut buf = BytesMut::new();
+    for piece in wire.chunks(1000) {
+        buf.extend_from_slice(piece);
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(f)) => got.push(f),
+                Ok(None) => break,
+                Err(e) => {
+                    assert!(matches!(e, CodecError::FrameTooLarge { .. }), "{e}");
+                    assert!(!e.is_fatal());
+                }
+            }
+        }
+    }
+    assert_eq!(got, vec![ok]);
 }
 
 #[test]

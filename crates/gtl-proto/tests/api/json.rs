@@ -141,7 +141,7 @@ fn non_finite_frames(value: f64) -> Vec<Frame> {
             ..CompletionRequest::default()
         };
         f(&mut req);
-        Frame::control(1, Body::CompletionRequest(req))
+        Frame::control(1, Body::CompletionRequest(Box::new(req)))
     };
     let model = |input: f64, output: f64| {
         Frame::control(
@@ -210,7 +210,7 @@ fn an_image_with_no_source_is_dropped_like_an_empty_part() {
     let part = |part| ContentPart { part: Some(part) };
     let frame = Frame::control(
         1,
-        Body::CompletionRequest(CompletionRequest {
+        Body::CompletionRequest(Box::new(CompletionRequest {
             model: "m".into(),
             messages: vec![Message {
                 role: 2,
@@ -228,7 +228,7 @@ fn an_image_with_no_source_is_dropped_like_an_empty_part() {
                 ..Message::default()
             }],
             ..CompletionRequest::default()
-        }),
+        })),
     );
     let json = frame.to_json().unwrap();
     assert_eq!(

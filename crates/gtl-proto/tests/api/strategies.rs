@@ -245,33 +245,43 @@ pub(crate) fn body() -> impl Strategy<Value = Body> {
         ),
         text().prop_map(|finish_reason| Body::Done(Done { finish_reason })),
         (strings(), encodings(), strings(), text(), text()).prop_map(
-            |(versions, encodings, features, token, client)| Body::Hello(Hello {
+            |(versions, encodings, features, token, client)| Body::Hello(Box::new(Hello {
                 versions,
                 encodings,
                 features,
                 token,
                 client,
-            })
+            }))
         ),
-        request().prop_map(Body::CompletionRequest),
-        (vec(message(), 0..3), any::<bool>())
-            .prop_map(|(messages, end)| Body::Input(Input { messages, end })),
+        request().prop_map(|request| Body::CompletionRequest(Box::new(request))),
+        (vec(message(), 0..3), any::<bool>(), text()).prop_map(|(messages, end, resume_token)| {
+            Body::Input(Input {
+                messages,
+                end,
+                resume_token,
+            })
+        }),
         (any::<u64>(), text()).prop_map(|(after_seq, resume_token)| Body::Resume(Resume {
             after_seq,
             resume_token
         })),
         Just(Body::Ack(Ack {})),
-        text().prop_map(|reason| Body::Cancel(Cancel { reason })),
+        (text(), text()).prop_map(|(reason, resume_token)| Body::Cancel(Cancel {
+            reason,
+            resume_token
+        })),
         any::<u64>().prop_map(|nonce| Body::Ping(Ping { nonce })),
         text().prop_map(|provider| Body::ModelsRequest(ModelsRequest { provider })),
         (text(), 0..3i32, strings(), text(), any::<u64>()).prop_map(
-            |(version, encoding, features, server, max_frame_bytes)| Body::Welcome(Welcome {
-                version,
-                encoding,
-                features,
-                server,
-                max_frame_bytes,
-            })
+            |(version, encoding, features, server, max_frame_bytes)| Body::Welcome(Box::new(
+                Welcome {
+                    version,
+                    encoding,
+                    features,
+                    server,
+                    max_frame_bytes,
+                }
+            ))
         ),
         text().prop_map(|resume_token| Body::Accepted(Accepted { resume_token })),
         any::<u64>().prop_map(|nonce| Body::Pong(Pong { nonce })),

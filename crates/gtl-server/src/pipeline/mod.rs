@@ -1,67 +1,102 @@
-//! The one call pipeline, the same for every transport:
-//! decode → authenticate → route to a provider → session machine → encode.
+//! The framed-connection adapter: stdio, Unix sockets, TCP (and any other
+//! transport that carries GTL frames with call ids) on top of the
+//! [`CallService`].
 //!
-//! A connection is served by two tasks. The reader decodes frames and
-//! dispatches them (new calls, resumes, acks, cancels, pipe input, pings,
-//! models.list). The writer owns the sending half: it waits for any of the
-//! connection's calls to have events, drains them straight from the
-//! sessions' logs into the transport's buffer, and flushes once per batch.
+//! A connection is served by two tasks. The reader decodes frames and turns
+//! them into service operations (new calls, resumes, acks, cancels, pipe
+//! input, pings, models.list). The writer owns the sending half: it waits
+//! for any of the connection's calls to have events, drains them straight
+//! from the sessions' logs into the transport's buffer, and flushes once per
+//! batch.
+//!
+//! Every queue is bounded. The reader hands the writer at most
+//! [`CONTROL_QUEUE`] frames; when the peer does not read its replies the
+//! reader stops reading from it, and a peer that accepts nothing for the
+//! send timeout is disconnected (its sessions stay resumable).
 
 mod reader;
 mod writer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use gtl_core::Engine;
 use gtl_proto::{Body, Error, ErrorCode, Frame};
-use gtl_providers::Registry;
 use gtl_transport::{Connection, server_handshake};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
-use crate::auth::Authenticator;
+use crate::service::{CallError, CallService};
 
-/// Everything a connection needs from the server, shared by all of them.
-#[derive(Debug)]
-pub(crate) struct Context {
-    pub(crate) engine: Engine,
-    pub(crate) registry: Registry,
-    pub(crate) auth: Authenticator,
-    pub(crate) max_frame_bytes: usize,
-    pub(crate) max_calls: usize,
-}
+/// Replies (pongs, errors, models) queued for the writer at most.
+const CONTROL_QUEUE: usize = 64;
+
+/// How long a refusal waits for the peer to take its error frame.
+const REFUSAL_FLUSH: Duration = Duration::from_secs(1);
 
 /// Serves one connection until it closes.
-pub(crate) async fn serve(ctx: Arc<Context>, mut conn: Connection) {
-    let peer = conn.peer.clone();
-    let span = tracing::info_span!("conn", transport = peer.transport, peer = %peer.addr);
-    let _enter = span.enter();
-    conn.read.set_max_frame_bytes(ctx.max_frame_bytes);
-    let server = concat!("gtl-server/", env!("CARGO_PKG_VERSION"));
-    let handshake = match server_handshake(&mut conn, server, ctx.max_frame_bytes as u64).await {
-        Ok(handshake) => handshake,
+pub(crate) async fn serve(service: Arc<CallService>, conn: Connection) {
+    let span = tracing::info_span!("conn", transport = conn.peer.transport, peer = %conn.peer.addr);
+    serve_connection(service, conn).instrument(span).await;
+}
+
+async fn serve_connection(service: Arc<CallService>, mut conn: Connection) {
+    let limits = service.limits().clone();
+    let _admission = match service.admit(&conn.peer) {
+        Ok(admission) => admission,
         Err(e) => {
-            tracing::debug!(error = %e, "handshake failed");
+            tracing::info!(code = %e.code, "connection refused: {}", e.message);
+            refuse(&mut conn, &e).await;
             return;
         }
     };
-    let principal = match ctx.auth.authenticate(&peer, &handshake.hello.token) {
+    conn.read.set_max_frame_bytes(limits.max_frame_bytes);
+    let server = concat!("gtl-server/", env!("CARGO_PKG_VERSION"));
+    let handshake = server_handshake(&mut conn, server, limits.max_frame_bytes as u64);
+    let handshake = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+        Ok(Ok(handshake)) => handshake,
+        Ok(Err(e)) => {
+            // The handshake already answered whatever the peer can hear.
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            let e = CallError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "no hello within {} s: send hello first",
+                    limits.handshake_timeout.as_secs()
+                ),
+            );
+            tracing::debug!("handshake timed out");
+            refuse(&mut conn, &e).await;
+            return;
+        }
+    };
+    let principal = match service.authenticate(&conn.peer, &handshake.hello.token) {
         Ok(principal) => principal,
         Err(e) => {
             tracing::info!(code = %e.code, "connection refused: {}", e.message);
-            let frame = error_frame(0, "", e.code, &e.message);
-            if conn.write.write_frame(frame.as_ref()).is_ok() {
-                let _ = conn.write.close().await;
-            }
+            refuse(&mut conn, &e).await;
             return;
         }
     };
     tracing::debug!(subject = %principal.subject, "connection accepted");
-    let (to_writer, from_reader) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer::run(conn.write, from_reader));
-    reader::run(&ctx, conn.read, &principal.subject, to_writer).await;
-    // The reader is done (peer closed or failed); the writer finishes what
-    // it has and stops when its channel closes.
+    let (to_writer, from_reader) = mpsc::channel(CONTROL_QUEUE);
+    let writer =
+        tokio::spawn(writer::run(conn.write, from_reader, limits.send_timeout).in_current_span());
+    reader::run(&service, conn.read, &principal, to_writer).await;
+    // The reader is done (peer closed, failed or idle); the writer finishes
+    // what it has and stops when its channel closes.
     let _ = writer.await;
+}
+
+/// Answers a connection that will not be served with an error frame, then
+/// closes it, never waiting long on a peer that does not read.
+async fn refuse(conn: &mut Connection, e: &CallError) {
+    let frame = error_frame(0, "", e.code, &e.message);
+    if conn.write.write_frame(frame.as_ref()).is_ok() {
+        let _ = tokio::time::timeout(REFUSAL_FLUSH, conn.write.close()).await;
+    }
 }
 
 /// An error frame for call `call_id`, outside any session's sequence.

@@ -1,180 +1,273 @@
-//! The connection's receiving half: decodes frames and dispatches them.
+//! The connection's receiving half: decodes frames and turns them into
+//! call-service operations.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gtl_core::{Call, StartCall};
+use gtl_core::{Call, MemoryBudget};
 use gtl_proto::{Body, Done, ErrorCode, Frame, Pong};
 use gtl_transport::FrameRead;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
+use super::error_frame;
 use super::writer::Out;
-use super::{Context, error_frame};
+use crate::auth::Principal;
+use crate::service::{CallError, CallService};
+
+/// models.list answers being gathered at once on one connection; more
+/// requests wait (and so does reading from the peer).
+const MODELS_IN_FLIGHT: usize = 4;
+
+/// The reader's state for one connection.
+struct Reader<'a> {
+    service: &'a Arc<CallService>,
+    principal: &'a Principal,
+    to_writer: mpsc::Sender<Out>,
+    /// The connection's live calls by call id.
+    calls: HashMap<u64, Arc<Call>>,
+    /// Charged with the events not yet delivered to this connection.
+    budget: Arc<MemoryBudget>,
+    models: Arc<Semaphore>,
+}
 
 pub(super) async fn run(
-    ctx: &Arc<Context>,
+    service: &Arc<CallService>,
     mut read: Box<dyn FrameRead>,
-    subject: &str,
-    to_writer: mpsc::UnboundedSender<Out>,
+    principal: &Principal,
+    to_writer: mpsc::Sender<Out>,
 ) {
-    let mut calls: HashMap<u64, Arc<Call>> = HashMap::new();
-    let reply = |frame: Frame| {
-        let _ = to_writer.send(Out::Frame(Box::new(frame)));
+    let idle = service.limits().idle_timeout;
+    let mut reader = Reader {
+        service,
+        principal,
+        to_writer,
+        calls: HashMap::new(),
+        budget: service.connection_budget(),
+        models: Arc::new(Semaphore::new(MODELS_IN_FLIGHT)),
     };
     loop {
-        let frame = match read.read_frame().await {
+        let read = match tokio::time::timeout(idle, read.read_frame()).await {
+            Ok(read) => read,
+            Err(_) => {
+                // Silent for the idle timeout: close unless calls are live.
+                reader.forget_finished();
+                if reader.calls.is_empty() {
+                    tracing::debug!("idle connection closed");
+                    break;
+                }
+                continue;
+            }
+        };
+        let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) if e.is_recoverable() => {
                 // One bad frame: say so and keep serving this connection.
                 tracing::debug!(error = %e, "bad frame");
-                reply(error_frame(0, "", e.code(), &e.to_string()));
+                if !reader
+                    .reply(error_frame(0, "", e.code(), &e.to_string()))
+                    .await
+                {
+                    break;
+                }
                 continue;
             }
             Err(e) => {
                 tracing::debug!(error = %e, "connection failed");
+                if e.reply_before_close() {
+                    reader
+                        .reply(error_frame(0, "", e.code(), &e.to_string()))
+                        .await;
+                }
                 break;
             }
         };
+        if !reader.dispatch(frame).await {
+            // The writer is gone: the peer stopped reading or the
+            // connection broke.
+            break;
+        }
+    }
+    // Dropping the calls (here, and the writer's once the channel closes)
+    // disconnects them; their sessions wait for a resume.
+}
+
+impl Reader<'_> {
+    /// Handles one frame; false when the writer is gone.
+    async fn dispatch(&mut self, frame: Frame) -> bool {
         let Frame {
             call_id,
             session_id,
             seq,
             body,
         } = frame;
-        let fail = |code: ErrorCode, message: &str| {
-            reply(error_frame(call_id, &session_id, code, message))
-        };
-        match body {
-            Some(Body::CompletionRequest(mut request)) => {
-                // Forget calls that are over, so their sessions' logs are not
-                // held for the life of the connection.
-                calls.retain(|_, call| !call.is_over());
-                if calls.contains_key(&call_id) {
-                    fail(
-                        ErrorCode::InvalidRequest,
-                        "call_id is in use on this connection",
-                    );
-                    continue;
-                }
-                if calls.len() >= ctx.max_calls {
-                    fail(
-                        ErrorCode::RateLimit,
-                        &format!("at most {} concurrent calls per connection", ctx.max_calls),
-                    );
-                    continue;
-                }
-                let provider = match ctx.registry.resolve(&mut request) {
-                    Ok(provider) => provider,
-                    Err(e) => {
-                        fail(e.code, &e.message);
-                        continue;
-                    }
-                };
-                tracing::debug!(call_id, provider = %request.provider, model = %request.model, "call");
-                let mut start = StartCall::new(subject, provider, request);
-                if !session_id.is_empty() {
-                    start = start.with_session_id(session_id.clone());
-                }
-                match ctx.engine.start(start) {
-                    Ok(call) => attach(&mut calls, &to_writer, call_id, call),
-                    Err(e) => fail(e.code, &e.message),
-                }
-            }
-            Some(Body::Resume(resume)) => {
-                calls.retain(|_, call| !call.is_over());
-                if calls.contains_key(&call_id) {
-                    fail(
-                        ErrorCode::InvalidRequest,
-                        "call_id is in use on this connection",
-                    );
-                    continue;
-                }
-                match ctx.engine.resume(
-                    subject,
-                    &session_id,
-                    resume.after_seq,
-                    &resume.resume_token,
-                ) {
-                    Ok(call) => attach(&mut calls, &to_writer, call_id, call),
-                    Err(e) => fail(e.code, &e.message),
-                }
-            }
+        let result = match body {
+            Some(Body::CompletionRequest(request)) => self
+                .new_call(call_id)
+                .and_then(|()| {
+                    let id = (!session_id.is_empty()).then(|| session_id.clone());
+                    self.service.start(self.principal, id, *request)
+                })
+                .map(|call| Some((call_id, call))),
+            Some(Body::Resume(resume)) => self
+                .new_call(call_id)
+                .and_then(|()| {
+                    self.service.resume(
+                        self.principal,
+                        &session_id,
+                        resume.after_seq,
+                        &resume.resume_token,
+                    )
+                })
+                .map(|call| Some((call_id, call))),
             Some(Body::Ack(_)) => {
-                if let Some(call) = calls.get(&call_id) {
+                if let Some(call) = self.calls.get(&call_id) {
                     call.ack(seq);
                 }
+                Ok(None)
             }
-            Some(Body::Cancel(cancel)) => match calls.get(&call_id) {
-                Some(call) => call.cancel(&cancel.reason),
-                None if !session_id.is_empty() => {
-                    if let Err(e) = ctx.engine.cancel(subject, &session_id, &cancel.reason) {
-                        fail(e.code, &e.message);
-                    }
+            Some(Body::Cancel(cancel)) => match self.calls.get(&call_id) {
+                Some(call) => {
+                    call.cancel(&cancel.reason);
+                    Ok(None)
                 }
-                None => fail(ErrorCode::InvalidRequest, "cancel names no call or session"),
+                None if !session_id.is_empty() => self
+                    .service
+                    .cancel(
+                        self.principal,
+                        &session_id,
+                        &cancel.resume_token,
+                        &cancel.reason,
+                    )
+                    .map(|()| None),
+                None => Err(CallError::new(
+                    ErrorCode::InvalidRequest,
+                    "cancel names no call on this connection and no session",
+                )),
             },
-            Some(Body::Input(input)) => {
-                let result = match calls.get(&call_id) {
-                    Some(call) => call.input(input),
-                    None => ctx.engine.input(&session_id, input),
-                };
-                if let Err(e) = result {
-                    fail(e.code, &e.message);
+            Some(Body::Input(mut input)) => {
+                let token = std::mem::take(&mut input.resume_token);
+                match self.calls.get(&call_id) {
+                    Some(call) => call.input(input).map_err(CallError::from),
+                    None if !session_id.is_empty() => {
+                        self.service
+                            .input(self.principal, &session_id, &token, input)
+                    }
+                    None => Err(CallError::new(
+                        ErrorCode::InvalidRequest,
+                        "input names no call on this connection and no session",
+                    )),
                 }
+                .map(|()| None)
             }
             Some(Body::Ping(ping)) => {
-                reply(Frame::control(
-                    call_id,
-                    Body::Pong(Pong { nonce: ping.nonce }),
-                ));
+                let pong = Frame::control(call_id, Body::Pong(Pong { nonce: ping.nonce }));
+                return self.reply(pong).await;
             }
             Some(Body::ModelsRequest(request)) => {
-                let ctx = ctx.clone();
-                let to_writer = to_writer.clone();
-                tokio::spawn(async move {
-                    let only = (!request.provider.is_empty()).then_some(request.provider.as_str());
-                    if let Some(name) = only
-                        && ctx.registry.get(name).is_none()
-                    {
-                        let message = format!("no provider `{name}` is configured");
-                        let frame = error_frame(call_id, "", ErrorCode::ModelNotFound, &message);
-                        let _ = to_writer.send(Out::Frame(Box::new(frame)));
-                        return;
-                    }
-                    for info in ctx.registry.models(only).await {
-                        let frame = Frame::control(call_id, Body::ProviderInfo(info));
-                        let _ = to_writer.send(Out::Frame(Box::new(frame)));
-                    }
-                    let done = Body::Done(Done {
-                        finish_reason: "stop".into(),
-                    });
-                    let _ = to_writer.send(Out::Frame(Box::new(Frame::control(call_id, done))));
-                });
+                return self.models(call_id, request.provider).await;
             }
-            Some(other) => fail(
+            Some(other) => Err(CallError::new(
                 ErrorCode::InvalidRequest,
-                &format!(
+                format!(
                     "`{}` is not a frame a client sends",
                     other.frame_type().as_str()
                 ),
-            ),
-            None => fail(ErrorCode::InvalidRequest, "frame has no body"),
+            )),
+            None => Err(CallError::new(
+                ErrorCode::InvalidRequest,
+                "frame has no body",
+            )),
+        };
+        match result {
+            Ok(Some((call_id, call))) => {
+                call.charge_to(self.budget.clone());
+                let call = Arc::new(call);
+                self.calls.insert(call_id, call.clone());
+                self.to_writer
+                    .send(Out::Attach { call_id, call })
+                    .await
+                    .is_ok()
+            }
+            Ok(None) => true,
+            Err(e) => {
+                self.reply(error_frame(call_id, &session_id, e.code, &e.message))
+                    .await
+            }
         }
     }
-    // Dropping the calls disconnects them; their sessions wait for a resume.
-    for call_id in calls.keys() {
-        let _ = to_writer.send(Out::Detach { call_id: *call_id });
-    }
-}
 
-fn attach(
-    calls: &mut HashMap<u64, Arc<Call>>,
-    to_writer: &mpsc::UnboundedSender<Out>,
-    call_id: u64,
-    call: Call,
-) {
-    let call = Arc::new(call);
-    calls.insert(call_id, call.clone());
-    let _ = to_writer.send(Out::Attach { call_id, call });
+    /// Checks that `call_id` may open a new call on this connection.
+    fn new_call(&mut self, call_id: u64) -> Result<(), CallError> {
+        if call_id == 0 {
+            return Err(CallError::new(
+                ErrorCode::InvalidRequest,
+                "call_id must be non-zero on a call: 0 is for connection frames",
+            ));
+        }
+        // Forget calls that are over, so their sessions' logs are not held
+        // for the life of the connection.
+        self.forget_finished();
+        if self.calls.contains_key(&call_id) {
+            return Err(CallError::new(
+                ErrorCode::InvalidRequest,
+                "call_id is in use on this connection",
+            ));
+        }
+        let max = self.service.limits().max_calls;
+        if self.calls.len() >= max {
+            return Err(CallError::new(
+                ErrorCode::RateLimit,
+                format!("at most {max} concurrent calls per connection"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn forget_finished(&mut self) {
+        self.calls.retain(|_, call| !call.is_over());
+    }
+
+    /// Queues a frame for the writer, waiting while its queue is full (so a
+    /// peer that does not read is not read from either). False when the
+    /// writer is gone.
+    async fn reply(&self, frame: Frame) -> bool {
+        self.to_writer
+            .send(Out::Frame(Box::new(frame)))
+            .await
+            .is_ok()
+    }
+
+    /// models.list, answered by a task so a slow provider listing does not
+    /// hold up the connection; at most [`MODELS_IN_FLIGHT`] at once.
+    async fn models(&self, call_id: u64, provider: String) -> bool {
+        let Ok(permit) = self.models.clone().acquire_owned().await else {
+            return false;
+        };
+        let service = self.service.clone();
+        let to_writer = self.to_writer.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let only = (!provider.is_empty()).then_some(provider.as_str());
+            let frames = match service.models(only).await {
+                Ok(infos) => infos
+                    .into_iter()
+                    .map(|info| Frame::control(call_id, Body::ProviderInfo(info)))
+                    .chain(std::iter::once(Frame::control(
+                        call_id,
+                        Body::Done(Done {
+                            finish_reason: "stop".into(),
+                        }),
+                    )))
+                    .collect(),
+                Err(e) => vec![error_frame(call_id, "", e.code, &e.message)],
+            };
+            for frame in frames {
+                if to_writer.send(Out::Frame(Box::new(frame))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        true
+    }
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
@@ -26,8 +27,6 @@ pub(super) enum Out {
     Frame(Box<Frame>),
     /// Start sending a call's events, after an `accepted` frame.
     Attach { call_id: u64, call: Arc<Call> },
-    /// The reader stopped tracking this call (it was cancelled or replaced).
-    Detach { call_id: u64 },
 }
 
 type Ready = Pin<Box<dyn Future<Output = (u64, Arc<Call>)> + Send>>;
@@ -41,10 +40,10 @@ fn ready(call_id: u64, call: Arc<Call>) -> Ready {
 
 pub(super) async fn run(
     mut write: Box<dyn FrameWrite>,
-    mut from_reader: mpsc::UnboundedReceiver<Out>,
+    mut from_reader: mpsc::Receiver<Out>,
+    send_timeout: Duration,
 ) {
     let mut calls: FuturesUnordered<Ready> = FuturesUnordered::new();
-    let mut detached: Vec<u64> = Vec::new();
     let mut reader_open = true;
     loop {
         if !reader_open && calls.is_empty() {
@@ -52,7 +51,7 @@ pub(super) async fn run(
         }
         tokio::select! {
             msg = from_reader.recv(), if reader_open => match msg {
-                Some(msg) => handle(&mut *write, msg, &mut calls, &mut detached),
+                Some(msg) => handle(&mut *write, msg, &mut calls),
                 None => {
                     // The peer is gone: its calls are disconnected (dropped
                     // below), the sessions live on for resume.
@@ -61,40 +60,57 @@ pub(super) async fn run(
                 }
             },
             Some((call_id, call)) = calls.next(), if !calls.is_empty() => {
-                send_events(&mut *write, call_id, call, &mut calls, &detached);
+                send_events(&mut *write, call_id, call, &mut calls);
             }
         }
         // Take whatever else is ready before paying for a flush.
         while write.buffered() < FLUSH_BYTES {
             if let Some(Some(msg)) = from_reader.recv().now_or_never() {
-                handle(&mut *write, msg, &mut calls, &mut detached);
+                handle(&mut *write, msg, &mut calls);
                 continue;
             }
             match calls.next().now_or_never() {
-                Some(Some((call_id, call))) => {
-                    send_events(&mut *write, call_id, call, &mut calls, &detached)
-                }
+                Some(Some((call_id, call))) => send_events(&mut *write, call_id, call, &mut calls),
                 _ => break,
             }
         }
-        if write.buffered() > 0 && write.flush().await.is_err() {
-            // The connection broke; dropping the calls detaches them.
-            return;
+        if write.buffered() > 0 {
+            match tokio::time::timeout(send_timeout, write.flush()).await {
+                Ok(Ok(())) => {}
+                // The connection broke; dropping the calls detaches them.
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    // The peer took nothing for the whole timeout: it is
+                    // gone or flooding without reading. Its sessions stay
+                    // resumable; this connection ends.
+                    tracing::info!(
+                        timeout_secs = send_timeout.as_secs(),
+                        "peer reads nothing: closing the connection"
+                    );
+                    let message = format!(
+                        "the connection read nothing for {} s and is closed; resume its \
+                         sessions on a new one",
+                        send_timeout.as_secs()
+                    );
+                    let error = error_frame(0, "", gtl_proto::ErrorCode::RateLimit, &message);
+                    write_or_report(&mut *write, &error);
+                    let _ = tokio::time::timeout(LAST_WORDS, write.close()).await;
+                    return;
+                }
+            }
         }
     }
-    let _ = write.close().await;
+    let _ = tokio::time::timeout(send_timeout, write.close()).await;
 }
 
-fn handle(
-    write: &mut dyn FrameWrite,
-    msg: Out,
-    calls: &mut FuturesUnordered<Ready>,
-    detached: &mut Vec<u64>,
-) {
+/// How long a connection being closed for not reading gets to take its
+/// error frame.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
+fn handle(write: &mut dyn FrameWrite, msg: Out, calls: &mut FuturesUnordered<Ready>) {
     match msg {
         Out::Frame(frame) => write_or_report(write, &frame),
         Out::Attach { call_id, call } => {
-            detached.retain(|id| *id != call_id);
             let accepted = Frame {
                 call_id,
                 session_id: call.session_id().to_owned(),
@@ -106,7 +122,6 @@ fn handle(
             write_or_report(write, &accepted);
             calls.push(ready(call_id, call));
         }
-        Out::Detach { call_id } => detached.push(call_id),
     }
 }
 
@@ -115,11 +130,7 @@ fn send_events(
     call_id: u64,
     call: Arc<Call>,
     calls: &mut FuturesUnordered<Ready>,
-    detached: &[u64],
 ) {
-    if detached.contains(&call_id) {
-        return;
-    }
     let mut failed = None;
     let drained = call.drain(DRAIN, |transmit| {
         if let Err(e) = write.write_frame(transmit.frame(call_id)) {

@@ -1,0 +1,287 @@
+//! The call service: what every transport calls, so none re-implements
+//! authentication, routing, ownership or limits.
+//!
+//! A transport admits a connection ([`CallService::admit`]), authenticates
+//! its caller once ([`CallService::authenticate`]), then turns each request
+//! into one of the service's operations. Calls come back as the engine's
+//! [`Call`] handles, which the transport drains into its own framing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gtl_core::{Call, Engine, MemoryBudget, StartCall};
+use gtl_proto::{CompletionRequest, ErrorCode, Input, ProviderInfo};
+use gtl_providers::Registry;
+use gtl_transport::PeerInfo;
+
+use crate::auth::{Authenticator, Principal};
+
+/// Why the service refused an operation: a GTL code and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+#[non_exhaustive]
+pub struct CallError {
+    /// The GTL code to answer with.
+    pub code: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl CallError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<gtl_core::EngineError> for CallError {
+    fn from(e: gtl_core::EngineError) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
+
+impl From<gtl_core::ProviderError> for CallError {
+    fn from(e: gtl_core::ProviderError) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
+
+impl From<crate::auth::AuthError> for CallError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
+
+/// The limits a transport applies to each connection (see
+/// docs/operations.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// The largest frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Concurrent calls on one connection.
+    pub max_calls: usize,
+    /// Open connections, server-wide.
+    pub max_connections: usize,
+    /// Open connections from one peer (a user id, else an IP address).
+    pub max_connections_per_peer: usize,
+    /// Time from connect to a complete `hello`.
+    pub handshake_timeout: Duration,
+    /// Time a connection with no call may stay silent.
+    pub idle_timeout: Duration,
+    /// Time a peer may accept no bytes while the server has some to send.
+    pub send_timeout: Duration,
+    /// Memory of the events not yet delivered to one connection.
+    pub connection_memory: usize,
+}
+
+/// The transport-neutral call service. Cheap to share: transports hold it
+/// in an `Arc`.
+#[derive(Debug)]
+pub struct CallService {
+    engine: Engine,
+    registry: Registry,
+    auth: Authenticator,
+    limits: ConnectionLimits,
+    /// Open connections per peer key, and their total.
+    connections: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// A connection's place among the open ones; dropping it frees the place.
+#[derive(Debug)]
+pub struct Admission {
+    service: Arc<CallService>,
+    peer: String,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut open = self.service.lock_connections();
+        open.0 -= 1;
+        if let Some(count) = open.1.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.1.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl CallService {
+    pub(crate) fn new(
+        engine: Engine,
+        registry: Registry,
+        auth: Authenticator,
+        limits: ConnectionLimits,
+    ) -> Self {
+        Self {
+            engine,
+            registry,
+            auth,
+            limits,
+            connections: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// The engine holding the sessions.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The per-connection limits transports apply.
+    pub fn limits(&self) -> &ConnectionLimits {
+        &self.limits
+    }
+
+    /// Takes a place for a new connection from `peer`, or refuses with
+    /// `RATE_LIMIT` when the server or that peer is at its cap.
+    pub fn admit(self: &Arc<Self>, peer: &PeerInfo) -> Result<Admission, CallError> {
+        let key = peer_key(peer);
+        let mut open = self.lock_connections();
+        if open.0 >= self.limits.max_connections {
+            return Err(CallError::new(
+                ErrorCode::RateLimit,
+                format!(
+                    "the server has its maximum of {} connections open: retry later",
+                    self.limits.max_connections
+                ),
+            ));
+        }
+        let from_peer = open.1.get(&key).copied().unwrap_or(0);
+        if from_peer >= self.limits.max_connections_per_peer {
+            return Err(CallError::new(
+                ErrorCode::RateLimit,
+                format!(
+                    "{key} has its maximum of {} connections open: close some or reuse one \
+                     (a connection carries many calls)",
+                    self.limits.max_connections_per_peer
+                ),
+            ));
+        }
+        open.0 += 1;
+        *open.1.entry(key.clone()).or_default() += 1;
+        Ok(Admission {
+            service: self.clone(),
+            peer: key,
+        })
+    }
+
+    /// Decides who a caller is, once per connection (or per request on
+    /// transports without connections).
+    pub fn authenticate(&self, peer: &PeerInfo, token: &str) -> Result<Principal, CallError> {
+        Ok(self.auth.authenticate(peer, token)?)
+    }
+
+    /// A memory budget for one connection's undelivered events.
+    pub fn connection_budget(&self) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget::new(self.limits.connection_memory))
+    }
+
+    /// Starts a call for `principal`: routes the request to its provider and
+    /// creates its session (with the client's `session_id`, in the
+    /// principal's namespace, when given).
+    pub fn start(
+        &self,
+        principal: &Principal,
+        session_id: Option<String>,
+        mut request: CompletionRequest,
+    ) -> Result<Call, CallError> {
+        let provider = self.registry.resolve(&mut request)?;
+        tracing::debug!(provider = %request.provider, model = %request.model, "call");
+        let mut start = StartCall::new(&principal.subject, provider, request);
+        if let Some(id) = session_id {
+            start = start.with_session_id(id);
+        }
+        Ok(self.engine.start(start)?)
+    }
+
+    /// Re-attaches `principal` to one of its sessions after `after_seq`.
+    pub fn resume(
+        &self,
+        principal: &Principal,
+        session_id: &str,
+        after_seq: u64,
+        resume_token: &str,
+    ) -> Result<Call, CallError> {
+        Ok(self
+            .engine
+            .resume(&principal.subject, session_id, after_seq, resume_token)?)
+    }
+
+    /// Cancels one of `principal`'s sessions that the caller is not
+    /// attached to; its resume token proves the caller may.
+    pub fn cancel(
+        &self,
+        principal: &Principal,
+        session_id: &str,
+        resume_token: &str,
+        reason: &str,
+    ) -> Result<(), CallError> {
+        Ok(self
+            .engine
+            .cancel(&principal.subject, session_id, resume_token, reason)?)
+    }
+
+    /// session.pipe input to one of `principal`'s sessions that the caller
+    /// is not attached to; its resume token proves the caller may.
+    pub fn input(
+        &self,
+        principal: &Principal,
+        session_id: &str,
+        resume_token: &str,
+        input: Input,
+    ) -> Result<(), CallError> {
+        Ok(self
+            .engine
+            .input(&principal.subject, session_id, resume_token, input)?)
+    }
+
+    /// models.list: every provider's models, or one provider's.
+    pub async fn models(&self, provider: Option<&str>) -> Result<Vec<ProviderInfo>, CallError> {
+        if let Some(name) = provider
+            && self.registry.get(name).is_none()
+        {
+            return Err(CallError::new(
+                ErrorCode::ModelNotFound,
+                format!("no provider `{name}` is configured"),
+            ));
+        }
+        Ok(self.registry.models(provider).await)
+    }
+
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<String, usize>)> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Whom a connection counts against: its user where the OS says, else its
+/// IP address, else its transport.
+fn peer_key(peer: &PeerInfo) -> String {
+    if let Some(uid) = peer.uid {
+        return format!("uid {uid}");
+    }
+    match peer.addr.parse::<SocketAddr>() {
+        Ok(addr) => addr.ip().to_string(),
+        Err(_) => peer.transport.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_counted_by_user_then_address() {
+        let uds = PeerInfo::new("uds", "/run/gtl.sock").with_uid(Some(1000));
+        assert_eq!(peer_key(&uds), "uid 1000");
+        let tcp = PeerInfo::new("tcp", "127.0.0.1:50000");
+        assert_eq!(peer_key(&tcp), "127.0.0.1");
+        assert_eq!(peer_key(&PeerInfo::new("stdio", "-")), "stdio");
+    }
+}
