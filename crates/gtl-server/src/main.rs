@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,7 +57,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         if args.stdio {
             // One client on our own stdin/stdout; no listeners.
             config.listen.uds.enabled = false;
@@ -79,7 +80,12 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .gateway()
                 .serve(gtl_transport_stdio::stdio_connection())
                 .await;
-            server.gateway().engine().shutdown().await?;
+            let deadline = std::time::Duration::from_secs(config.limits.shutdown_timeout_secs);
+            let engine = server.gateway().engine().clone();
+            match tokio::time::timeout(deadline, engine.shutdown()).await {
+                Ok(done) => done?,
+                Err(_) => tracing::warn!("sessions not all persisted within the shutdown timeout"),
+            }
             return Ok(());
         }
         let server = Server::bind(&config, default_registry(&config)?)
@@ -92,8 +98,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         server.run(shutdown_signal()).await;
         Ok(())
-    })
+    });
+    // `run` kept its shutdown deadline; a store write still under way is
+    // not waited for (the store is crash-safe, and no event a client has
+    // seen depends on it).
+    runtime.shutdown_timeout(EXIT_GRACE);
+    served
 }
+
+/// How long exiting waits for work still on blocking threads.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// SIGINT or SIGTERM.
 async fn shutdown_signal() {

@@ -187,7 +187,7 @@ pub(super) async fn writer(
         }
         let pending = batch
             .iter()
-            .filter_map(|shared| take_pending(shared))
+            .filter_map(take_pending)
             .collect();
         let result = commit(&store, &requeue, pending).await;
         for done in flushes {

@@ -46,17 +46,14 @@ pub(super) async fn run(
         models: Arc::new(Semaphore::new(MODELS_IN_FLIGHT)),
     };
     loop {
-        let read = match tokio::time::timeout(idle, read.read_frame()).await {
-            Ok(read) => read,
-            Err(_) => {
-                // Silent for the idle timeout: close unless calls are live.
-                reader.forget_finished();
-                if reader.calls.is_empty() {
-                    tracing::debug!("idle connection closed");
-                    break;
-                }
-                continue;
+        let Ok(read) = tokio::time::timeout(idle, read.read_frame()).await else {
+            // Silent for the idle timeout: close unless calls are live.
+            reader.forget_finished();
+            if reader.calls.is_empty() {
+                tracing::debug!("idle connection closed");
+                break;
             }
+            continue;
         };
         let frame = match read {
             Ok(Some(frame)) => frame,

@@ -1,0 +1,11 @@
+//! The server against hostile and unlucky clients: each test runs the real
+//! `gtl-server` binary and attacks it as a script would (never read, flood,
+//! hold connections, touch others' sessions, kill -9 under load, exhaust
+//! descriptors). Memory and CPU figures are read from /proc and checked
+//! against generous bounds: they are limits, not benchmarks.
+
+mod connections;
+mod crash;
+mod memory;
+mod ownership;
+mod support;

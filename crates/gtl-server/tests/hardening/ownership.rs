@@ -1,0 +1,183 @@
+//! Sessions only their owner can touch: another connection needs the
+//! resume token, another user cannot reach them at all, and nobody can
+//! tell a session that exists from one that does not.
+
+use serde_json::{Value, json};
+
+use crate::support::{Raw, ServerProcess, error_code};
+
+/// Starts a session.pipe call on `raw` and returns (session id, token).
+async fn pipe_session(raw: &mut Raw) -> (String, String) {
+    raw.send(json!({
+        "type": "completion_request",
+        "call_id": 1,
+        "model": "echo",
+        "stream": true,
+        "pipe": true,
+        "messages": [{"role": "user", "content": "first turn"}],
+    }))
+    .await;
+    let accepted = raw.recv_call(1).await.unwrap();
+    assert_eq!(accepted["type"], "accepted", "{accepted}");
+    (
+        accepted["session_id"].as_str().unwrap().to_owned(),
+        accepted["resume_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn input(session: &str, token: &str, text: &str) -> Value {
+    json!({
+        "type": "input",
+        "call_id": 9,
+        "session_id": session,
+        "resume_token": token,
+        "messages": [{"role": "user", "content": text}],
+    })
+}
+
+fn cancel(session: &str, token: &str) -> Value {
+    json!({"type": "cancel", "call_id": 9, "session_id": session, "resume_token": token})
+}
+
+fn resume(session: &str, token: &str) -> Value {
+    json!({"type": "resume", "call_id": 9, "session_id": session, "after_seq": 0, "resume_token": token})
+}
+
+/// The answer to `frame`, with the session id taken out so answers about
+/// different sessions compare.
+async fn answer(raw: &mut Raw, frame: Value) -> Value {
+    let session = frame["session_id"].as_str().unwrap().to_owned();
+    raw.send(frame).await;
+    let mut reply = raw.recv_call(9).await.unwrap();
+    let message = reply["message"].as_str().unwrap().replace(&session, "<id>");
+    reply["message"] = json!(message);
+    reply["session_id"] = json!("<id>");
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_connection_needs_the_resume_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), "").await;
+    let mut owner = Raw::hello(&server.tcp).await;
+    let (session, token) = pipe_session(&mut owner).await;
+
+    let mut other = Raw::hello(&server.tcp).await;
+    let unknown = answer(&mut other, input("s_does_not_exist", "", "x")).await;
+    assert_eq!(error_code(&unknown), "RESUME_NOT_FOUND");
+    for frame in [
+        input(&session, "", "injected"),
+        input(&session, "wrong-token", "injected"),
+        cancel(&session, ""),
+        cancel(&session, "wrong-token"),
+        cancel("s_does_not_exist", "wrong-token"),
+        resume(&session, "wrong-token"),
+        resume("s_does_not_exist", "wrong-token"),
+    ] {
+        // The same answer whether or not the session exists: ids cannot be
+        // probed.
+        assert_eq!(answer(&mut other, frame).await, unknown);
+    }
+
+    // The owner's session saw none of it: its next input starts the next
+    // turn, echoed as sent.
+    owner
+        .send(json!({"type": "input", "call_id": 1, "messages": [{"role": "user", "content": "second"}]}))
+        .await;
+    let mut texts = String::new();
+    let mut dones = 0;
+    while dones < 2 {
+        let frame = owner.recv_call(1).await.unwrap();
+        match frame["type"].as_str().unwrap() {
+            "token" => texts.push_str(frame["text"].as_str().unwrap()),
+            "done" => dones += 1,
+            "error" => panic!("{frame}"),
+            _ => {}
+        }
+    }
+    assert_eq!(texts, "first turnsecond");
+
+    // With the token, the owner's other connection may cancel it.
+    other.send(cancel(&session, &token)).await;
+    let end = loop {
+        let frame = owner.recv_call(1).await.unwrap();
+        if frame["type"] == "error" {
+            break frame;
+        }
+    };
+    assert_eq!(error_code(&end), "CANCELLED");
+}
+
+/// `runuser` as root makes a second local user; elsewhere this test says so
+/// and checks nothing.
+fn second_user_available() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    root && std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_cannot_reach_a_session_even_with_its_token() {
+    if !second_user_available() {
+        eprintln!("skipped: needs root and runuser to act as a second user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), "").await;
+    let mut owner = Raw::hello(&server.tcp).await;
+    let (session, token) = pipe_session(&mut owner).await;
+    // A stolen id and token, used by user `nobody` over loopback TCP.
+    let script = r#"
+import json, socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+f = s.makefile("rw")
+def send(frame):
+    f.write(json.dumps(frame) + "\n"); f.flush()
+def recv():
+    return json.loads(f.readline())
+send({"type": "hello", "versions": ["1.0"]})
+assert recv()["type"] == "welcome"
+session, token = sys.argv[2], sys.argv[3]
+for frame in [
+    {"type": "input", "call_id": 9, "session_id": session, "resume_token": token,
+     "messages": [{"role": "user", "content": "injected"}]},
+    {"type": "cancel", "call_id": 9, "session_id": session, "resume_token": token},
+    {"type": "resume", "call_id": 9, "session_id": session, "after_seq": 0, "resume_token": token},
+]:
+    send(frame)
+    print(recv()["code"])
+"#;
+    let out = tokio::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c", script])
+        .args([&server.tcp, &session, &token])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let codes = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        codes.lines().collect::<Vec<_>>(),
+        ["RESUME_NOT_FOUND"; 3],
+        "another user reached the session"
+    );
+    // The owner's session goes on untouched.
+    owner
+        .send(json!({"type": "input", "call_id": 1, "messages": [{"role": "user", "content": "mine"}], "end": true}))
+        .await;
+    let mut dones = 0;
+    while dones < 2 {
+        let frame = owner.recv_call(1).await.unwrap();
+        assert_ne!(frame["type"], "error", "{frame}");
+        dones += usize::from(frame["type"] == "done");
+    }
+}

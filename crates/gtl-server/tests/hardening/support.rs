@@ -1,0 +1,259 @@
+//! A real `gtl-server` process on temp paths and a free port, and a raw
+//! NDJSON client that does exactly what a hostile peer would.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::{Child, Command};
+
+/// Bounds every wait in these tests, so a regression fails instead of hanging.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A `gtl-server` child process.
+pub(crate) struct ServerProcess {
+    child: Child,
+    pub(crate) tcp: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts the server on `dir` with `extra` TOML appended to a config
+    /// that puts everything in `dir` and TCP on a free loopback port.
+    pub(crate) async fn start(dir: &Path, extra: &str) -> Self {
+        Self::start_wrapped(dir, extra, &[]).await
+    }
+
+    /// As [`start`](Self::start), run through `wrapper` (e.g. `prlimit`).
+    pub(crate) async fn start_wrapped(dir: &Path, extra: &str, wrapper: &[&str]) -> Self {
+        let config = dir.join("gtl.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n{extra}\n[listen.tcp]\naddr = \"127.0.0.1:0\"\n[listen.uds]\npath = {:?}\n",
+                dir.display().to_string(),
+                socket(dir).display().to_string(),
+            ),
+        )
+        .unwrap();
+        let server = env!("CARGO_BIN_EXE_gtl-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(server);
+                command
+            }
+            None => Command::new(server),
+        };
+        let mut child = command
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, endpoint) = tokio::sync::oneshot::channel();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = log.clone();
+        // Keep reading stderr for the whole life of the process, so the
+        // pipe never fills, and keep the lines for tests that count them.
+        tokio::spawn(async move {
+            let mut found = Some(found);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("gtl-server: listening on tcp://")
+                    && let Some(found) = found.take()
+                {
+                    let _ = found.send(addr.to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let tcp = tokio::time::timeout(PATIENCE, endpoint)
+            .await
+            .expect("the server starts")
+            .expect("the server prints its TCP endpoint");
+        Self { child, tcp, log }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
+    /// Resident memory, from /proc.
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    /// CPU time used so far, in clock ticks (user + system), from /proc.
+    pub(crate) fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which may hold spaces).
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// The log lines so far.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal by name (`KILL`, `TERM`).
+    pub(crate) fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub(crate) async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the server exits")
+            .unwrap()
+    }
+
+    /// Kills with SIGKILL and waits, as a crash would.
+    pub(crate) async fn crash(mut self) {
+        self.signal("KILL");
+        self.wait().await;
+    }
+}
+
+pub(crate) fn socket(dir: &Path) -> PathBuf {
+    dir.join("gtl.sock")
+}
+
+/// A hand-driven NDJSON connection.
+pub(crate) struct Raw {
+    read: BufReader<OwnedReadHalf>,
+    pub(crate) write: OwnedWriteHalf,
+}
+
+impl Raw {
+    pub(crate) async fn connect(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (read, write) = stream.into_split();
+        Self {
+            read: BufReader::new(read),
+            write,
+        }
+    }
+
+    /// Connects and completes the handshake (JSON).
+    pub(crate) async fn hello(addr: &str) -> Self {
+        let mut raw = Self::connect(addr).await;
+        raw.send(json!({"type": "hello", "versions": ["1.0"]}))
+            .await;
+        let welcome = raw.recv().await.expect("welcome");
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        raw
+    }
+
+    pub(crate) async fn send(&mut self, frame: Value) {
+        let mut line = frame.to_string();
+        line.push('\n');
+        self.write.write_all(line.as_bytes()).await.unwrap();
+    }
+
+    pub(crate) async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.write.write_all(bytes).await.unwrap();
+    }
+
+    /// The next frame; `None` once the server closed the connection.
+    pub(crate) async fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let read = tokio::time::timeout(PATIENCE, self.read.read_line(&mut line))
+            .await
+            .expect("a frame or a close within the test's patience");
+        match read {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(serde_json::from_str(&line).unwrap()),
+        }
+    }
+
+    /// The next frame of call `call_id`, skipping others.
+    pub(crate) async fn recv_call(&mut self, call_id: u64) -> Option<Value> {
+        loop {
+            let frame = self.recv().await?;
+            if frame["call_id"] == call_id {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// Frames of call `call_id` up to and including its terminal event.
+    pub(crate) async fn until_terminal(&mut self, call_id: u64) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.recv_call(call_id).await {
+            let end = is_terminal(&frame);
+            frames.push(frame);
+            if end {
+                break;
+            }
+        }
+        frames
+    }
+
+    /// Every byte until the server closes (for non-JSON encodings).
+    pub(crate) async fn read_to_end(&mut self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let read = tokio::io::AsyncReadExt::read_to_end(&mut self.read, &mut bytes);
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .expect("the server closes")
+            .unwrap();
+        bytes
+    }
+
+    /// Reads until the server closes; returns the frames it sent meanwhile.
+    pub(crate) async fn until_closed(&mut self) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.recv().await {
+            frames.push(frame);
+        }
+        frames
+    }
+}
+
+pub(crate) fn is_terminal(frame: &Value) -> bool {
+    matches!(frame["type"].as_str(), Some("done" | "error")) && frame["seq"].as_u64() > Some(0)
+        || (frame["type"] == "error" && frame.get("seq").is_none())
+}
+
+/// A stream request frame for `model` on call `call_id`.
+pub(crate) fn stream_request(call_id: u64, model: &str) -> Value {
+    json!({
+        "type": "completion_request",
+        "call_id": call_id,
+        "model": model,
+        "stream": true,
+        "messages": [{"role": "user", "content": "hello"}],
+    })
+}
+
+/// The error code of an error frame.
+pub(crate) fn error_code(frame: &Value) -> &str {
+    assert_eq!(frame["type"], "error", "{frame}");
+    frame["code"].as_str().unwrap()
+}
