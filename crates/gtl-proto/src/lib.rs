@@ -38,7 +38,9 @@ mod generated {
     include!("generated/gtl.v1.rs");
 }
 
-pub use codec::{Codec, CodecError, DEFAULT_MAX_FRAME_BYTES, SKIP_LIMIT_FACTOR, sse};
+pub use codec::{
+    Codec, CodecError, DEFAULT_MAX_FRAME_BYTES, MAX_DECODED_COST, SKIP_LIMIT_FACTOR, sse,
+};
 pub use error_code::UnknownErrorCode;
 pub use frame::{FrameRef, FrameType};
 pub use generated::frame::Body;

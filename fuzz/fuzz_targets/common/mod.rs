@@ -20,6 +20,7 @@ pub enum Outcome {
     LengthPrefix,
     LengthPrefixTooLarge,
     MissingBody,
+    TooCostly,
 }
 
 /// Frames compare by their protobuf bytes: a NaN double (possible in
@@ -126,6 +127,10 @@ fn drain(codec: &mut Codec, buf: &mut BytesMut, outcomes: &mut Vec<Outcome>, tot
                 Outcome::LengthPrefixTooLarge
             }
             Err(CodecError::MissingBody) => Outcome::MissingBody,
+            Err(CodecError::TooCostly { cost, max }) => {
+                assert!(cost > max, "TooCostly for {cost} <= {max} bytes");
+                Outcome::TooCostly
+            }
             Err(e) => panic!("unexpected codec error: {e}"),
         };
         // Every frame or error consumes input (or switches to skipping it):

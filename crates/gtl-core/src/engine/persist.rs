@@ -185,10 +185,7 @@ pub(super) async fn writer(
         while let Ok(job) = jobs.try_recv() {
             add(job, &mut batch);
         }
-        let pending = batch
-            .iter()
-            .filter_map(take_pending)
-            .collect();
+        let pending = batch.iter().filter_map(take_pending).collect();
         let result = commit(&store, &requeue, pending).await;
         for done in flushes {
             let _ = done.send(result.clone());

@@ -79,6 +79,10 @@ pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Fra
         return Ok(None);
     }
     let bytes = &src[header..header + size];
+    if let Err(e) = super::check_cost(bytes, super::cost::protobuf) {
+        src.advance(header + size);
+        return Err(e);
+    }
     if let Some(token) = TokenEvent::decode(bytes) {
         src.advance(header + size);
         return Ok(Some(token.into_frame()));

@@ -7,6 +7,7 @@
 //! [`CodecError::FrameTooLarge`] and its bytes are skipped, so the connection
 //! can answer `FRAME_TOO_LARGE` and go on with the next frame.
 
+mod cost;
 mod length_delimited;
 mod ndjson;
 pub mod sse;
@@ -14,6 +15,8 @@ pub mod sse;
 use bytes::BytesMut;
 
 use crate::{Encoding, ErrorCode, Frame, FrameRef, JsonError};
+
+pub use cost::MAX_DECODED_COST;
 
 /// Default limit on one encoded frame: 8 MiB, room for a few inline images.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
@@ -65,15 +68,27 @@ pub enum CodecError {
     /// A frame carries no body this version knows.
     #[error("frame has no known body")]
     MissingBody,
+    /// Decoding the frame would cost more memory than
+    /// [`MAX_DECODED_COST`] (many tiny elements, e.g. millions of empty
+    /// messages). It was consumed without being decoded.
+    #[error(
+        "frame would take about {cost} bytes of memory once decoded, over the limit of {max}: send fewer, larger elements"
+    )]
+    TooCostly {
+        /// The estimated decoded size.
+        cost: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl CodecError {
     /// The GTL error code to answer with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::FrameTooLarge { .. } | Self::LengthPrefixTooLarge { .. } => {
-                ErrorCode::FrameTooLarge
-            }
+            Self::FrameTooLarge { .. }
+            | Self::LengthPrefixTooLarge { .. }
+            | Self::TooCostly { .. } => ErrorCode::FrameTooLarge,
             Self::Json(_) | Self::Protobuf(_) | Self::LengthPrefix | Self::MissingBody => {
                 ErrorCode::InvalidRequest
             }
@@ -86,6 +101,22 @@ impl CodecError {
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::LengthPrefix | Self::LengthPrefixTooLarge { .. })
     }
+}
+
+/// Refuses a frame whose decoded form would cost too much; small frames
+/// are not even looked at.
+fn check_cost(bytes: &[u8], estimate: fn(&[u8]) -> usize) -> Result<(), CodecError> {
+    if bytes.len() < cost::CHECK_ABOVE {
+        return Ok(());
+    }
+    let cost = estimate(bytes);
+    if cost > MAX_DECODED_COST {
+        return Err(CodecError::TooCostly {
+            cost,
+            max: MAX_DECODED_COST,
+        });
+    }
+    Ok(())
 }
 
 /// What the decoder is skipping after an oversized frame.

@@ -53,6 +53,10 @@ pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Fra
             src.advance(end + 1);
             continue;
         }
+        if let Err(e) = super::check_cost(json, super::cost::json) {
+            src.advance(end + 1);
+            return Err(e);
+        }
         let mut frame = Frame::default();
         let read = read_json(json, &mut frame);
         src.advance(end + 1);

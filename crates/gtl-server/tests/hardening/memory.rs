@@ -48,6 +48,7 @@ async fn never_reading_streams_stay_within_the_connection_budget() {
     // Never read. Unbounded, this grew by gigabytes within seconds.
     let peak = peak_rss(&server, Duration::from_secs(6)).await;
     let growth = peak.saturating_sub(baseline);
+    eprintln!("RSS growth with 200 unread streams: {} MiB", growth / MIB);
     // The budget counts each kept event at what it costs; the allowance
     // covers the store's cache, the write buffers and the allocator.
     let allowed = budget + 160 * MIB;
@@ -91,6 +92,7 @@ async fn a_ping_flood_without_reading_is_slowed_then_closed() {
     };
     assert!(closed, "the server never closed a flood of {sent} pings");
     let growth = peak.saturating_sub(baseline);
+    eprintln!("{sent} pings written; RSS growth {} MiB", growth / MIB);
     assert!(growth < 64 * MIB, "RSS grew {} MiB", growth / MIB);
     others_are_served(&server).await;
 }
@@ -132,4 +134,29 @@ async fn new_calls_are_refused_when_the_server_budget_is_spent() {
             .contains("memory budget"),
         "{refusal}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_of_millions_of_empty_messages_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), "").await;
+    let baseline = server.rss_bytes();
+    let mut raw = Raw::hello(&server.tcp).await;
+    // 7.9 MB of `{},`: under the frame limit, millions of messages.
+    let mut line = String::from(
+        r#"{"type":"completion_request","call_id":1,"model":"echo","stream":true,"messages":["#,
+    );
+    line.push_str(&"{},".repeat(2_600_000));
+    line.push_str(r#"{"role":"user","content":"hi"}]}"#);
+    line.push('\n');
+    raw.send_bytes(line.as_bytes()).await;
+    let refusal = raw.recv().await.unwrap();
+    assert_eq!(error_code(&refusal), "FRAME_TOO_LARGE", "{refusal}");
+    assert!(refusal["message"].as_str().unwrap().contains("memory"));
+    let growth = server.rss_bytes().saturating_sub(baseline);
+    eprintln!("RSS growth after the refused request: {} MiB", growth / MIB);
+    assert!(growth < 64 * MIB, "RSS grew {} MiB", growth / MIB);
+    // The connection goes on.
+    raw.send(stream_request(2, "echo")).await;
+    assert_eq!(raw.until_terminal(2).await.last().unwrap()["type"], "done");
 }
