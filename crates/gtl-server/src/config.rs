@@ -281,16 +281,16 @@ impl Config {
     /// The connection limits as the call service takes them.
     pub fn connection_limits(&self) -> crate::ConnectionLimits {
         let limits = &self.limits;
-        crate::ConnectionLimits {
-            max_frame_bytes: limits.max_frame_bytes,
-            max_calls: limits.max_calls_per_connection,
-            max_connections: limits.max_connections,
-            max_connections_per_peer: limits.max_connections_per_peer,
-            handshake_timeout: timeout(limits.handshake_timeout_secs),
-            idle_timeout: timeout(limits.idle_timeout_secs),
-            send_timeout: timeout(limits.send_timeout_secs),
-            connection_memory: limits.connection_memory_bytes,
-        }
+        let mut out = crate::ConnectionLimits::default();
+        out.max_frame_bytes = limits.max_frame_bytes;
+        out.max_calls = limits.max_calls_per_connection;
+        out.max_connections = limits.max_connections;
+        out.max_connections_per_peer = limits.max_connections_per_peer;
+        out.handshake_timeout = timeout(limits.handshake_timeout_secs);
+        out.idle_timeout = timeout(limits.idle_timeout_secs);
+        out.send_timeout = timeout(limits.send_timeout_secs);
+        out.connection_memory = limits.connection_memory_bytes;
+        out
     }
 
     /// The session limits as the engine takes them.

@@ -1,10 +1,9 @@
 //! The GTL reference server.
 //!
-//! One call service serves every transport: authenticate → route to a
-//! provider → session machine, with the owner checks and limits in one
-//! place ([`CallService`]). Transports only move frames (see
-//! `gtl-transport`); this crate owns the handshake, authentication,
-//! routing, limits and shutdown.
+//! One call service ([`CallService`], from `gtl-service`) serves every
+//! transport: authenticate → route to a provider → session machine, with
+//! the owner checks and limits in one place. This crate owns the
+//! configuration, the listeners and their accept loops, and shutdown.
 //!
 //! With no configuration it listens on a Unix socket and on TCP at
 //! `127.0.0.1:7301`, keeps sessions in a redb file in the data dir, and
@@ -28,18 +27,16 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
-mod auth;
 pub mod config;
-mod pipeline;
 mod providers;
 mod server;
-mod service;
 
-pub use auth::{AuthError, Authenticator, Principal};
 pub use config::{Config, ConfigError};
+pub use gtl_service::{
+    Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, Principal,
+};
 pub use providers::{ProviderEntry, ProvidersError, registry};
 pub use server::{Gateway, Server, ServerError};
-pub use service::{Admission, CallError, CallService, ConnectionLimits};
 
 /// The providers `config` and this process's environment switch on, with
 /// the built-in echo provider always among them.

@@ -13,10 +13,9 @@ use gtl_transport_uds::UdsListener;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use crate::auth::Authenticator;
+use gtl_service::{Authenticator, CallService, serve_framed};
+
 use crate::config::Config;
-use crate::pipeline;
-use crate::service::CallService;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +50,7 @@ pub struct Gateway {
 impl Gateway {
     /// Serves one framed connection until it closes.
     pub async fn serve(&self, conn: Connection) {
-        pipeline::serve(self.service.clone(), conn).await;
+        serve_framed(self.service.clone(), conn).await;
     }
 
     /// The engine holding the sessions.

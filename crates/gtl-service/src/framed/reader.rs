@@ -11,8 +11,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::error_frame;
 use super::writer::Out;
-use crate::auth::Principal;
-use crate::service::{CallError, CallService};
+use crate::{CallError, CallService, Principal};
 
 /// models.list answers being gathered at once on one connection; more
 /// requests wait (and so does reading from the peer).

@@ -33,8 +33,10 @@ const CONTROL_QUEUE: usize = 64;
 /// How long a refusal waits for the peer to take its error frame.
 const REFUSAL_FLUSH: Duration = Duration::from_secs(1);
 
-/// Serves one connection until it closes.
-pub(crate) async fn serve(service: Arc<CallService>, conn: Connection) {
+/// Serves one framed connection until it closes: handshake, then every
+/// frame as a call-service operation, under the service's connection
+/// limits.
+pub async fn serve(service: Arc<CallService>, conn: Connection) {
     let span = tracing::info_span!("conn", transport = conn.peer.transport, peer = %conn.peer.addr);
     serve_connection(service, conn).instrument(span).await;
 }

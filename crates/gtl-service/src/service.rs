@@ -30,7 +30,8 @@ pub struct CallError {
 }
 
 impl CallError {
-    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error with `code` and a message saying what to do.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -57,7 +58,7 @@ impl From<crate::auth::AuthError> for CallError {
 }
 
 /// The limits a transport applies to each connection (see
-/// docs/operations.md).
+/// docs/operations.md). The defaults are the server's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionLimits {
@@ -77,6 +78,21 @@ pub struct ConnectionLimits {
     pub send_timeout: Duration,
     /// Memory of the events not yet delivered to one connection.
     pub connection_memory: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: gtl_proto::DEFAULT_MAX_FRAME_BYTES,
+            max_calls: 1024,
+            max_connections: 8192,
+            max_connections_per_peer: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            send_timeout: Duration::from_secs(30),
+            connection_memory: 64 << 20,
+        }
+    }
 }
 
 /// The transport-neutral call service. Cheap to share: transports hold it
@@ -112,7 +128,8 @@ impl Drop for Admission {
 }
 
 impl CallService {
-    pub(crate) fn new(
+    /// A service over `engine`, routing with `registry`.
+    pub fn new(
         engine: Engine,
         registry: Registry,
         auth: Authenticator,
