@@ -1,7 +1,8 @@
 //! Project automation: `cargo xtask <task>`.
 //!
-//! - `codegen`: regenerate the checked-in prost code from `proto/` (no `protoc` needed).
-//! - `codegen --check`: fail when the checked-in code is stale.
+//! - `codegen`: regenerate the checked-in prost messages, tonic service code and
+//!   descriptor set from `proto/` (no `protoc` needed).
+//! - `codegen --check`: fail when any of them is stale.
 //! - `bench`: run the criterion benches and the load harness; write
 //!   `docs/benchmarks.md`.
 

@@ -50,6 +50,9 @@ pub use generated::{
     ModelInfo, ModelsRequest, Patch, PatchOp, Phase, Ping, Pong, ProviderInfo, Range, Replace,
     Resume, Role, Routing, Status, Token, Tool, ToolCall, ToolChoice, Usage, Welcome,
 };
+// The gRPC service's own messages (`gtl.v1.Gtl`, served by
+// gtl-transport-grpc); they have no JSON form.
+pub use generated::{CompleteRequest, Completion, ModelsResponse, ResumeRequest};
 pub use json::JsonError;
 pub use version::{NegotiationError, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Version, negotiate};
 

@@ -553,6 +553,66 @@ pub struct ModelInfo {
     #[prost(double, tag = "8")]
     pub cost_per_1k_output: f64,
 }
+/// gRPC only: the request of `Complete` and `Stream`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CompleteRequest {
+    /// The call. The method sets `stream`; `pipe` must be false (session.pipe
+    /// goes through `Pipe`).
+    #[prost(message, optional, tag = "1")]
+    pub request: ::core::option::Option<CompletionRequest>,
+    /// The session's name, chosen by the client (1 to 128 bytes); empty to let
+    /// the server assign one.
+    #[prost(string, tag = "2")]
+    pub session_id: ::prost::alloc::string::String,
+}
+/// gRPC only: the answer of `Complete`, the fold of the call's events
+/// (docs/protocol.md §2).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Completion {
+    /// The session the call ran in.
+    #[prost(string, tag = "1")]
+    pub session_id: ::prost::alloc::string::String,
+    /// Every `token` event's text, concatenated.
+    #[prost(string, tag = "2")]
+    pub text: ::prost::alloc::string::String,
+    /// The `tool_call` events, in order.
+    #[prost(message, repeated, tag = "3")]
+    pub tool_calls: ::prost::alloc::vec::Vec<ToolCall>,
+    /// The merged `usage` events: for each field the last non-zero value.
+    #[prost(message, optional, tag = "4")]
+    pub usage: ::core::option::Option<Usage>,
+    /// The `done` event's finish reason.
+    #[prost(string, tag = "5")]
+    pub finish_reason: ::prost::alloc::string::String,
+    /// The provider and model that served the call, from the last `status`
+    /// event that named them.
+    #[prost(string, tag = "6")]
+    pub provider: ::prost::alloc::string::String,
+    #[prost(string, tag = "7")]
+    pub model: ::prost::alloc::string::String,
+    /// The `patch` events, in order.
+    #[prost(message, repeated, tag = "8")]
+    pub patches: ::prost::alloc::vec::Vec<Patch>,
+}
+/// gRPC only: the request of `Resume`; the fields of the `resume` frame and its
+/// envelope's session id.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResumeRequest {
+    #[prost(string, tag = "1")]
+    pub session_id: ::prost::alloc::string::String,
+    /// The last event the client has; replay starts at `after_seq + 1`.
+    #[prost(uint64, tag = "2")]
+    pub after_seq: u64,
+    /// The secret from `accepted`.
+    #[prost(string, tag = "3")]
+    pub resume_token: ::prost::alloc::string::String,
+}
+/// gRPC only: the answer of `Models`, one entry per provider.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ModelsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub providers: ::prost::alloc::vec::Vec<ProviderInfo>,
+}
 /// Payload encodings a connection may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
