@@ -11,7 +11,7 @@ pub mod gtl_client {
     )]
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
-    /// The gRPC surface of GTL/1 (docs/protocol.md §13.4). Each RPC is one route
+    /// The gRPC surface of GTL/1 (docs/protocol.md §13.5). Each RPC is one route
     /// of docs/protocol.md §2 and streams `Frame` messages; its own request and
     /// answer messages are gRPC-only: they have no JSON frame type.
     ///
@@ -290,7 +290,7 @@ pub mod gtl_server {
             tonic::Status,
         >;
     }
-    /// The gRPC surface of GTL/1 (docs/protocol.md §13.4). Each RPC is one route
+    /// The gRPC surface of GTL/1 (docs/protocol.md §13.5). Each RPC is one route
     /// of docs/protocol.md §2 and streams `Frame` messages; its own request and
     /// answer messages are gRPC-only: they have no JSON frame type.
     ///
