@@ -38,6 +38,7 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
     config.set_data_dir(dir.path().join("data"));
     config.listen.uds.path = dir.path().join("gtl.sock");
     config.listen.tcp.addr = "127.0.0.1:0".parse()?;
+    config.listen.http.addr = "127.0.0.1:0".parse()?;
     let server = Server::bind(&config, default_registry(&config)?).await?;
     let endpoints = server.endpoints();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

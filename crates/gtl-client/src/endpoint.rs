@@ -245,6 +245,7 @@ impl EmbeddedGateway {
                 let mut config = gtl_server::Config::default();
                 config.listen.uds.enabled = false;
                 config.listen.tcp.enabled = false;
+                config.listen.http.enabled = false;
                 config.sessions.persist = false;
                 let server = gtl_server::Server::bind(
                     &config,

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// The default TCP port of the GTL stream protocol.
 pub const DEFAULT_TCP_PORT: u16 = 7301;
 
+/// The default HTTP port (SSE, plain HTTP, WebSocket).
+pub const DEFAULT_HTTP_PORT: u16 = 7300;
+
 /// The whole server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,6 +50,19 @@ pub struct Listen {
     pub uds: Uds,
     /// Plain TCP.
     pub tcp: Tcp,
+    /// The HTTP port: SSE, plain HTTP and WebSocket, HTTP/1.1 and h2c.
+    pub http: Http,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Http {
+    /// Whether to listen.
+    pub enabled: bool,
+    /// Address and port; keep it on loopback unless auth is configured.
+    pub addr: SocketAddr,
 }
 
 /// The Unix socket listener.
@@ -147,6 +163,10 @@ impl Default for Config {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_TCP_PORT)),
                 },
+                http: Http {
+                    enabled: true,
+                    addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+                },
             },
             data_dir,
             auth: Auth::default(),
@@ -173,6 +193,12 @@ impl Default for Uds {
 impl Default for Tcp {
     fn default() -> Self {
         Config::default().listen.tcp
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Config::default().listen.http
     }
 }
 

@@ -62,6 +62,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // One client on our own stdin/stdout; no listeners.
             config.listen.uds.enabled = false;
             config.listen.tcp.enabled = false;
+            config.listen.http.enabled = false;
             let server = match Server::bind(&config, default_registry(&config)?).await {
                 Err(ServerError::Store { path, message }) => {
                     // Another process (an editor's other window) has the

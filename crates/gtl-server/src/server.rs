@@ -3,17 +3,18 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gtl_core::{Engine, EngineConfig, MemoryStore, RedbStore, SessionStore};
 use gtl_providers::Registry;
-use gtl_transport::{Connection, Listener, TransportError};
+use gtl_transport::{ACCEPT_BACKOFF, AcceptFailures, Connection, Listener, TransportError};
 use gtl_transport_tcp::TcpListener;
 use gtl_transport_uds::UdsListener;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use gtl_service::{Authenticator, CallService, serve_framed};
+use gtl_transport_http::HttpGateway;
 
 use crate::config::Config;
 
@@ -69,6 +70,8 @@ impl Gateway {
 pub struct Server {
     gateway: Gateway,
     listeners: Vec<Box<dyn Listener>>,
+    /// The HTTP port (SSE, plain HTTP, WebSocket).
+    http: Option<tokio::net::TcpListener>,
     shutdown_timeout: Duration,
 }
 
@@ -104,6 +107,19 @@ impl Server {
             Authenticator::new(config.auth.trust_same_host),
             config.connection_limits(),
         );
+        let service = Arc::new(service);
+        let mut http = None;
+        if config.listen.http.enabled {
+            let addr = config.listen.http.addr;
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Bind {
+                        endpoint: format!("http://{addr}"),
+                        source: e.into(),
+                    })?;
+            http = Some(listener);
+        }
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         if config.listen.uds.enabled {
             let path = &config.listen.uds.path;
@@ -124,10 +140,9 @@ impl Server {
             listeners.push(Box::new(listener));
         }
         Ok(Self {
-            gateway: Gateway {
-                service: Arc::new(service),
-            },
+            gateway: Gateway { service },
             listeners,
+            http,
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -135,7 +150,15 @@ impl Server {
     /// The endpoints the server listens on, as client URLs (with the real
     /// port when port 0 was configured).
     pub fn endpoints(&self) -> Vec<String> {
-        self.listeners.iter().map(|l| l.local_endpoint()).collect()
+        let http = self.http.iter().map(|l| {
+            l.local_addr()
+                .map_or_else(|_| "http://?".into(), |a| format!("http://{a}"))
+        });
+        self.listeners
+            .iter()
+            .map(|l| l.local_endpoint())
+            .chain(http)
+            .collect()
     }
 
     /// The gateway, for stdio and in-process connections.
@@ -150,9 +173,23 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut tasks = JoinSet::new();
         for listener in self.listeners {
-            let gateway = self.gateway.clone();
             let span = tracing::info_span!("listener", endpoint = %listener.local_endpoint());
-            tasks.spawn(accept_loop(listener, gateway).instrument(span));
+            let acceptor = Framed {
+                listener,
+                gateway: self.gateway.clone(),
+            };
+            tasks.spawn(accept_loop(acceptor).instrument(span));
+        }
+        if let Some(listener) = self.http {
+            let endpoint = listener
+                .local_addr()
+                .map_or_else(|_| "http://?".into(), |a| format!("http://{a}"));
+            let span = tracing::info_span!("listener", %endpoint);
+            let acceptor = Http {
+                listener,
+                gateway: HttpGateway::new(self.gateway.service.clone()),
+            };
+            tasks.spawn(accept_loop(acceptor).instrument(span));
         }
         shutdown.await;
         tracing::info!("shutting down");
@@ -173,26 +210,57 @@ impl Server {
     }
 }
 
-/// How long accepting pauses when the process is out of descriptors or
-/// memory: the connections being served can free some meanwhile.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A listener and what serves its connections.
+trait Acceptor: Send + 'static {
+    /// Accepts one connection and returns the task that serves it.
+    fn accept(&mut self) -> impl Future<Output = Result<Serve, String>> + Send;
+}
 
-/// Accept failures are logged at most once per this interval.
-const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+type Serve = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-async fn accept_loop(mut listener: Box<dyn Listener>, gateway: Gateway) {
+/// A framed transport (Unix socket, TCP).
+struct Framed {
+    listener: Box<dyn Listener>,
+    gateway: Gateway,
+}
+
+impl Acceptor for Framed {
+    async fn accept(&mut self) -> Result<Serve, String> {
+        let conn = self.listener.accept().await.map_err(|e| e.to_string())?;
+        let gateway = self.gateway.clone();
+        Ok(Box::pin(async move { gateway.serve(conn).await }))
+    }
+}
+
+/// The HTTP port.
+struct Http {
+    listener: tokio::net::TcpListener,
+    gateway: HttpGateway,
+}
+
+impl Acceptor for Http {
+    async fn accept(&mut self) -> Result<Serve, String> {
+        let (stream, addr) = self.listener.accept().await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let peer = gtl_transport_tcp::peer_info(&stream, addr, "http");
+        Ok(Box::pin(
+            self.gateway.clone().serve_connection(stream, peer),
+        ))
+    }
+}
+
+async fn accept_loop(mut acceptor: impl Acceptor) {
     tracing::info!("listening");
     let mut connections = JoinSet::new();
     let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => {
-                    let gateway = gateway.clone();
-                    connections.spawn(async move { gateway.serve(conn).await });
+            accepted = acceptor.accept() => match accepted {
+                Ok(serve) => {
+                    connections.spawn(serve);
                 }
                 Err(e) => {
-                    failures.record(&e);
+                    log_accept_failure(&mut failures, &e);
                     // Out of descriptors and the like: retrying at once would
                     // spin. Keep serving the connections we have meanwhile.
                     let pause = tokio::time::sleep(ACCEPT_BACKOFF);
@@ -210,28 +278,14 @@ async fn accept_loop(mut listener: Box<dyn Listener>, gateway: Gateway) {
     }
 }
 
-/// Counts accept failures and logs them once per interval, not per attempt.
-#[derive(Debug, Default)]
-struct AcceptFailures {
-    since_log: u64,
-    last_log: Option<Instant>,
-}
-
-impl AcceptFailures {
-    fn record(&mut self, e: &TransportError) {
-        self.since_log += 1;
-        let due = self
-            .last_log
-            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL);
-        if due {
-            tracing::warn!(
-                error = %e,
-                failures = self.since_log,
-                "accept failed; pausing {} ms between attempts",
-                ACCEPT_BACKOFF.as_millis()
-            );
-            self.since_log = 0;
-            self.last_log = Some(Instant::now());
-        }
+/// Logs an accept failure when one is due (see [`AcceptFailures`]).
+fn log_accept_failure(failures: &mut AcceptFailures, e: &str) {
+    if let Some(count) = failures.record() {
+        tracing::warn!(
+            error = %e,
+            failures = count,
+            "accept failed; pausing {} ms between attempts",
+            ACCEPT_BACKOFF.as_millis()
+        );
     }
 }

@@ -7,6 +7,9 @@
 //!   `start`, `resume`, `cancel`, `input`, `models`. Calls come back as the
 //!   engine's [`Call`](gtl_core::Call) handles, which each transport drains
 //!   into its own framing.
+//! - [`CallEvents`] is the adapter from a call to its events, batch by
+//!   batch (or as owned frames), for transports that carry one call per
+//!   request or stream.
 //! - [`serve_framed`] is the adapter for transports that carry GTL frames
 //!   with call ids (stdio, Unix sockets, TCP, WebSocket): handshake,
 //!   timeouts, bounded queues, and every frame turned into a service call.
@@ -42,9 +45,11 @@
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
 mod auth;
+mod events;
 mod framed;
 mod service;
 
 pub use auth::{AuthError, Authenticator, Principal};
+pub use events::{BATCH, CallEvents};
 pub use framed::serve as serve_framed;
 pub use service::{Admission, CallError, CallService, ConnectionLimits};

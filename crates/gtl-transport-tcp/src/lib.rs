@@ -54,14 +54,7 @@ impl Listener for TcpListener {
     async fn accept(&mut self) -> Result<Connection, TransportError> {
         let (stream, addr) = self.inner.accept().await?;
         stream.set_nodelay(true)?;
-        let loopback = addr.ip().is_loopback();
-        let uid = match stream.local_addr() {
-            Ok(local) if loopback => peer_uid::loopback_peer_uid(addr, local),
-            _ => None,
-        };
-        let peer = PeerInfo::new("tcp", addr.to_string())
-            .with_same_host(loopback)
-            .with_uid(uid);
+        let peer = peer_info(&stream, addr, "tcp");
         let (read, write) = stream.into_split();
         Ok(stream_connection(read, write, peer, Encoding::Json))
     }
@@ -71,6 +64,24 @@ impl Listener for TcpListener {
             .local_addr()
             .map_or_else(|_| "tcp://?".into(), |a| format!("tcp://{a}"))
     }
+}
+
+/// Who is on the other end of an accepted TCP connection from `addr`, for
+/// any transport over TCP (`transport` names it: "tcp", "http", …): its
+/// address, whether it is on this host, and, for a loopback peer, its user.
+pub fn peer_info(
+    stream: &tokio::net::TcpStream,
+    addr: SocketAddr,
+    transport: &'static str,
+) -> PeerInfo {
+    let loopback = addr.ip().is_loopback();
+    let uid = match stream.local_addr() {
+        Ok(local) if loopback => peer_uid::loopback_peer_uid(addr, local),
+        _ => None,
+    };
+    PeerInfo::new(transport, addr.to_string())
+        .with_same_host(loopback)
+        .with_uid(uid)
 }
 
 /// Opens GTL connections to `host:port`.

@@ -33,12 +33,14 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+mod accept;
 mod handshake;
 mod stream;
 
 use async_trait::async_trait;
 use gtl_proto::{CodecError, Encoding, ErrorCode, Frame, FrameRef};
 
+pub use accept::{ACCEPT_BACKOFF, ACCEPT_LOG_INTERVAL, AcceptFailures};
 pub use handshake::{
     HandshakeError, ServerHandshake, client_handshake, negotiate_encoding, server_handshake,
 };

@@ -105,6 +105,7 @@ async fn gtl_chat_streams_from_every_provider_through_the_server() {
         config.set_data_dir(dir.path().join("data"));
         config.listen.uds.path = dir.path().join("gtl.sock");
         config.listen.tcp.enabled = false;
+        config.listen.http.enabled = false;
         let server = gtl_server::Server::bind(&config, registry(&env))
             .await
             .unwrap();

@@ -86,6 +86,7 @@ impl Gateway {
         config.set_data_dir(PathBuf::from(dir.path()));
         config.listen.uds.path = dir.path().join("gtl.sock");
         config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
+        config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
         config.sessions.persist = false;
         let server =
             gtl_server::Server::bind(&config, gtl_server::default_registry(&config).unwrap())
