@@ -6,6 +6,7 @@
 
 mod connections;
 mod crash;
+mod interop;
 mod memory;
 mod ownership;
 mod support;

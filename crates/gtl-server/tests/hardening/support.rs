@@ -19,6 +19,8 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) tcp: String,
+    /// The HTTP port, `127.0.0.1:<port>`.
+    pub(crate) http: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -62,15 +64,22 @@ impl ServerProcess {
             .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (found, endpoint) = tokio::sync::oneshot::channel();
+        let (found_http, http_endpoint) = tokio::sync::oneshot::channel();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let sink = log.clone();
         // Keep reading stderr for the whole life of the process, so the
         // pipe never fills, and keep the lines for tests that count them.
         tokio::spawn(async move {
             let mut found = Some(found);
+            let mut found_http = Some(found_http);
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(addr) = line.strip_prefix("gtl-server: listening on tcp://")
                     && let Some(found) = found.take()
+                {
+                    let _ = found.send(addr.to_owned());
+                }
+                if let Some(addr) = line.strip_prefix("gtl-server: listening on http://")
+                    && let Some(found) = found_http.take()
                 {
                     let _ = found.send(addr.to_owned());
                 }
@@ -81,7 +90,16 @@ impl ServerProcess {
             .await
             .expect("the server starts")
             .expect("the server prints its TCP endpoint");
-        Self { child, tcp, log }
+        let http = tokio::time::timeout(PATIENCE, http_endpoint)
+            .await
+            .expect("the server starts")
+            .expect("the server prints its HTTP endpoint");
+        Self {
+            child,
+            tcp,
+            http,
+            log,
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
