@@ -53,6 +53,7 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+mod gateway;
 mod status;
 
 #[allow(
@@ -69,6 +70,7 @@ mod generated {
     include!("generated/gtl.v1.rs");
 }
 
+pub use gateway::GrpcGateway;
 pub use generated::gtl_client::GtlClient;
 pub use generated::gtl_server::{Gtl, GtlServer, SERVICE_NAME};
 pub use status::{

@@ -43,6 +43,7 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+mod grpc;
 mod respond;
 mod routes;
 mod ws;
@@ -53,22 +54,26 @@ use std::sync::Arc;
 use gtl_proto::{Body as FrameBody, Error, Frame, Phase};
 use gtl_service::CallService;
 use gtl_transport::PeerInfo;
+use gtl_transport_grpc::{GrpcGateway, GtlServer};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tracing::Instrument as _;
 
 pub use respond::{RESUME_TOKEN_HEADER, VERSION_HEADER};
 
-/// Serves the HTTP routes over a [`CallService`]. Cheap to clone.
+/// Serves the HTTP routes, and gRPC by content type, over a
+/// [`CallService`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct HttpGateway {
     service: Arc<CallService>,
+    grpc: GtlServer<GrpcGateway>,
 }
 
 impl HttpGateway {
     /// A gateway calling `service`.
     pub fn new(service: Arc<CallService>) -> Self {
-        Self { service }
+        let grpc = GrpcGateway::new(service.clone()).into_server();
+        Self { service, grpc }
     }
 
     /// Serves one accepted connection (HTTP/1.1 or h2c, detected from its
@@ -80,16 +85,16 @@ impl HttpGateway {
         async move {
             let admission = self.service.admit(&peer);
             let peer = Arc::new(peer);
-            let service = self.service.clone();
+            let gateway = self.clone();
             let refusal = admission.as_ref().err().cloned();
             let handler = service_fn(move |request| {
-                let service = service.clone();
+                let gateway = gateway.clone();
                 let peer = peer.clone();
                 let refusal = refusal.clone();
                 async move {
                     let response = match refusal {
                         Some(e) => respond::error(&e, ""),
-                        None => routes::handle(service, peer, request).await,
+                        None => routes::handle(&gateway, peer, request).await,
                     };
                     Ok::<_, Infallible>(response)
                 }

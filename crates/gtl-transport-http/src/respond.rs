@@ -13,8 +13,12 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
-/// Every response's body.
-pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// Every response's body. Bodies of our own never fail; gRPC's may end
+/// with a status.
+pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body's error.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The header carrying protocol versions (a list in requests, the
 /// negotiated one in responses).
@@ -24,7 +28,9 @@ pub const VERSION_HEADER: &str = "gtl-version";
 pub const RESUME_TOKEN_HEADER: &str = "gtl-resume-token";
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 /// A JSON response.

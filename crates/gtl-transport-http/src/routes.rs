@@ -16,6 +16,7 @@ use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use crate::HttpGateway;
 use crate::respond::{self, Body, RESUME_TOKEN_HEADER, VERSION_HEADER};
 
 /// An SSE comment is sent after this long without events, so proxies do
@@ -24,15 +25,19 @@ pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Answers one request.
 pub(crate) async fn handle(
-    service: Arc<CallService>,
+    gateway: &HttpGateway,
     peer: Arc<PeerInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    if is_grpc(&request) {
+        // gRPC negotiates its version in its own metadata.
+        return crate::grpc::call(gateway.grpc.clone(), &peer, request).await;
+    }
     let version = match respond::version(request.headers()) {
         Ok(version) => version,
         Err(e) => return respond::error(&e, ""),
     };
-    let mut response = route(&service, &peer, request)
+    let mut response = route(&gateway.service, &peer, request)
         .await
         .unwrap_or_else(|(e, session)| respond::error(&e, &session));
     if let Ok(value) = HeaderValue::from_str(&version.to_string()) {
@@ -73,6 +78,15 @@ async fn route(
             )))),
         },
     }
+}
+
+/// Whether a request is gRPC (routed by content type, on any path).
+fn is_grpc(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// An unknown route: 404 with the protocol's closest code.
@@ -324,7 +338,7 @@ fn sse_response(service: &CallService, events: CallEvents) -> Response<Body> {
     });
     let body = head
         .chain(tail)
-        .map(|bytes| Ok(hyper::body::Frame::data(bytes)));
+        .map(|bytes| Ok::<_, respond::BoxError>(hyper::body::Frame::data(bytes)));
     let mut response = Response::new(StreamBody::new(body).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -21,10 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gtl_proto::{Body, Error, ErrorCode, Frame};
-use gtl_transport::{Connection, server_handshake};
+use gtl_transport::{Connection, FrameRead, FrameWrite, server_handshake};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use crate::Principal;
 use crate::service::{CallError, CallService};
 
 /// Replies (pongs, errors, models) queued for the writer at most.
@@ -83,10 +84,23 @@ async fn serve_connection(service: Arc<CallService>, mut conn: Connection) {
         }
     };
     tracing::debug!(subject = %principal.subject, "connection accepted");
+    serve_calls(service, &principal, conn.read, conn.write).await;
+}
+
+/// Serves the calls of an admitted, authenticated framed connection (for
+/// transports with a handshake of their own, e.g. a gRPC stream): every
+/// frame read becomes a call-service operation, every call's events are
+/// written back, until the peer closes.
+pub async fn serve_calls(
+    service: Arc<CallService>,
+    principal: &Principal,
+    read: Box<dyn FrameRead>,
+    write: Box<dyn FrameWrite>,
+) {
+    let send_timeout = service.limits().send_timeout;
     let (to_writer, from_reader) = mpsc::channel(CONTROL_QUEUE);
-    let writer =
-        tokio::spawn(writer::run(conn.write, from_reader, limits.send_timeout).in_current_span());
-    reader::run(&service, conn.read, &principal, to_writer).await;
+    let writer = tokio::spawn(writer::run(write, from_reader, send_timeout).in_current_span());
+    reader::run(&service, read, principal, to_writer).await;
     // The reader is done (peer closed, failed or idle); the writer finishes
     // what it has and stops when its channel closes.
     let _ = writer.await;

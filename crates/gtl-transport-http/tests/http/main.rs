@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 mod calls;
 mod errors;
+mod grpc;
 mod resume;
 mod ws;
 
