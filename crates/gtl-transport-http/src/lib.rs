@@ -54,7 +54,7 @@ use std::sync::Arc;
 use gtl_proto::{Body as FrameBody, Error, Frame, Phase};
 use gtl_service::CallService;
 use gtl_transport::PeerInfo;
-use gtl_transport_grpc::{GrpcGateway, GtlServer};
+use gtl_transport_grpc::GrpcGateway;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tracing::Instrument as _;
@@ -66,13 +66,13 @@ pub use respond::{RESUME_TOKEN_HEADER, VERSION_HEADER};
 #[derive(Debug, Clone)]
 pub struct HttpGateway {
     service: Arc<CallService>,
-    grpc: GtlServer<GrpcGateway>,
+    grpc: tonic::service::Routes,
 }
 
 impl HttpGateway {
     /// A gateway calling `service`.
     pub fn new(service: Arc<CallService>) -> Self {
-        let grpc = GrpcGateway::new(service.clone()).into_server();
+        let grpc = grpc::routes(GrpcGateway::new(service.clone()).into_server());
         Self { service, grpc }
     }
 
