@@ -7,15 +7,17 @@ use gtl_transport::{Connection, Connector as _, TransportError};
 use gtl_transport_stdio::StdioConnector;
 use gtl_transport_tcp::TcpConnector;
 use gtl_transport_uds::UdsConnector;
+use gtl_transport_ws::WsConnector;
 
 use crate::error::{ClientError, EndpointFailure};
 
 /// The schemes this build speaks, for error messages.
 #[cfg(feature = "embedded")]
-const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT and embedded://";
+const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT, \
+                         ws://HOST:PORT[/PATH] and embedded://";
 #[cfg(not(feature = "embedded"))]
-const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH and tcp://HOST:PORT \
-                         (embedded:// needs the `embedded` feature)";
+const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT and \
+                         ws://HOST:PORT[/PATH] (embedded:// needs the `embedded` feature)";
 
 /// The gateway's default TCP port (`DEFAULT_TCP_PORT` in
 /// `crates/gtl-server/src/config.rs`).
@@ -34,6 +36,8 @@ pub(crate) enum Endpoint {
     Unix(PathBuf),
     /// `host:port`.
     Tcp(String),
+    /// A WebSocket URL (`ws://host:port/gtl/v1/ws`).
+    Ws(String),
     /// The in-process gateway.
     Embedded,
 }
@@ -83,6 +87,10 @@ impl Endpoint {
                 }
                 Ok(Self::Tcp(addr.to_owned()))
             }
+            "ws" => {
+                WsConnector::new(url).map_err(|e| invalid(&e.to_string()))?;
+                Ok(Self::Ws(url.to_owned()))
+            }
             "embedded" => {
                 if !matches!(rest, "" | "/") {
                     return Err(invalid("embedded:// takes no address"));
@@ -119,6 +127,10 @@ impl Endpoint {
             },
             Self::Unix(path) => UdsConnector::new(path).connect().await,
             Self::Tcp(addr) => TcpConnector::new(addr.clone()).connect().await,
+            Self::Ws(url) => match WsConnector::new(url) {
+                Ok(connector) => connector.connect().await,
+                Err(e) => Err(e),
+            },
             Self::Embedded => {
                 return embedded
                     .connect()
@@ -158,6 +170,7 @@ impl fmt::Display for Endpoint {
             Self::Stdio(command) => write!(f, "stdio://{command}"),
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Self::Ws(url) => f.write_str(url),
             Self::Embedded => f.write_str("embedded://"),
         }
     }

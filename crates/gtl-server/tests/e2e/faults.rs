@@ -38,6 +38,15 @@ async fn malformed_and_oversized_frames(transport: Transport) {
     raw.send(&big).await;
     let error = raw.recv().await;
     assert_eq!(error_code(&error), ErrorCode::FrameTooLarge);
+    if transport == Transport::Ws {
+        // A WebSocket message cannot be skipped unread: the connection is
+        // closed (1009) after the error (docs/protocol.md §13.4).
+        assert!(raw.at_end().await, "the WebSocket is closed");
+        raw = Raw::open(&gateway, transport).await;
+        raw.send(b"{\"type\":\"hello\",\"versions\":[\"1.0\"]}\n")
+            .await;
+        assert!(matches!(raw.recv().await.body, Some(Body::Welcome(_))));
+    }
 
     raw.send(b"{\"type\":\"ping\",\"nonce\":7}\n").await;
     assert!(matches!(raw.recv().await.body, Some(Body::Pong(p)) if p.nonce == 7));

@@ -23,6 +23,8 @@ pub(crate) enum Transport {
     /// A `gtl-server --stdio` child per connection (its own process, so
     /// its echo counters are not visible here).
     Stdio,
+    /// WebSocket on the HTTP port.
+    Ws,
 }
 
 /// A running gateway.
@@ -31,6 +33,8 @@ pub(crate) struct Gateway {
     pub(crate) echo: EchoProvider,
     pub(crate) uds: String,
     pub(crate) tcp: String,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) http: String,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<()>>,
 }
@@ -77,6 +81,11 @@ impl Gateway {
             .find(|e| e.starts_with("tcp:"))
             .unwrap()
             .clone();
+        let http = endpoints
+            .iter()
+            .find(|e| e.starts_with("http:"))
+            .unwrap()
+            .clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -86,6 +95,7 @@ impl Gateway {
             echo,
             uds,
             tcp,
+            http,
             stop: Some(stop),
             serving: Some(serving),
         }
@@ -103,6 +113,7 @@ impl Gateway {
         match transport {
             Transport::Uds => self.uds.clone(),
             Transport::Tcp => self.tcp.clone(),
+            Transport::Ws => format!("ws://{}/gtl/v1/ws", self.http.trim_start_matches("http://")),
             Transport::Stdio => format!(
                 "stdio://{} --stdio --config {}",
                 env!("CARGO_BIN_EXE_gtl-server"),
@@ -199,6 +210,43 @@ pub(crate) fn bodies(events: &[Event]) -> Vec<Body> {
     events.iter().map(|e| e.body.clone()).collect()
 }
 
+/// A WebSocket as a byte stream of lines: each line written is sent as a
+/// text message, each text message received is read as a line; the read
+/// side ends when the server closes.
+async fn websocket_lines(
+    url: &str,
+) -> (
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+) {
+    use futures::SinkExt as _;
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (theirs_read, mut theirs_write) = tokio::io::split(theirs);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(theirs_read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if sink.send(Message::text(line)).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            if let Message::Text(text) = message {
+                let _ = theirs_write.write_all(text.as_bytes()).await;
+                let _ = theirs_write.write_all(b"\n").await;
+            }
+        }
+        let _ = theirs_write.shutdown().await;
+    });
+    let (read, write) = tokio::io::split(ours);
+    (Box::new(read), Box::new(write))
+}
+
 /// A connection below the client: raw bytes, for malformed input.
 pub(crate) struct Raw {
     pub(crate) read: tokio::io::BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
@@ -230,6 +278,10 @@ impl Raw {
                     .into_split();
                 (Box::new(r), Box::new(w), None)
             }
+            Transport::Ws => {
+                let (r, w) = websocket_lines(&endpoint).await;
+                (r, w, None)
+            }
             Transport::Stdio => {
                 let mut words = endpoint.trim_start_matches("stdio://").split_whitespace();
                 let mut child = tokio::process::Command::new(words.next().unwrap())
@@ -255,6 +307,13 @@ impl Raw {
         use tokio::io::AsyncWriteExt as _;
         self.write.write_all(bytes).await.unwrap();
         self.write.flush().await.unwrap();
+    }
+
+    /// Whether the gateway closed the connection (nothing more to read).
+    pub(crate) async fn at_end(&mut self) -> bool {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut line = String::new();
+        self.read.read_line(&mut line).await.unwrap_or(0) == 0
     }
 
     /// The next JSON line from the gateway, parsed.

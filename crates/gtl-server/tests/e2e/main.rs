@@ -24,6 +24,10 @@ macro_rules! per_transport {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $scenario() { super::$scenario(crate::harness::Transport::Stdio).await } )*
         }
+        mod ws {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(crate::harness::Transport::Ws).await } )*
+        }
     };
 }
 pub(crate) use per_transport;

@@ -181,6 +181,32 @@ async fn uds_cut_resumes_over_tcp() {
     assert_eq!(now, gateway.tcp, "the client moved to TCP");
 }
 
+/// The Unix socket goes away mid-stream and the session continues over
+/// the WebSocket on the HTTP port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uds_cut_resumes_over_websocket() {
+    let gateway = Gateway::start().await;
+    let proxy = Proxy::unix(gateway.dir.path(), &gateway.uds).await;
+    let ws = gateway.endpoint(crate::harness::Transport::Ws);
+    let now = cut_and_resume(proxy, Some(ws.clone()), Cut::Everything).await;
+    assert_eq!(now, ws, "the client moved to the WebSocket");
+}
+
+/// A WebSocket connection is cut mid-stream; the client reconnects over
+/// WebSocket and resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_cut_resumes_over_websocket() {
+    let gateway = Gateway::start().await;
+    let http = gateway.http.replace("http://", "tcp://");
+    let mut proxy = Proxy::tcp(&http).await;
+    proxy.endpoint = format!("{}/gtl/v1/ws", proxy.endpoint.replace("tcp://", "ws://"));
+    let endpoint = proxy.endpoint.clone();
+    assert_eq!(
+        cut_and_resume(proxy, None, Cut::Connections).await,
+        endpoint
+    );
+}
+
 /// The server restarts between the cut and the resume: what was persisted
 /// is replayed, and the generation the restart cut ends with a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
