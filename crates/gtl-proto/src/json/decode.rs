@@ -268,6 +268,8 @@ enum Key<'de> {
     CachedTokens,
     Code,
     Message,
+    /// The Zig seed's spelling of `message`.
+    Msg,
     Retryable,
     Phase,
     RetryAfterMs,
@@ -295,8 +297,9 @@ impl Key<'_> {
             "cost" => Self::Cost,
             "cached_tokens" => Self::CachedTokens,
             "code" => Self::Code,
+            "message" => Self::Message,
             // The Zig seed's spelling.
-            "message" | "msg" => Self::Message,
+            "msg" => Self::Msg,
             "retryable" => Self::Retryable,
             "phase" => Self::Phase,
             "retry_after_ms" => Self::RetryAfterMs,
@@ -364,6 +367,7 @@ struct Hot<'de> {
     cached_tokens: Option<u64>,
     code: Option<Option<String>>,
     message: Option<String>,
+    msg: Option<String>,
     retryable: Option<bool>,
     phase: Option<Option<String>>,
     retry_after_ms: Option<u64>,
@@ -406,6 +410,7 @@ impl<'de> Hot<'de> {
             Key::CachedTokens => once(&mut self.cached_tokens, "cached_tokens", map),
             Key::Code => once(&mut self.code, "code", map),
             Key::Message => once(&mut self.message, "message", map),
+            Key::Msg => once(&mut self.msg, "msg", map),
             Key::Retryable => once(&mut self.retryable, "retryable", map),
             Key::Phase => once(&mut self.phase, "phase", map),
             Key::RetryAfterMs => once(&mut self.retry_after_ms, "retry_after_ms", map),
@@ -472,7 +477,8 @@ impl<'de> Hot<'de> {
             }),
             FrameType::Error => Body::Error(error_body(
                 self.code.take().flatten(),
-                self.message.take().unwrap_or_default(),
+                // Both may be present (they say the same); `message` wins.
+                self.message.take().or(self.msg.take()).unwrap_or_default(),
                 self.retryable.unwrap_or_default(),
                 self.phase.take().flatten(),
                 self.retry_after_ms.unwrap_or_default(),
@@ -545,6 +551,7 @@ fn read_plain(mut s: Scanner<'_>, out: &mut Frame) -> Option<()> {
             Key::CachedTokens => set(&mut hot.cached_tokens, s.uint()?)?,
             Key::Code => set(&mut hot.code, Some(s.string()?.to_owned()))?,
             Key::Message => set(&mut hot.message, s.string()?.to_owned())?,
+            Key::Msg => set(&mut hot.msg, s.string()?.to_owned())?,
             Key::Retryable => set(&mut hot.retryable, s.boolean()?)?,
             Key::Phase => set(&mut hot.phase, Some(s.string()?.to_owned()))?,
             Key::RetryAfterMs => set(&mut hot.retry_after_ms, s.uint()?)?,
@@ -677,7 +684,9 @@ fn error_body(
 ) -> Result<Error, String> {
     Ok(Error {
         code: match code {
-            Some(name) => crate::ErrorCode::from_name(&name).map_err(|e| e.to_string())? as i32,
+            // A code from a newer peer is not a reason to lose the frame:
+            // it reads as unspecified, which clients treat as INTERNAL.
+            Some(name) => crate::ErrorCode::from_name(&name).map_or(0, |code| code as i32),
             None => 0,
         },
         message,
@@ -716,8 +725,8 @@ struct Flat {
     cached_tokens: u64,
     // error
     code: Option<String>,
-    #[serde(alias = "msg")]
     message: String,
+    msg: String,
     retryable: bool,
     phase: Option<String>,
     retry_after_ms: u64,
@@ -968,8 +977,6 @@ mod tests {
             r#"{"type":"token","seq":18446744073709551616}"#,
             // Duplicates, the alias, errors only the visitor words.
             r#"{"type":"token","text":"a","text":"b"}"#,
-            r#"{"type":"error","msg":"a","message":"b"}"#,
-            r#"{"type":"error","code":"OOPS"}"#,
             r#"{"type":"teleport"}"#,
             r#"{"text":"a"}"#,
             r#"{}"#,

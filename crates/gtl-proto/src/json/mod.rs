@@ -134,6 +134,8 @@ impl Serialize for FrameRef<'_> {
                     out.0.serialize_entry("code", code.name())?;
                 }
                 out.0.serialize_entry("message", &b.message)?;
+                // The Zig seed reads `msg`: both are written, the same text.
+                out.0.serialize_entry("msg", &b.message)?;
                 out.0.serialize_entry("retryable", &b.retryable)?;
                 out.some("phase", phase_name(b.phase))?;
                 out.num("retry_after_ms", b.retry_after_ms)?;

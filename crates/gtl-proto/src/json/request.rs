@@ -71,6 +71,11 @@ pub(super) struct MessageJson {
     tool_calls: Vec<ToolCallJson>,
     #[serde(skip_serializing_if = "String::is_empty")]
     name: String,
+    /// The seeds' form of images: base64 strings (or URLs) beside the
+    /// content. Read as image parts after the text; never written (the
+    /// parts are).
+    #[serde(skip_serializing)]
+    images: Vec<String>,
 }
 
 /// A tool call inside an assistant message: the event's fields.
@@ -132,6 +137,7 @@ impl From<&Message> for MessageJson {
                 })
                 .collect(),
             name: m.name.clone(),
+            images: Vec::new(),
         }
     }
 }
@@ -140,18 +146,32 @@ impl TryFrom<MessageJson> for Message {
     type Error = String;
 
     fn try_from(m: MessageJson) -> Result<Self, String> {
+        let mut content = match m.content {
+            None => None,
+            Some(ContentJson::Text(text)) => Some(Content::Text(text)),
+            Some(ContentJson::Parts(parts)) => Some(Content::Parts(ContentParts {
+                parts: parts
+                    .into_iter()
+                    .map(PartJson::into_proto)
+                    .collect::<Result<_, _>>()?,
+            })),
+        };
+        if !m.images.is_empty() {
+            let mut parts = match content {
+                None => Vec::new(),
+                Some(Content::Text(text)) => vec![ContentPart {
+                    part: Some(Part::Text(text)),
+                }],
+                Some(Content::Parts(parts)) => parts.parts,
+            };
+            for image in m.images {
+                parts.push(seed_image(image)?);
+            }
+            content = Some(Content::Parts(ContentParts { parts }));
+        }
         Ok(Self {
             role: m.role.as_deref().map(parse_role).transpose()?.unwrap_or(0),
-            content: match m.content {
-                None => None,
-                Some(ContentJson::Text(text)) => Some(Content::Text(text)),
-                Some(ContentJson::Parts(parts)) => Some(Content::Parts(ContentParts {
-                    parts: parts
-                        .into_iter()
-                        .map(PartJson::into_proto)
-                        .collect::<Result<_, _>>()?,
-                })),
-            },
+            content,
             tool_call_id: m.tool_call_id,
             tool_calls: m
                 .tool_calls
@@ -163,6 +183,55 @@ impl TryFrom<MessageJson> for Message {
                 .collect(),
             name: m.name,
         })
+    }
+}
+
+/// One of the seeds' `images`: a URL (`https:`, `http:`, `data:`) or the
+/// image's bytes in base64, whose media type is read from its first bytes.
+fn seed_image(image: String) -> Result<ContentPart, String> {
+    let is_url = ["https:", "http:", "data:"]
+        .iter()
+        .any(|scheme| image.starts_with(scheme));
+    let (source, media_type) = if is_url {
+        (Source::Url(image), String::new())
+    } else {
+        let bytes = BASE64
+            .decode(image.trim())
+            .map_err(|e| format!("an `images` entry is not base64: {e}"))?;
+        let media_type = sniff_image(&bytes).unwrap_or_default().to_owned();
+        (Source::Data(bytes), media_type)
+    };
+    Ok(ContentPart {
+        part: Some(Part::Image(Image {
+            source: Some(source),
+            media_type,
+            detail: String::new(),
+        })),
+    })
+}
+
+/// The media type of the common image formats, from their magic bytes.
+fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [0x89, b'P', b'N', b'G', ..] => Some("image/png"),
+        [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
+        [b'G', b'I', b'F', b'8', ..] => Some("image/gif"),
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => Some("image/webp"),
+        _ => None,
     }
 }
 

@@ -232,7 +232,7 @@ fn a_key_given_twice_is_an_error() {
     for (json, key) in [
         (r#"{"type":"token","text":"a","text":"b"}"#, "text"),
         (r#"{"text":"a","type":"token","text":"b"}"#, "text"),
-        (r#"{"type":"error","msg":"a","message":"b"}"#, "message"),
+        (r#"{"type":"error","msg":"a","msg":"b"}"#, "msg"),
         (r#"{"type":"hello","type":"hello"}"#, "type"),
         (r#"{"type":null,"type":"token"}"#, "type"),
         (r#"{"seq":1,"type":"hello","seq":2}"#, "seq"),
