@@ -1,10 +1,14 @@
 //! `gtl-load`: end-to-end load harness for `cargo xtask bench`.
 //!
 //! Starts a gateway in-process (echo provider, redb sessions in a temp dir,
-//! UDS and TCP on loopback) and measures, per transport, over one client
-//! connection: streamed token events per second, chat.complete round-trip
-//! latency (p50/p99), and many concurrent streams. Prints a Markdown table.
-//! Every loop is bounded in count; nothing leaves loopback.
+//! UDS, TCP and the HTTP port on loopback) and measures, per transport,
+//! over one client connection: streamed token events per second,
+//! chat.complete round-trip latency (p50/p99), and many concurrent streams.
+//! The HTTP row uses SSE for streams and `POST /gtl/v1/complete` for calls,
+//! over one HTTP/1.1 keep-alive connection pool. A second gateway keeps its
+//! sessions in memory only, so the last row shows what durable sessions
+//! cost. Prints a Markdown table. Every loop is bounded in count; nothing
+//! leaves loopback.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -32,28 +36,47 @@ fn main() -> Result<()> {
     runtime.block_on(run(server_bin))
 }
 
-async fn run(server_bin: Option<PathBuf>) -> Result<()> {
-    let dir = tempfile::tempdir()?;
+/// A gateway serving on `dir`'s paths and free loopback ports.
+async fn gateway(
+    dir: &std::path::Path,
+    persist: bool,
+) -> Result<(
+    Vec<String>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
     let mut config = Config::default();
-    config.set_data_dir(dir.path().join("data"));
-    config.listen.uds.path = dir.path().join("gtl.sock");
+    config.set_data_dir(dir.join("data"));
+    config.listen.uds.path = dir.join("gtl.sock");
     config.listen.tcp.addr = "127.0.0.1:0".parse()?;
     config.listen.http.addr = "127.0.0.1:0".parse()?;
+    config.sessions.persist = persist;
     let server = Server::bind(&config, default_registry(&config)?).await?;
     let endpoints = server.endpoints();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
+    Ok((endpoints, stop, serving))
+}
+
+async fn run(server_bin: Option<PathBuf>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (endpoints, stop, serving) = gateway(dir.path(), true).await?;
+    let memory_dir = tempfile::tempdir()?;
+    let (memory_endpoints, memory_stop, memory_serving) = gateway(memory_dir.path(), false).await?;
 
     let mut transports: Vec<(&str, String)> = Vec::new();
+    let mut http = None;
     for endpoint in &endpoints {
-        let name = if endpoint.starts_with("unix:") {
-            "uds"
+        if let Some(addr) = endpoint.strip_prefix("http://") {
+            transports.push(("ws", format!("ws://{addr}/gtl/v1/ws")));
+            http = Some(addr.to_owned());
+        } else if endpoint.starts_with("unix:") {
+            transports.push(("uds", endpoint.clone()));
         } else {
-            "tcp"
-        };
-        transports.push((name, endpoint.clone()));
+            transports.push(("tcp", endpoint.clone()));
+        }
     }
     if let Some(bin) = &server_bin {
         let data = dir.path().join("stdio-data");
@@ -67,6 +90,9 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
         ));
     }
     transports.push(("embedded", "embedded://".into()));
+    if let Some(uds) = memory_endpoints.iter().find(|e| e.starts_with("unix:")) {
+        transports.push(("uds, sessions in memory", uds.clone()));
+    }
 
     println!(
         "| transport | streamed events/s (1 connection) | chat.complete p50 | chat.complete p99 | {CONCURRENT} concurrent streams: events/s |"
@@ -88,9 +114,130 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
         );
         eprintln!("gtl-load: {name} done");
     }
+    if let Some(addr) = http {
+        let http = Http::new(&addr)?;
+        let throughput = median(3, || http.stream_rate()).await?;
+        let (p50, p99) = http.latency().await?;
+        let concurrent = http.concurrent_rate().await?;
+        println!(
+            "| http (SSE streams, POST complete) | {} | {} | {} | {} |",
+            rate(throughput),
+            micros(p50),
+            micros(p99),
+            rate(concurrent)
+        );
+        eprintln!("gtl-load: http done");
+    }
     let _ = stop.send(());
+    let _ = memory_stop.send(());
     serving.await?;
+    memory_serving.await?;
     Ok(())
+}
+
+/// The HTTP port, as curl or a browser would use it.
+struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    fn new(addr: &str) -> Result<Self> {
+        // reqwest needs a TLS provider installed even for plain HTTP.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Self {
+            client: reqwest::Client::builder().build()?,
+            base: format!("http://{addr}"),
+        })
+    }
+
+    fn body(tokens: usize) -> String {
+        serde_json::json!({
+            "model": format!("echo:tokens={tokens},token_bytes=6"),
+            "messages": [{"role": "user", "content": "benchmark"}],
+            "stream": true,
+        })
+        .to_string()
+    }
+
+    /// Token events of one SSE stream.
+    async fn count_tokens(&self, tokens: usize) -> Result<usize> {
+        let response = self
+            .client
+            .post(format!("{}/gtl/v1/stream", self.base))
+            .body(Self::body(tokens))
+            .send()
+            .await?;
+        let mut parser = gtl_proto::sse::Parser::new(1 << 20);
+        let mut body = response.bytes_stream();
+        let mut events = Vec::new();
+        let mut count = 0;
+        while let Some(chunk) = body.next().await {
+            parser
+                .feed(&chunk?, &mut events)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            count += events.iter().filter(|e| e.event == "token").count();
+            events.clear();
+        }
+        Ok(count)
+    }
+
+    async fn stream_rate(&self) -> Result<f64> {
+        let start = Instant::now();
+        let tokens = self.count_tokens(STREAM_TOKENS).await?;
+        if tokens != STREAM_TOKENS {
+            bail!("expected {STREAM_TOKENS} tokens, got {tokens}");
+        }
+        Ok(tokens as f64 / start.elapsed().as_secs_f64())
+    }
+
+    async fn latency(&self) -> Result<(Duration, Duration)> {
+        let body = serde_json::json!({
+            "model": "echo",
+            "messages": [{"role": "user", "content": "ping"}],
+        })
+        .to_string();
+        let call = || async {
+            let answer = self
+                .client
+                .post(format!("{}/gtl/v1/complete", self.base))
+                .body(body.clone())
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            anyhow::ensure!(answer.starts_with(b"{\"session_id\""), "unexpected answer");
+            Ok::<_, anyhow::Error>(())
+        };
+        for _ in 0..100 {
+            call().await?;
+        }
+        let mut samples = Vec::with_capacity(LATENCY_CALLS);
+        for _ in 0..LATENCY_CALLS {
+            let start = Instant::now();
+            call().await?;
+            samples.push(start.elapsed());
+        }
+        samples.sort_unstable();
+        Ok((
+            samples[samples.len() / 2],
+            samples[samples.len() * 99 / 100],
+        ))
+    }
+
+    async fn concurrent_rate(&self) -> Result<f64> {
+        let start = Instant::now();
+        let runs = (0..CONCURRENT).map(|_| self.count_tokens(CONCURRENT_TOKENS));
+        let counts = futures::future::try_join_all(runs).await?;
+        let total: usize = counts.iter().sum();
+        if total != CONCURRENT * CONCURRENT_TOKENS {
+            bail!(
+                "expected {} tokens, got {total}",
+                CONCURRENT * CONCURRENT_TOKENS
+            );
+        }
+        Ok(total as f64 / start.elapsed().as_secs_f64())
+    }
 }
 
 fn echo(tokens: usize) -> CompletionRequest {
