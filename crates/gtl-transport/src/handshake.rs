@@ -95,6 +95,11 @@ pub struct ServerHandshake {
     pub hello: Hello,
     /// What was sent back.
     pub welcome: Welcome,
+    /// A peer written from the seeds alone may open with its call instead
+    /// of a `hello`: then the connection runs with the defaults (JSON,
+    /// version 1.0, no token), no `welcome` is sent, and this is that first
+    /// frame, still to be served.
+    pub first: Option<Frame>,
 }
 
 /// Server side: waits for `hello`, answers `welcome`, switches encoding.
@@ -112,7 +117,21 @@ pub async fn server_handshake(
     max_frame_bytes: u64,
 ) -> Result<ServerHandshake, HandshakeError> {
     let (hello, version) = match read_hello(conn).await {
-        Ok(accepted) => accepted,
+        Ok(Opening::Hello(hello, version)) => (hello, version),
+        Ok(Opening::Call(first)) => {
+            let welcome = Welcome {
+                version: PROTOCOL_VERSION.to_string(),
+                encoding: Encoding::Json as i32,
+                server: server.to_owned(),
+                max_frame_bytes,
+                ..Welcome::default()
+            };
+            return Ok(ServerHandshake {
+                hello: Hello::default(),
+                welcome,
+                first: Some(*first),
+            });
+        }
         Err(err) => {
             if answerable(&err) {
                 send_error(conn, err.code(), &reply_message(&err)).await;
@@ -139,14 +158,27 @@ pub async fn server_handshake(
     conn.read.set_encoding(encoding);
     conn.write.set_encoding(encoding);
     debug_assert!(version <= PROTOCOL_VERSION);
-    Ok(ServerHandshake { hello, welcome })
+    Ok(ServerHandshake {
+        hello,
+        welcome,
+        first: None,
+    })
+}
+
+/// How a client opened its connection.
+enum Opening {
+    /// With `hello`, sharing this version.
+    Hello(Hello, Version),
+    /// With a call, as a client written from the seeds alone does.
+    Call(Box<Frame>),
 }
 
 /// Optional features this implementation has.
 const FEATURES: &[&str] = &["resume", "pipe", "ack"];
 
-/// The client's hello and the version it shares with us.
-async fn read_hello(conn: &mut Connection) -> Result<(Hello, Version), HandshakeError> {
+/// The client's hello and the version it shares with us, or the call it
+/// opened with instead.
+async fn read_hello(conn: &mut Connection) -> Result<Opening, HandshakeError> {
     let frame = conn
         .read
         .read_frame()
@@ -154,6 +186,9 @@ async fn read_hello(conn: &mut Connection) -> Result<(Hello, Version), Handshake
         .ok_or(TransportError::Closed)?;
     let hello = match frame.body {
         Some(Body::Hello(hello)) => hello,
+        // The seeds show calls sent straight away; the connection starts in
+        // JSON, the encoding they use.
+        Some(Body::CompletionRequest(_)) => return Ok(Opening::Call(Box::new(frame))),
         other => return Err(unexpected("hello", other.as_ref())),
     };
     //= spec#7
@@ -171,7 +206,7 @@ async fn read_hello(conn: &mut Connection) -> Result<(Hello, Version), Handshake
             code: ErrorCode::VersionUnsupported,
             message,
         })?;
-    Ok((*hello, version))
+    Ok(Opening::Hello(*hello, version))
 }
 
 /// The error frame's message: the frame carries the code already.

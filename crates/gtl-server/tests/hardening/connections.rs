@@ -178,3 +178,21 @@ async fn sigterm_with_unread_streams_exits_within_the_shutdown_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_client_without_hello_is_served_with_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), "").await;
+    // Written from the seeds alone: the call first, no hello.
+    let mut raw = Raw::connect(&server.tcp).await;
+    raw.send(stream_request(1, "echo")).await;
+    let frames = raw.until_terminal(1).await;
+    assert_eq!(
+        frames[0]["type"], "accepted",
+        "no welcome, the call at once"
+    );
+    assert_eq!(frames.last().unwrap()["type"], "done", "{frames:?}");
+    // The connection goes on in JSON, with more calls.
+    raw.send(stream_request(2, "echo")).await;
+    assert_eq!(raw.until_terminal(2).await.last().unwrap()["type"], "done");
+}

@@ -84,7 +84,7 @@ async fn serve_connection(service: Arc<CallService>, mut conn: Connection) {
         }
     };
     tracing::debug!(subject = %principal.subject, "connection accepted");
-    serve_calls(service, &principal, conn.read, conn.write).await;
+    run(service, &principal, conn.read, conn.write, handshake.first).await;
 }
 
 /// Serves the calls of an admitted, authenticated framed connection (for
@@ -97,10 +97,22 @@ pub async fn serve_calls(
     read: Box<dyn FrameRead>,
     write: Box<dyn FrameWrite>,
 ) {
+    run(service, principal, read, write, None).await;
+}
+
+/// Serves the calls, starting with `first` when the handshake already read
+/// one.
+async fn run(
+    service: Arc<CallService>,
+    principal: &Principal,
+    read: Box<dyn FrameRead>,
+    write: Box<dyn FrameWrite>,
+    first: Option<Frame>,
+) {
     let send_timeout = service.limits().send_timeout;
     let (to_writer, from_reader) = mpsc::channel(CONTROL_QUEUE);
     let writer = tokio::spawn(writer::run(write, from_reader, send_timeout).in_current_span());
-    reader::run(&service, read, principal, to_writer).await;
+    reader::run(&service, read, principal, to_writer, first).await;
     // The reader is done (peer closed, failed or idle); the writer finishes
     // what it has and stops when its channel closes.
     let _ = writer.await;

@@ -34,6 +34,7 @@ pub(super) async fn run(
     mut read: Box<dyn FrameRead>,
     principal: &Principal,
     to_writer: mpsc::Sender<Out>,
+    first: Option<Frame>,
 ) {
     let idle = service.limits().idle_timeout;
     let mut reader = Reader {
@@ -44,6 +45,11 @@ pub(super) async fn run(
         budget: service.connection_budget(),
         models: Arc::new(Semaphore::new(MODELS_IN_FLIGHT)),
     };
+    if let Some(frame) = first
+        && !reader.dispatch(frame).await
+    {
+        return;
+    }
     loop {
         let Ok(read) = tokio::time::timeout(idle, read.read_frame()).await else {
             // Silent for the idle timeout: close unless calls are live.
