@@ -126,7 +126,7 @@ fn no_gateway_exits_2_and_says_how_to_start_one() {
 
 #[test]
 fn usage_errors_exit_1_and_help_documents_exit_codes() {
-    let output = gtl(&["chat", "--endpoint", "ws://somewhere", "hi"]);
+    let output = gtl(&["chat", "--endpoint", "gopher://somewhere", "hi"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("unsupported endpoint scheme"));
     assert_eq!(gtl(&["frobnicate"]).status.code(), Some(1));
