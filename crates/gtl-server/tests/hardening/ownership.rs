@@ -49,8 +49,10 @@ async fn answer(raw: &mut Raw, frame: Value) -> Value {
     let session = frame["session_id"].as_str().unwrap().to_owned();
     raw.send(frame).await;
     let mut reply = raw.recv_call(9).await.unwrap();
-    let message = reply["message"].as_str().unwrap().replace(&session, "<id>");
-    reply["message"] = json!(message);
+    for field in ["message", "msg"] {
+        let text = reply[field].as_str().unwrap().replace(&session, "<id>");
+        reply[field] = json!(text);
+    }
     reply["session_id"] = json!("<id>");
     reply
 }
