@@ -30,9 +30,10 @@
 //!
 //! # Features
 //!
-//! - `embedded` (default): the `embedded://` endpoint and
-//!   [`ConnectOpts::embedded`].
-//! - `cli` (default): the `gtl` binary.
+//! - `embedded` (off by default): the `embedded://` endpoint and
+//!   `ConnectOpts::embedded`; it links `gtl-server` and every provider, so
+//!   an SDK that only talks to a gateway does not pay for them. The `gtl`
+//!   command (crate `gtl-cli`) turns it on.
 //!
 //! # Example
 //!

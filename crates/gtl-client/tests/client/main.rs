@@ -4,11 +4,7 @@
 
 mod support;
 
-#[cfg(feature = "cli")]
-mod cli;
 mod connect;
 #[cfg(feature = "embedded")]
 mod embedded;
-#[cfg(feature = "cli")]
-mod providers;
 mod resume;

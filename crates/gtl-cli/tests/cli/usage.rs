@@ -19,7 +19,6 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-#[cfg(feature = "embedded")]
 #[test]
 fn chat_streams_the_reply_and_reports_usage() {
     let output = gtl(&[
@@ -40,7 +39,6 @@ fn chat_streams_the_reply_and_reports_usage() {
     assert!(err.trim_end().ends_with(" ms"), "{err}");
 }
 
-#[cfg(feature = "embedded")]
 #[test]
 fn chat_reads_the_prompt_from_stdin() {
     use std::io::Write as _;
@@ -62,7 +60,6 @@ fn chat_reads_the_prompt_from_stdin() {
     assert_eq!(stdout(&output), "piped prompt\n");
 }
 
-#[cfg(feature = "embedded")]
 #[test]
 fn json_prints_one_frame_per_line() {
     let output = gtl(&["chat", "-e", "embedded://", "--json", "hi"]);
@@ -80,7 +77,6 @@ fn json_prints_one_frame_per_line() {
     ));
 }
 
-#[cfg(feature = "embedded")]
 #[test]
 fn models_prints_a_table() {
     let output = gtl(&["models", "-e", "embedded://"]);
@@ -94,7 +90,6 @@ fn models_prints_a_table() {
     assert!(lines.any(|l| l.starts_with("echo ")), "{out}");
 }
 
-#[cfg(feature = "embedded")]
 #[test]
 fn a_gtl_error_exits_3() {
     let output = gtl(&[
@@ -143,7 +138,6 @@ fn usage_errors_exit_1_and_help_documents_exit_codes() {
     }
 }
 
-#[cfg(feature = "embedded")]
 #[test]
 fn gtl_endpoint_overrides_the_defaults() {
     let output = Command::new(env!("CARGO_BIN_EXE_gtl"))

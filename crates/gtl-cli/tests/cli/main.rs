@@ -1,0 +1,5 @@
+//! The `gtl` binary: against the in-process gateway, missing gateways, and a
+//! `gtl-server` in front of every provider adapter.
+
+mod providers;
+mod usage;
