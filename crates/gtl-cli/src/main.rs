@@ -8,15 +8,22 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt as _;
 use gtl_client::proto::types::Content;
-use gtl_client::proto::{Body, CompletionRequest, Frame, Message, ProviderInfo, Role};
-use gtl_client::{Client, ClientError, Completion, ConnectOpts, connect, user_message};
+use gtl_client::proto::{Accepted, Body, CompletionRequest, Frame, Message, ProviderInfo, Role};
+use gtl_client::{
+    Client, ClientError, Completion, ConnectOpts, ResumePoint, connect, user_message,
+};
 
 const AFTER_HELP: &str = "\
 Endpoints: --endpoint URL (repeat it for a fallback order), else $GTL_ENDPOINT
 (comma-separated), else the gateway's defaults: its Unix socket
 ($XDG_RUNTIME_DIR/gtl/gtl.sock, or gtl.sock in $GTL_DATA_DIR or
 ~/.local/share/gtl), then tcp://127.0.0.1:7301.
-URLs: stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT, embedded://
+URLs: stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT, ws://HOST:PORT,
+embedded://
+
+A reply cut off by a lost gateway goes on there: `gtl chat --resume SESSION_ID
+--after SEQ --resume-token TOKEN` prints the rest (`--json` prints the
+session id and token first, and each event's seq).
 
 Exit status:
   0  success
@@ -66,6 +73,23 @@ struct Chat {
     /// Stop after this many tokens.
     #[arg(long)]
     max_tokens: Option<u32>,
+    /// Instead of a new prompt, pick up this session (e.g. one a previous
+    /// `gtl chat` lost its connection to) and print the rest of its reply.
+    #[arg(long, value_name = "SESSION_ID", requires = "resume_token", conflicts_with_all = ["prompt", "model", "system", "max_tokens"])]
+    resume: Option<String>,
+    /// With --resume: the last event already received (the reply goes on
+    /// after it; 0 for all of it).
+    #[arg(long, value_name = "SEQ", default_value_t = 0, requires = "resume")]
+    after: u64,
+    /// With --resume: the session's resume token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "GTL_RESUME_TOKEN",
+        hide_env_values = true,
+        requires = "resume"
+    )]
+    resume_token: Option<String>,
     /// The prompt; read from stdin when not given.
     prompt: Vec<String>,
 }
@@ -109,6 +133,7 @@ fn exit_status(error: &anyhow::Error) -> u8 {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Read the prompt first: a missing one needs no gateway to report.
     let chat = match &cli.command {
+        Command::Chat(chat) if chat.resume.is_some() => Some((chat, String::new())),
         Command::Chat(chat) => Some((chat, prompt(chat)?)),
         Command::Models => None,
     };
@@ -164,10 +189,32 @@ async fn chat_command(
         ..CompletionRequest::default()
     };
     let started = Instant::now();
-    let mut events = client.stream(request).await?;
-    let session_id = events.session_id().to_owned();
-    let mut completion = Completion::default();
     let mut stdout = std::io::stdout();
+    let mut events = match (&args.resume, &args.resume_token) {
+        (Some(session_id), Some(resume_token)) => {
+            let point = ResumePoint {
+                session_id: session_id.clone(),
+                after_seq: args.after,
+                resume_token: resume_token.clone(),
+            };
+            client.resume(point).await?
+        }
+        _ => client.stream(request).await?,
+    };
+    let session_id = events.session_id().to_owned();
+    if json {
+        // What a caller keeps to pick the session up with --resume.
+        let point = events.resume_point();
+        let accepted = Frame {
+            session_id: session_id.clone(),
+            body: Some(Body::Accepted(Accepted {
+                resume_token: point.resume_token,
+            })),
+            ..Frame::default()
+        };
+        writeln!(stdout, "{}", accepted.to_json()?)?;
+    }
+    let mut completion = Completion::default();
     let mut interrupted = false;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -198,6 +245,14 @@ async fn chat_command(
                     writeln!(stdout, "{}", frame.to_json()?)?;
                 } else if completion.has_output() && !json {
                     writeln!(stdout)?;
+                }
+                if matches!(e, ClientError::Disconnected { .. }) {
+                    let point = events.resume_point();
+                    eprintln!(
+                        "gtl: the session goes on at the gateway; to read the rest: \
+                         gtl chat --resume {} --after {} --resume-token {}",
+                        point.session_id, point.after_seq, point.resume_token
+                    );
                 }
                 return Err(e.into());
             }

@@ -15,6 +15,9 @@ use crate::endpoint::Endpoint;
 use crate::error::ClientError;
 use crate::opts::ConnectOpts;
 
+/// Ack after this many events read, so the gateway can forget them.
+const ACK_EVERY: u32 = 64;
+
 /// Connects to the first endpoint of `opts` that answers and returns a
 /// client for it.
 ///
@@ -120,6 +123,29 @@ impl Client {
         Ok((sender, events))
     }
 
+    /// Picks up a session where `point` says, e.g. in a new process after
+    /// the one that started it exited (an editor that reloads): the
+    /// stream yields exactly the events after `point.after_seq`, then the
+    /// live tail, and resumes by itself after later breaks like any other.
+    ///
+    /// Fails with `RESUME_NOT_FOUND` when the session is unknown to this
+    /// caller, expired, or the token does not match; the gateway does not
+    /// say which. A session.pipe session resumes as a stream of its events
+    /// (its input side stays with the process that started it).
+    pub async fn resume(&self, point: ResumePoint) -> Result<EventStream, ClientError> {
+        let call_id = self.inner.next_call_id();
+        let (reply, deliveries) = mpsc::unbounded_channel();
+        let mut events = EventStream::new(call_id, deliveries, self.inner.commands.clone());
+        events.last_seq = point.after_seq;
+        self.inner.send(Command::Resume {
+            call_id,
+            point,
+            reply,
+        })?;
+        events.accepted().await?;
+        Ok(events)
+    }
+
     /// models.list: every provider the gateway serves and its models.
     pub async fn models(&self) -> Result<Vec<ProviderInfo>, ClientError> {
         let (reply, answer) = oneshot::channel();
@@ -142,14 +168,7 @@ impl Client {
         let call_id = self.inner.next_call_id();
         let (reply, deliveries) = mpsc::unbounded_channel();
         // Built first, so that dropping this future forgets the call.
-        let mut events = EventStream {
-            call_id,
-            session_id: String::new(),
-            deliveries,
-            commands: self.inner.commands.clone(),
-            last_seq: 0,
-            finished: false,
-        };
+        let mut events = EventStream::new(call_id, deliveries, self.inner.commands.clone());
         self.inner.send(Command::Start {
             call_id,
             request: Box::new(request),
@@ -168,6 +187,19 @@ impl Inner {
     fn send(&self, command: Command) -> Result<(), ClientError> {
         self.commands.send(command).map_err(|_| ClientError::Closed)
     }
+}
+
+/// Where a session can be picked up: see [`Client::resume`] and
+/// [`EventStream::resume_point`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The session's id.
+    pub session_id: String,
+    /// The last event already received; the stream starts after it (0:
+    /// from the first event).
+    pub after_seq: u64,
+    /// The token the gateway gave in `accepted`.
+    pub resume_token: String,
 }
 
 /// One event of a session: its `seq` and its body (`status`, `token`,
@@ -203,13 +235,59 @@ impl Event {
 pub struct EventStream {
     call_id: u64,
     session_id: String,
+    resume_token: String,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
     commands: mpsc::UnboundedSender<Command>,
     last_seq: u64,
+    /// Events read since the last ack.
+    unacked: u32,
     finished: bool,
 }
 
 impl EventStream {
+    fn new(
+        call_id: u64,
+        deliveries: mpsc::UnboundedReceiver<Delivery>,
+        commands: mpsc::UnboundedSender<Command>,
+    ) -> Self {
+        Self {
+            call_id,
+            session_id: String::new(),
+            resume_token: String::new(),
+            deliveries,
+            commands,
+            last_seq: 0,
+            unacked: 0,
+            finished: false,
+        }
+    }
+
+    /// Where to pick this session up from another process with
+    /// [`Client::resume`]: its id, the last event yielded, and its resume
+    /// token. Keep it with the events already shown (it is a credential:
+    /// store it as privately as the conversation).
+    pub fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
+            session_id: self.session_id.clone(),
+            after_seq: self.last_seq,
+            resume_token: self.resume_token.clone(),
+        }
+    }
+
+    /// Stops reading this stream here without cancelling the session, and
+    /// returns where to pick it up (with [`Client::resume`], from this
+    /// process or another). Dropping the stream instead cancels it.
+    pub fn detach(mut self) -> ResumePoint {
+        let point = self.resume_point();
+        if !self.finished {
+            self.finished = true;
+            let _ = self.commands.send(Command::Detach {
+                call_id: self.call_id,
+            });
+        }
+        point
+    }
+
     /// The session's id, as the gateway named it.
     pub fn session_id(&self) -> &str {
         &self.session_id
@@ -231,10 +309,26 @@ impl EventStream {
         }
     }
 
+    /// Tells the gateway every event up to `last_seq` has been read: only
+    /// events a caller has actually read are forgotten, so a
+    /// [`resume_point`](Self::resume_point) is always resumable.
+    fn ack(&mut self) {
+        self.unacked = 0;
+        let _ = self.commands.send(Command::Ack {
+            call_id: self.call_id,
+            session_id: self.session_id.clone(),
+            seq: self.last_seq,
+        });
+    }
+
     async fn accepted(&mut self) -> Result<(), ClientError> {
         let result = match self.deliveries.recv().await {
-            Some(Delivery::Accepted { session_id }) => {
+            Some(Delivery::Accepted {
+                session_id,
+                resume_token,
+            }) => {
                 self.session_id = session_id;
+                self.resume_token = resume_token;
                 return Ok(());
             }
             Some(Delivery::Failed(e)) => Err(e),
@@ -270,6 +364,10 @@ impl Stream for EventStream {
                     }
                     this.last_seq = event.seq;
                     this.finished = last;
+                    this.unacked += 1;
+                    if last || this.unacked >= ACK_EVERY {
+                        this.ack();
+                    }
                     return Poll::Ready(Some(Ok(event)));
                 }
                 Some(Delivery::Failed(e)) => {
@@ -353,5 +451,50 @@ impl Drop for PipeSender {
         if !self.ended {
             let _ = self.input(Vec::new(), true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gtl_proto::Token;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn events_are_acked_as_they_are_read_every_64_and_at_the_end() {
+        let (reply, deliveries) = mpsc::unbounded_channel();
+        let (commands, mut sent) = mpsc::unbounded_channel();
+        let mut events = EventStream::new(7, deliveries, commands);
+        let accepted = Delivery::Accepted {
+            session_id: "s_1".into(),
+            resume_token: "rt".into(),
+        };
+        reply.send(accepted).unwrap();
+        events.accepted().await.unwrap();
+        for seq in 1..=130 {
+            let event = Event {
+                seq,
+                body: Body::Token(Token::default()),
+            };
+            let last = seq == 130;
+            reply.send(Delivery::Event { event, last }).unwrap();
+        }
+        // Delivered but unread: nothing is acked.
+        assert!(sent.try_recv().is_err());
+        for _ in 0..100 {
+            events.next().await.unwrap().unwrap();
+        }
+        let point = events.resume_point();
+        assert_eq!((point.after_seq, point.resume_token.as_str()), (100, "rt"));
+        while events.next().await.is_some() {}
+        let mut acks = Vec::new();
+        while let Ok(Command::Ack {
+            seq, session_id, ..
+        }) = sent.try_recv()
+        {
+            assert_eq!(session_id, "s_1");
+            acks.push(seq);
+        }
+        assert_eq!(acks, [64, 128, 130]);
     }
 }

@@ -87,7 +87,7 @@ mod endpoint;
 mod error;
 mod opts;
 
-pub use client::{Client, Event, EventStream, PipeSender, connect};
+pub use client::{Client, Event, EventStream, PipeSender, ResumePoint, connect};
 pub use endpoint::{ENDPOINT_ENV, default_endpoints};
 pub use error::{ClientError, EndpointFailure, ServerError};
 pub use gtl_core::Completion;

@@ -2,4 +2,5 @@
 //! `gtl-server` in front of every provider adapter.
 
 mod providers;
+mod resume;
 mod usage;

@@ -68,8 +68,13 @@ fn json_prints_one_frame_per_line() {
         .lines()
         .map(|line| gtl_client::proto::Frame::from_json(line.as_bytes()).unwrap())
         .collect();
-    let seqs: Vec<u64> = lines.iter().map(|f| f.seq).collect();
-    assert_eq!(seqs, (1..=lines.len() as u64).collect::<Vec<_>>());
+    // First `accepted`, with what `--resume` needs, then the events.
+    assert!(matches!(
+        &lines[0].body,
+        Some(gtl_client::proto::Body::Accepted(a)) if !a.resume_token.is_empty()
+    ));
+    let seqs: Vec<u64> = lines[1..].iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (1..lines.len() as u64).collect::<Vec<_>>());
     assert!(lines.iter().all(|f| !f.session_id.is_empty()));
     assert!(matches!(
         lines.last().unwrap().body,

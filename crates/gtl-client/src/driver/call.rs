@@ -9,16 +9,12 @@
 //! event.
 
 use gtl_proto::{
-    Ack, Body, Cancel, CompletionRequest, Frame, Input, Message, ModelsRequest, ProviderInfo,
-    Resume,
+    Body, Cancel, CompletionRequest, Frame, Input, Message, ModelsRequest, ProviderInfo, Resume,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::Event;
+use crate::client::{Event, ResumePoint};
 use crate::error::{ClientError, ServerError};
-
-/// Send an `ack` after this many events, so the gateway can forget them.
-const ACK_EVERY: u32 = 64;
 
 /// What the connection task hands a session call's caller.
 #[derive(Debug)]
@@ -31,6 +27,8 @@ pub(crate) enum Delivery {
     Accepted {
         /// The session's id.
         session_id: String,
+        /// What proves the caller may resume it.
+        resume_token: String,
     },
     /// The next event; `last` when it ends the call.
     Event {
@@ -126,12 +124,14 @@ pub(crate) struct SessionCall {
     reply: mpsc::UnboundedSender<Delivery>,
     /// Kept until the gateway accepts the call, to send again after a break.
     request: Option<CompletionRequest>,
+    /// The gateway has the session: a reconnect resumes it.
     accepted: bool,
+    /// The caller was told the session's id and token.
+    announced: bool,
     session_id: String,
     resume_token: String,
     /// The last event handed to the caller.
     last_seq: u64,
-    unacked: u32,
     /// Set once the caller cancelled; sent again after a reconnect.
     cancel: Option<String>,
     /// session.pipe only.
@@ -150,10 +150,31 @@ impl SessionCall {
             pipe: request.pipe.then(Pipe::default),
             request: Some(request),
             accepted: false,
+            announced: false,
             session_id: String::new(),
             resume_token: String::new(),
             last_seq: 0,
-            unacked: 0,
+            cancel: None,
+        }
+    }
+
+    /// A call that picks up an existing session after `point.after_seq`,
+    /// e.g. one a previous process started.
+    pub(crate) fn resuming(
+        call_id: u64,
+        point: ResumePoint,
+        reply: mpsc::UnboundedSender<Delivery>,
+    ) -> Self {
+        Self {
+            call_id,
+            reply,
+            pipe: None,
+            request: None,
+            accepted: true,
+            announced: false,
+            session_id: point.session_id,
+            resume_token: point.resume_token,
+            last_seq: point.after_seq,
             cancel: None,
         }
     }
@@ -224,14 +245,17 @@ impl SessionCall {
                 if !accepted.resume_token.is_empty() {
                     self.resume_token = accepted.resume_token;
                 }
-                if self.accepted {
-                    // A resume was accepted; the events follow.
+                if self.announced {
+                    // A resume after a reconnect was accepted; the events
+                    // follow.
                     return Flow::Active;
                 }
                 self.accepted = true;
+                self.announced = true;
                 self.request = None;
                 let delivery = Delivery::Accepted {
                     session_id: self.session_id.clone(),
+                    resume_token: self.resume_token.clone(),
                 };
                 if self.reply.send(delivery).is_err() {
                     out.push(self.cancel_frame("the client dropped the call"));
@@ -288,12 +312,10 @@ impl SessionCall {
                 last,
             },
         };
+        // The caller acks what it has read (see `EventStream`), not this
+        // task: an event handed over here but never read must stay
+        // resumable.
         let delivered = self.reply.send(delivery).is_ok();
-        self.unacked += 1;
-        if last || self.unacked >= ACK_EVERY {
-            self.unacked = 0;
-            out.push(self.frame(seq, Body::Ack(Ack {})));
-        }
         if last {
             return Flow::Over;
         }
@@ -489,7 +511,7 @@ mod tests {
     fn delivered(rx: &mut mpsc::UnboundedReceiver<Delivery>) -> Vec<String> {
         std::iter::from_fn(|| rx.try_recv().ok())
             .map(|d| match d {
-                Delivery::Accepted { session_id } => format!("accepted {session_id}"),
+                Delivery::Accepted { session_id, .. } => format!("accepted {session_id}"),
                 Delivery::Event { event, last } => format!(
                     "{} {}{}",
                     event.seq,
@@ -548,8 +570,10 @@ mod tests {
                 "4 done (last)"
             ]
         );
-        assert_eq!(types(&out), ["ack"]);
-        assert_eq!(out[0].seq, 4);
+        assert!(
+            out.is_empty(),
+            "the reader acks what it read, not this task"
+        );
         assert_eq!(call.resume_token, "rt");
     }
 
@@ -600,18 +624,6 @@ mod tests {
             rx.try_recv(),
             Ok(Delivery::Failed(ClientError::Server(e))) if e.seq() == 0
         ));
-    }
-
-    #[test]
-    fn acks_are_sent_every_64_events() {
-        let (mut call, _rx) = session(false);
-        let mut out = Vec::new();
-        call.on_frame(accepted("s_1", "rt"), &mut out);
-        for seq in 1..=130 {
-            call.on_frame(event(seq, token("x")), &mut out);
-        }
-        let acks: Vec<u64> = out.iter().map(|f| f.seq).collect();
-        assert_eq!(acks, [64, 128]);
     }
 
     #[test]

@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gtl_proto::{Body, CompletionRequest, ErrorCode, Frame, Hello, Message, ProviderInfo};
+use gtl_proto::{Ack, Body, CompletionRequest, ErrorCode, Frame, Hello, Message, ProviderInfo};
 use gtl_transport::{Connection, FrameRead, FrameWrite, HandshakeError, client_handshake};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::client::ResumePoint;
 use crate::endpoint::{EmbeddedGateway, Endpoint};
 use crate::error::{ClientError, EndpointFailure, ServerError};
 use crate::opts::{ConnectOpts, ReconnectPolicy};
@@ -32,6 +33,12 @@ pub(crate) enum Command {
     Start {
         call_id: u64,
         request: Box<CompletionRequest>,
+        reply: mpsc::UnboundedSender<Delivery>,
+    },
+    /// Pick up an existing session.
+    Resume {
+        call_id: u64,
+        point: ResumePoint,
         reply: mpsc::UnboundedSender<Delivery>,
     },
     /// models.list.
@@ -49,6 +56,15 @@ pub(crate) enum Command {
     Cancel { call_id: u64, reason: String },
     /// The caller dropped the call's stream.
     Forget { call_id: u64 },
+    /// The caller has read the session's events up to `seq`: the gateway
+    /// may forget them.
+    Ack {
+        call_id: u64,
+        session_id: String,
+        seq: u64,
+    },
+    /// The caller stopped reading without ending the session.
+    Detach { call_id: u64 },
 }
 
 /// What the reading helper reports.
@@ -292,6 +308,14 @@ impl Driver {
                 let call = Call::Session(SessionCall::new(call_id, *request, reply));
                 self.start(call_id, call).await;
             }
+            Command::Resume {
+                call_id,
+                point,
+                reply,
+            } => {
+                let call = Call::Session(SessionCall::resuming(call_id, point, reply));
+                self.start(call_id, call).await;
+            }
             Command::Models { call_id, reply } => {
                 self.start(call_id, Call::Models(ModelsCall::new(call_id, reply)))
                     .await;
@@ -313,6 +337,25 @@ impl Driver {
                     call.on_cancel(reason, &mut out);
                 }
                 self.write_out(call_id, out);
+            }
+            Command::Ack {
+                call_id,
+                session_id,
+                seq,
+            } => {
+                // Also after the call's end here: the last events are
+                // acked once read.
+                let ack = Frame {
+                    call_id,
+                    session_id,
+                    seq,
+                    body: Some(Body::Ack(Ack {})),
+                };
+                self.write_out(call_id, vec![ack]);
+            }
+            Command::Detach { call_id } => {
+                // Frames still in flight for it are dropped as unknown.
+                self.calls.remove(&call_id);
             }
             Command::Forget { call_id } => {
                 if let Some(frame) = self.calls.remove(&call_id).and_then(|c| c.abandon()) {

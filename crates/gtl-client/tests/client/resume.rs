@@ -2,7 +2,8 @@
 //! through to the next endpoint (TCP through a proxy, then the Unix socket)
 //! without losing or repeating an event.
 
-use gtl_client::{ClientError, ConnectOpts, connect};
+use futures::StreamExt as _;
+use gtl_client::{ClientError, ConnectOpts, ErrorCode, ResumePoint, connect};
 
 use crate::support::{
     Gateway, assert_complete, cutting_proxy, drain, fast_policy, proxy_cutting_first_call, request,
@@ -133,4 +134,57 @@ async fn when_no_endpoint_is_left_the_stream_ends_with_a_typed_error() {
     let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=seen.len() as u64).collect::<Vec<_>>());
     assert!(seqs.len() < 3000);
+}
+
+/// An editor that reloads: one client reads part of a stream and lets go
+/// of it, a new client (another connection, as another process would have)
+/// picks it up from the resume point and gets exactly the rest.
+#[tokio::test]
+async fn a_new_client_picks_up_a_session_from_its_resume_point() {
+    let gateway = Gateway::start().await;
+    let knobs = &[("tokens", "200")];
+    let first = connect(ConnectOpts::new([gateway.tcp.as_str()]))
+        .await
+        .unwrap();
+    let mut events = first.stream(request("x", knobs)).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..25 {
+        seen.push(events.next().await.unwrap().unwrap());
+    }
+    let point = events.detach();
+    assert_eq!(point.after_seq, 25);
+    assert!(!point.resume_token.is_empty());
+    drop(first);
+
+    let second = connect(ConnectOpts::new([gateway.unix.as_str()]))
+        .await
+        .unwrap();
+    let mut rest = second.resume(point.clone()).await.unwrap();
+    assert_eq!(rest.session_id(), point.session_id);
+    let (tail, error) = drain(&mut rest).await;
+    assert!(error.is_none(), "{error:?}");
+    seen.extend(tail);
+    assert_complete(&seen);
+    let expected = second.complete(request("x", knobs)).await.unwrap();
+    assert_eq!(text(&seen), expected.text);
+
+    // What the reader acked is forgotten: it cannot be asked for again.
+    let forgotten = second
+        .resume(ResumePoint {
+            after_seq: 190,
+            ..point.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forgotten.code(), Some(ErrorCode::ResumeWindowExceeded));
+
+    // A wrong token is refused like an unknown session.
+    let refused = second
+        .resume(ResumePoint {
+            resume_token: "not-the-token".into(),
+            ..point
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::ResumeNotFound));
 }
