@@ -385,8 +385,9 @@ pub struct Routing {
 /// JSON type "status".
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Status {
-    /// "started", "streaming", "retrying" (failover to another provider),
-    /// "waiting_input" (session.pipe), "resumed".
+    /// "streaming": a provider is answering (provider and model say which).
+    /// It is the one state sent today; a client ignores states it does not
+    /// know, so later ones (e.g. a failover's) can be added.
     #[prost(string, tag = "1")]
     pub state: ::prost::alloc::string::String,
     /// The provider and model serving the call, once chosen.
