@@ -6,7 +6,7 @@
 //! - `bench`: run the criterion benches and the load harness; write
 //!   `docs/benchmarks.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
