@@ -23,8 +23,6 @@
 
 use std::net::SocketAddr;
 
-mod peer_uid;
-
 use async_trait::async_trait;
 use gtl_proto::Encoding;
 use gtl_transport::{Connection, Connector, Listener, PeerInfo, TransportError, stream_connection};
@@ -76,7 +74,7 @@ pub fn peer_info(
 ) -> PeerInfo {
     let loopback = addr.ip().is_loopback();
     let uid = match stream.local_addr() {
-        Ok(local) if loopback => peer_uid::loopback_peer_uid(addr, local),
+        Ok(local) if loopback => gtl_transport::peer_uid::loopback_tcp_peer_uid(addr, local),
         _ => None,
     };
     PeerInfo::new(transport, addr.to_string())

@@ -35,6 +35,7 @@
 
 mod accept;
 mod handshake;
+pub mod peer_uid;
 mod stream;
 
 use async_trait::async_trait;
