@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt as _};
-use gtl_core::{Call, Transmit};
-use gtl_proto::Frame;
+use gtl_core::{Call, MemoryBudget, Transmit};
+use gtl_proto::{Frame, Input};
+
+use crate::CallError;
 
 /// Events drained per batch before other work gets a turn.
 pub const BATCH: usize = 128;
@@ -40,6 +42,21 @@ impl CallEvents {
     /// The client has every event up to `seq`: the session may forget them.
     pub fn ack(&self, seq: u64) {
         self.call.ack(seq);
+    }
+
+    /// Stops the generation; the call ends with `CANCELLED`.
+    pub fn cancel(&self, reason: &str) {
+        self.call.cancel(reason);
+    }
+
+    /// session.pipe input for this call's session.
+    pub fn input(&self, input: Input) -> Result<(), CallError> {
+        Ok(self.call.input(input)?)
+    }
+
+    /// Charges the call's undelivered events to `budget` (a connection's).
+    pub fn charge_to(&self, budget: Arc<MemoryBudget>) {
+        self.call.charge_to(budget);
     }
 
     /// Waits for events and hands up to [`BATCH`] of them to `each`,

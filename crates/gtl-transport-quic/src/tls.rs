@@ -1,0 +1,176 @@
+//! TLS for QUIC: TLS 1.3 only, ring only, ALPN `gtl/1`, and the ways a
+//! client decides to trust a server (system roots, a CA file, or the
+//! SHA-256 of the server's certificate).
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest as _, Sha256};
+
+/// Setting up or using a QUIC endpoint failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuicError {
+    /// The certificate, key or trust settings are unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The TLS settings do not suit QUIC (e.g. no TLS 1.3 cipher suite).
+    #[error("TLS settings unusable for QUIC: {0}")]
+    QuicTls(String),
+    /// The endpoint URL or address is unusable.
+    #[error("invalid QUIC endpoint `{endpoint}`: {reason}")]
+    Endpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The SHA-256 of a DER certificate: what `--cert-sha256` pins and what the
+/// server logs at start.
+pub fn cert_sha256(cert: &CertificateDer<'_>) -> [u8; 32] {
+    Sha256::digest(cert.as_ref()).into()
+}
+
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS 1.3 server configuration for `gtl/1`.
+#[cfg(feature = "server")]
+pub(crate) fn server_crypto(
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<quinn::crypto::rustls::QuicServerConfig, QuicError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(cert_chain, key)?;
+    config.alpn_protocols = vec![crate::ALPN.to_vec()];
+    // 0-RTT stays off (rustls' default of no early data): a call is not
+    // safe to replay.
+    quinn::crypto::rustls::QuicServerConfig::try_from(config)
+        .map_err(|e| QuicError::QuicTls(e.to_string()))
+}
+
+/// A TLS 1.3 client configuration for `gtl/1` that trusts as `verifier`
+/// says.
+#[cfg(feature = "client")]
+pub(crate) fn client_crypto(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<quinn::crypto::rustls::QuicClientConfig, QuicError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![crate::ALPN.to_vec()];
+    quinn::crypto::rustls::QuicClientConfig::try_from(config)
+        .map_err(|e| QuicError::QuicTls(e.to_string()))
+}
+
+/// The system's trust store (as the WebSocket client's `wss://` uses).
+#[cfg(feature = "client")]
+pub(crate) fn platform_verifier() -> Result<Arc<dyn ServerCertVerifier>, QuicError> {
+    let verifier = rustls_platform_verifier::Verifier::new(provider())?;
+    Ok(Arc::new(verifier))
+}
+
+/// Trust in certificates issued by `roots` (e.g. `--ca FILE`).
+#[cfg(feature = "client")]
+pub(crate) fn roots_verifier(
+    roots: Vec<CertificateDer<'static>>,
+) -> Result<Arc<dyn ServerCertVerifier>, QuicError> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root)?;
+    }
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+            .build()
+            .map_err(|e| QuicError::QuicTls(e.to_string()))?;
+    Ok(verifier)
+}
+
+/// Trust in exactly one certificate, named by its SHA-256 (pinning, as
+/// browsers' `serverCertificateHashes` do): the name and the issuer do not
+/// matter, the handshake signature still must verify with its key.
+#[derive(Debug)]
+pub(crate) struct PinnedCert {
+    sha256: [u8; 32],
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedCert {
+    pub(crate) fn new(sha256: [u8; 32]) -> Self {
+        Self {
+            sha256,
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if cert_sha256(end_entity) != self.sha256 {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        // A pinned certificate still must be within its validity period.
+        match crate::validity::validity(end_entity.as_ref()) {
+            Some((not_before, not_after)) => {
+                let now = now.as_secs() as i64;
+                if now < not_before {
+                    return Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidYet,
+                    ));
+                }
+                if now > not_after {
+                    return Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::Expired,
+                    ));
+                }
+            }
+            None => {
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::BadEncoding,
+                ));
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
