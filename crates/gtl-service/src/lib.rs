@@ -51,5 +51,5 @@ mod service;
 
 pub use auth::{AuthError, Authenticator, Principal};
 pub use events::{BATCH, CallEvents};
-pub use framed::{serve as serve_framed, serve_calls};
+pub use framed::{SERVER_NAME, serve as serve_framed, serve_calls};
 pub use service::{Admission, CallError, CallService, ConnectionLimits};

@@ -1,5 +1,10 @@
-//! GTL's HTTP port: one socket, HTTP/1.1 and h2c, serving
+//! GTL's HTTP port, both ends of it.
 //!
+//! The server side, `HttpGateway` (feature `server`), serves on one
+//! socket, HTTP/1.1 and h2c:
+//!
+//! - `POST /gtl/v1/hello`: the framed transports' handshake as one
+//!   request, a `hello` in and the `welcome` out;
 //! - `POST /gtl/v1/complete`: a `completion_request` JSON body in, the whole
 //!   answer as one JSON object out;
 //! - `POST /gtl/v1/stream`: the same body in, `text/event-stream` out
@@ -12,123 +17,59 @@
 //! - `GET /gtl/v1/models`;
 //! - `GET /gtl/v1/ws`: the WebSocket transport (`gtl-transport-ws`).
 //!
-//! Every route is a thin translation to the [`CallService`]; errors are the
+//! Every route is a thin translation to the call service; errors are the
 //! protocol's `error` frame as JSON with the code's HTTP status. The
 //! `GTL-Version` header negotiates the version. docs/protocol.md §13.6 is
 //! the exact specification.
 //!
-//! # Example
+//! The client side, `HttpConnector` (feature `client`), is a
+//! [`gtl_transport::Connector`] for `sse://`, `http://` and `https://`
+//! endpoints: the [`Connection`](gtl_transport::Connection) it opens takes
+//! the frames a framed client writes (hello, calls by `call_id`, cancel,
+//! input, resume, models) and makes each the matching request on those
+//! routes, and turns the answers (SSE events, error bodies) back into the
+//! frames a framed server would send. A client written for stdio, Unix
+//! sockets, TCP or WebSocket runs over HTTP unchanged.
 //!
-//! ```no_run
-//! use std::sync::Arc;
-//! use gtl_core::{Engine, EngineConfig, MemoryStore};
-//! use gtl_providers::{EchoProvider, Registry};
-//! use gtl_service::{Authenticator, CallService, ConnectionLimits};
-//! use gtl_transport_http::HttpGateway;
+//! # Features
 //!
-//! # #[tokio::main] async fn main() -> std::io::Result<()> {
-//! let mut registry = Registry::new();
-//! registry.add(Arc::new(EchoProvider::new()));
-//! let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
-//! let service = CallService::new(engine, registry, Authenticator::new(true), ConnectionLimits::default());
-//! let gateway = HttpGateway::new(Arc::new(service));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7300").await?;
-//! loop {
-//!     let (stream, addr) = listener.accept().await?;
-//!     let peer = gtl_transport_tcp::peer_info(&stream, addr, "http");
-//!     tokio::spawn(gateway.clone().serve_connection(stream, peer));
-//! }
-//! # }
-//! ```
+//! - `server` (default): `HttpGateway`, with the call service, gRPC and
+//!   the WebSocket upgrade.
+//! - `client` (default): `HttpConnector`. It needs neither the call
+//!   service nor gRPC: `--no-default-features --features client` links
+//!   `gtl-proto`, `gtl-transport` and hyper's client only.
+//! - `tls`: `https://` in `HttpConnector`, with rustls and the `ring`
+//!   provider, trusting the system's roots.
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+#[cfg(feature = "client")]
+mod client;
+#[cfg(feature = "server")]
+mod gateway;
+#[cfg(feature = "server")]
 mod grpc;
+#[cfg(feature = "server")]
 mod respond;
+#[cfg(feature = "server")]
 mod routes;
+#[cfg(feature = "server")]
 mod ws;
 
-use std::convert::Infallible;
-use std::sync::Arc;
+#[cfg(feature = "client")]
+pub use client::HttpConnector;
+#[cfg(feature = "server")]
+pub use gateway::HttpGateway;
+#[cfg(feature = "server")]
+pub(crate) use gateway::event_error;
 
-use gtl_proto::{Body as FrameBody, Error, Frame, Phase};
-use gtl_service::CallService;
-use gtl_transport::PeerInfo;
-use gtl_transport_grpc::GrpcGateway;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tracing::Instrument as _;
+/// The header carrying protocol versions (a list in requests, the
+/// negotiated one in responses).
+pub const VERSION_HEADER: &str = "gtl-version";
 
-pub use respond::{RESUME_TOKEN_HEADER, VERSION_HEADER};
+/// The header carrying a session's resume token.
+pub const RESUME_TOKEN_HEADER: &str = "gtl-resume-token";
 
-/// Serves the HTTP routes, and gRPC by content type, over a
-/// [`CallService`]. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct HttpGateway {
-    service: Arc<CallService>,
-    grpc: tonic::service::Routes,
-}
-
-impl HttpGateway {
-    /// A gateway calling `service`.
-    pub fn new(service: Arc<CallService>) -> Self {
-        let grpc = grpc::routes(GrpcGateway::new(service.clone()).into_server());
-        Self { service, grpc }
-    }
-
-    /// Serves one accepted connection (HTTP/1.1 or h2c, detected from its
-    /// first bytes) until it closes. The connection takes a place among the
-    /// service's connections; over the caps, every request on it is answered
-    /// `429 RATE_LIMIT`.
-    pub async fn serve_connection(self, stream: tokio::net::TcpStream, peer: PeerInfo) {
-        let span = tracing::info_span!("http", peer = %peer.addr);
-        async move {
-            let admission = self.service.admit(&peer);
-            let peer = Arc::new(peer);
-            let gateway = self.clone();
-            let refusal = admission.as_ref().err().cloned();
-            let handler = service_fn(move |request| {
-                let gateway = gateway.clone();
-                let peer = peer.clone();
-                let refusal = refusal.clone();
-                async move {
-                    let response = match refusal {
-                        Some(e) => respond::error(&e, ""),
-                        None => routes::handle(&gateway, peer, request).await,
-                    };
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(self.service.limits().handshake_timeout);
-            let served = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), handler)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "http connection ended");
-            }
-            drop(admission);
-        }
-        .instrument(span)
-        .await;
-    }
-}
-
-/// The error that replaces an event too large to send.
-fn event_error(seq: u64, session_id: &str, e: &gtl_proto::CodecError) -> Frame {
-    Frame {
-        call_id: 0,
-        session_id: session_id.to_owned(),
-        seq: 0,
-        body: Some(FrameBody::Error(Error {
-            code: e.code() as i32,
-            message: format!("event {seq} could not be sent: {e}"),
-            retryable: false,
-            phase: Phase::AfterFirstToken as i32,
-            retry_after_ms: 0,
-        })),
-    }
-}
+/// The path of the handshake route.
+#[cfg(any(feature = "server", feature = "client"))]
+const HELLO_PATH: &str = "/gtl/v1/hello";

@@ -20,12 +20,7 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// A body's error.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The header carrying protocol versions (a list in requests, the
-/// negotiated one in responses).
-pub const VERSION_HEADER: &str = "gtl-version";
-
-/// The header carrying a session's resume token.
-pub const RESUME_TOKEN_HEADER: &str = "gtl-resume-token";
+pub(crate) use crate::{RESUME_TOKEN_HEADER, VERSION_HEADER};
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

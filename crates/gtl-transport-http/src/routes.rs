@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures::StreamExt as _;
 use gtl_core::Completion;
-use gtl_proto::{Accepted, Body as FrameBody, ErrorCode, Frame, sse};
-use gtl_service::{CallError, CallEvents, CallService, Principal};
-use gtl_transport::PeerInfo;
+use gtl_proto::{Accepted, Body as FrameBody, Encoding, ErrorCode, Frame, sse};
+use gtl_service::{CallError, CallEvents, CallService, Principal, SERVER_NAME};
+use gtl_transport::{HandshakeError, PeerInfo};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, StreamBody};
@@ -40,7 +40,10 @@ pub(crate) async fn handle(
     let mut response = route(&gateway.service, &peer, request)
         .await
         .unwrap_or_else(|(e, session)| respond::error(&e, &session));
-    if let Ok(value) = HeaderValue::from_str(&version.to_string()) {
+    // The hello route answers with the version its body negotiated.
+    if !response.headers().contains_key(VERSION_HEADER)
+        && let Ok(value) = HeaderValue::from_str(&version.to_string())
+    {
         response.headers_mut().insert(VERSION_HEADER, value);
     }
     response
@@ -63,6 +66,10 @@ async fn route(
     if method == Method::GET && path == gtl_transport_ws::DEFAULT_PATH {
         return Ok(crate::ws::upgrade(service.clone(), peer.clone(), request));
     }
+    if method == Method::POST && path == crate::HELLO_PATH {
+        // The hello carries its own credential, as on framed transports.
+        return hello(service, peer, request).await;
+    }
     let principal = service
         .authenticate(peer, respond::bearer(request.headers()))
         .map_err(fail)?;
@@ -78,6 +85,53 @@ async fn route(
             )))),
         },
     }
+}
+
+/// `POST /gtl/v1/hello`: the framed transports' handshake as one request.
+/// The `welcome` is what [`gtl_transport::server_handshake`] would send on
+/// a framed connection (same negotiation, the call service's limits), with
+/// JSON as the only encoding; then the caller is authenticated with the
+/// hello's token (or the `Authorization` bearer token when the hello has
+/// none), so a refused credential is refused here, before any call.
+async fn hello(
+    service: &CallService,
+    peer: &PeerInfo,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Failure> {
+    let max = service.limits().max_frame_bytes;
+    let bearer = respond::bearer(request.headers()).to_owned();
+    let body = respond::body(request.into_body(), max)
+        .await
+        .map_err(fail)?;
+    let frame = respond::frame_of_type(&body, "hello").map_err(fail)?;
+    let handshake = gtl_transport::answer_hello(frame, &[Encoding::Json], SERVER_NAME, max as u64)
+        .map_err(|e| {
+            let message = match &e {
+                HandshakeError::Rejected { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            fail(CallError::new(e.code(), message))
+        })?;
+    let token = match handshake.hello.token.as_str() {
+        "" => bearer.as_str(),
+        token => token,
+    };
+    service.authenticate(peer, token).map_err(fail)?;
+    let version = handshake.welcome.version.clone();
+    let welcome = Frame::control(0, FrameBody::Welcome(Box::new(handshake.welcome)));
+    let json = welcome.to_json().map_err(|e| {
+        fail(CallError::new(
+            ErrorCode::Internal,
+            format!("the welcome could not be encoded: {e}"),
+        ))
+    })?;
+    let mut response = Response::new(respond::full(json));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(&version) {
+        headers.insert(VERSION_HEADER, value);
+    }
+    Ok(response)
 }
 
 /// Whether a request is gRPC (routed by content type, on any path).

@@ -116,9 +116,52 @@ pub async fn server_handshake(
     server: &str,
     max_frame_bytes: u64,
 ) -> Result<ServerHandshake, HandshakeError> {
-    let (hello, version) = match read_hello(conn).await {
-        Ok(Opening::Hello(hello, version)) => (hello, version),
-        Ok(Opening::Call(first)) => {
+    let answered = match conn.read.read_frame().await {
+        Ok(Some(frame)) => answer_hello(frame, &conn.encodings, server, max_frame_bytes),
+        Ok(None) => Err(TransportError::Closed.into()),
+        Err(e) => Err(e.into()),
+    };
+    let handshake = match answered {
+        Ok(handshake) => handshake,
+        Err(err) => {
+            if answerable(&err) {
+                send_error(conn, err.code(), &reply_message(&err)).await;
+            }
+            return Err(err);
+        }
+    };
+    if handshake.first.is_none() {
+        let welcome = Frame::control(0, Body::Welcome(Box::new(handshake.welcome.clone())));
+        conn.write.write_frame(welcome.as_ref())?;
+        conn.write.flush().await?;
+        let encoding = handshake.welcome.encoding();
+        conn.read.set_encoding(encoding);
+        conn.write.set_encoding(encoding);
+    }
+    Ok(handshake)
+}
+
+/// The server's answer to a client's first frame, without IO: what
+/// [`server_handshake`] decides, for transports that carry the handshake in
+/// a request of its own (the HTTP port's `POST /gtl/v1/hello`).
+///
+/// For a `hello` with `call_id` 0 and a version in common, the `welcome` to
+/// send: that version, the encoding picked among `encodings` (see
+/// [`negotiate_encoding`]), the hello's features this implementation has,
+/// `server` and `max_frame_bytes`. For a `completion_request` (a client
+/// written from the seeds alone), the defaults and the frame in
+/// [`ServerHandshake::first`]; no `welcome` is sent then. Anything else is
+/// an error whose [`code`](HandshakeError::code) and message the peer
+/// should be told, as [`server_handshake`] tells it.
+pub fn answer_hello(
+    frame: Frame,
+    encodings: &[Encoding],
+    server: &str,
+    max_frame_bytes: u64,
+) -> Result<ServerHandshake, HandshakeError> {
+    let (hello, version) = match opening(frame)? {
+        Opening::Hello(hello, version) => (hello, version),
+        Opening::Call(first) => {
             let welcome = Welcome {
                 version: PROTOCOL_VERSION.to_string(),
                 encoding: Encoding::Json as i32,
@@ -132,14 +175,8 @@ pub async fn server_handshake(
                 first: Some(*first),
             });
         }
-        Err(err) => {
-            if answerable(&err) {
-                send_error(conn, err.code(), &reply_message(&err)).await;
-            }
-            return Err(err);
-        }
     };
-    let encoding = negotiate_encoding(&hello.encodings, &conn.encodings);
+    let encoding = negotiate_encoding(&hello.encodings, encodings);
     let welcome = Welcome {
         version: version.to_string(),
         encoding: encoding as i32,
@@ -152,11 +189,6 @@ pub async fn server_handshake(
         server: server.to_owned(),
         max_frame_bytes,
     };
-    conn.write
-        .write_frame(Frame::control(0, Body::Welcome(Box::new(welcome.clone()))).as_ref())?;
-    conn.write.flush().await?;
-    conn.read.set_encoding(encoding);
-    conn.write.set_encoding(encoding);
     debug_assert!(version <= PROTOCOL_VERSION);
     Ok(ServerHandshake {
         hello,
@@ -178,12 +210,7 @@ const FEATURES: &[&str] = &["resume", "pipe", "ack"];
 
 /// The client's hello and the version it shares with us, or the call it
 /// opened with instead.
-async fn read_hello(conn: &mut Connection) -> Result<Opening, HandshakeError> {
-    let frame = conn
-        .read
-        .read_frame()
-        .await?
-        .ok_or(TransportError::Closed)?;
+fn opening(frame: Frame) -> Result<Opening, HandshakeError> {
     let hello = match frame.body {
         Some(Body::Hello(hello)) => hello,
         // The seeds show calls sent straight away; the connection starts in
@@ -302,6 +329,35 @@ mod tests {
         client.write.write_frame(ping.as_ref()).unwrap();
         client.write.flush().await.unwrap();
         assert_eq!(server.read.read_frame().await.unwrap(), Some(ping));
+    }
+
+    #[test]
+    fn answer_hello_is_the_handshake_without_io() {
+        let hello = Frame::control(
+            0,
+            Body::Hello(Box::new(Hello {
+                versions: vec!["1.0".into()],
+                encodings: vec![Encoding::Json as i32, Encoding::Protobuf as i32],
+                features: vec!["resume".into(), "teleport".into()],
+                ..Hello::default()
+            })),
+        );
+        // A transport that carries JSON only gets JSON, whatever is offered.
+        let answer = answer_hello(hello.clone(), &[Encoding::Json], "test", 1024).unwrap();
+        assert_eq!(answer.welcome.version, "1.0");
+        assert_eq!(answer.welcome.encoding(), Encoding::Json);
+        assert_eq!(answer.welcome.features, ["resume"]);
+        assert_eq!(answer.welcome.max_frame_bytes, 1024);
+        assert!(answer.first.is_none());
+        let both = [Encoding::Json, Encoding::Protobuf];
+        let answer = answer_hello(hello, &both, "test", 1024).unwrap();
+        assert_eq!(answer.welcome.encoding(), Encoding::Protobuf);
+
+        let err = answer_hello(self::hello(7), &both, "test", 1024).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+        let ping = Frame::control(0, Body::Ping(gtl_proto::Ping { nonce: 1 }));
+        let err = answer_hello(ping, &both, "test", 1024).unwrap_err();
+        assert_eq!(err.to_string(), "expected hello, got ping");
     }
 
     #[tokio::test]

@@ -43,7 +43,8 @@ use gtl_proto::{CodecError, Encoding, ErrorCode, Frame, FrameRef};
 
 pub use accept::{ACCEPT_BACKOFF, ACCEPT_LOG_INTERVAL, AcceptFailures};
 pub use handshake::{
-    HandshakeError, ServerHandshake, client_handshake, negotiate_encoding, server_handshake,
+    HandshakeError, ServerHandshake, answer_hello, client_handshake, negotiate_encoding,
+    server_handshake,
 };
 pub use stream::{StreamReader, StreamWriter, stream_connection};
 

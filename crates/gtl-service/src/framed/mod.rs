@@ -31,6 +31,9 @@ use crate::service::{CallError, CallService};
 /// Replies (pongs, errors, models) queued for the writer at most.
 const CONTROL_QUEUE: usize = 64;
 
+/// The `server` a `welcome` names: this implementation and its version.
+pub const SERVER_NAME: &str = concat!("gtl-server/", env!("CARGO_PKG_VERSION"));
+
 /// How long a refusal waits for the peer to take its error frame.
 const REFUSAL_FLUSH: Duration = Duration::from_secs(1);
 
@@ -53,8 +56,7 @@ async fn serve_connection(service: Arc<CallService>, mut conn: Connection) {
         }
     };
     conn.read.set_max_frame_bytes(limits.max_frame_bytes);
-    let server = concat!("gtl-server/", env!("CARGO_PKG_VERSION"));
-    let handshake = server_handshake(&mut conn, server, limits.max_frame_bytes as u64);
+    let handshake = server_handshake(&mut conn, SERVER_NAME, limits.max_frame_bytes as u64);
     let handshake = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
         Ok(Ok(handshake)) => handshake,
         Ok(Err(e)) => {

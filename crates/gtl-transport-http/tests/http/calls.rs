@@ -1,6 +1,6 @@
 //! complete, stream and models, over HTTP/1.1 and h2c.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{chat, client, data, events, start, terminal, text};
 
@@ -74,4 +74,47 @@ async fn models_lists_every_provider() {
         .unwrap();
     assert_eq!(models["providers"][0]["provider"], "echo");
     assert_eq!(models["providers"][0]["models"][0]["name"], "echo");
+}
+
+#[tokio::test]
+async fn hello_answers_with_the_welcome_or_the_refusal() {
+    let addr = start().await;
+    let http = client();
+    let url = format!("http://{addr}/gtl/v1/hello");
+    let response = http
+        .post(&url)
+        .json(&json!({"type": "hello", "versions": ["1.0"], "encodings": ["json", "protobuf"], "features": ["resume", "x"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["gtl-version"], "1.0");
+    let welcome: Value = response.json().await.unwrap();
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["encoding"], "json", "HTTP carries JSON only");
+    assert_eq!(welcome["features"], json!(["resume"]));
+    assert!(
+        welcome["server"]
+            .as_str()
+            .unwrap()
+            .starts_with("gtl-server/")
+    );
+
+    for (body, status, code) in [
+        (json!({"versions": ["2.0"]}), 400, "VERSION_UNSUPPORTED"),
+        (json!({"type": "ping"}), 400, "INVALID_REQUEST"),
+        (
+            json!({"versions": ["1.0"], "token": "t"}),
+            401,
+            "UNAUTHENTICATED",
+        ),
+    ] {
+        let response = http.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(
+            (error["type"].as_str(), error["code"].as_str()),
+            (Some("error"), Some(code))
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP port against a real engine over loopback: every route, its
 //! errors in HTTP's own convention, SSE resume with `Last-Event-ID`, h2c,
-//! and the WebSocket upgrade.
+//! and the WebSocket upgrade; and the client bridge, `HttpConnector`,
+//! driving them with frames.
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ use gtl_service::{Authenticator, CallService, ConnectionLimits};
 use gtl_transport_http::HttpGateway;
 use serde_json::{Value, json};
 
+#[cfg(feature = "client")]
+mod bridge;
 mod calls;
 mod errors;
 mod grpc;
