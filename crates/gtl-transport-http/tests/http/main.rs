@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 mod calls;
 mod errors;
 mod grpc;
+mod grpc_web;
 mod resume;
 mod ws;
 
