@@ -8,11 +8,13 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt as _};
 use gtl_core::Completion as Aggregate;
 use gtl_proto::{
-    Accepted, Body, CompleteRequest, Completion, ErrorCode, Frame, FrameRef, ModelsRequest,
-    ModelsResponse, ResumeRequest,
+    Accepted, Body, CompleteRequest, Completion, Encoding, ErrorCode, Frame, FrameRef,
+    ModelsRequest, ModelsResponse, ResumeRequest,
 };
 use gtl_service::{CallError, CallEvents, CallService, Principal, serve_calls};
-use gtl_transport::{FrameRead, FrameWrite, PeerInfo, TransportError};
+use gtl_transport::{
+    Connection, FrameRead, FrameWrite, PeerInfo, TransportError, server_handshake,
+};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -24,7 +26,14 @@ type Frames = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send>>;
 /// Frames queued towards a `Pipe` client before the calls pause.
 const PIPE_QUEUE: usize = 256;
 
+/// The `server` of a `welcome` on `Pipe`, as on the framed transports.
+const SERVER: &str = concat!("gtl-server/", env!("CARGO_PKG_VERSION"));
+
 /// Serves `gtl.v1.Gtl` from a [`CallService`].
+///
+/// `Pipe` is served as a framed connection (the call service's
+/// `serve_calls`): calls multiplexed by `call_id`, after an optional
+/// `hello` / `welcome` exchange when the client opens with `hello`.
 ///
 /// The transport that carries the RPCs puts the caller's [`PeerInfo`] in
 /// each request's extensions (the HTTP port does); without one, the caller
@@ -50,11 +59,7 @@ impl GrpcGateway {
     }
 
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let peer = request
-            .extensions()
-            .get::<PeerInfo>()
-            .cloned()
-            .unwrap_or_else(|| PeerInfo::new("grpc", "unknown").with_same_host(false));
+        let peer = peer(request);
         let token = request
             .metadata()
             .get(AUTHORIZATION_METADATA)
@@ -78,6 +83,15 @@ impl GrpcGateway {
             .map_err(status)?;
         Ok(CallEvents::new(call))
     }
+}
+
+/// The caller as the carrying transport saw it.
+fn peer<T>(request: &Request<T>) -> PeerInfo {
+    request
+        .extensions()
+        .get::<PeerInfo>()
+        .cloned()
+        .unwrap_or_else(|| PeerInfo::new("grpc", "unknown").with_same_host(false))
 }
 
 fn status(e: CallError) -> Status {
@@ -153,17 +167,22 @@ impl Gtl for GrpcGateway {
 
     async fn pipe(&self, request: Request<Streaming<Frame>>) -> Result<Response<Frames>, Status> {
         let principal = self.principal(&request)?;
+        let peer = peer(&request);
         let incoming = request.into_inner();
         let (to_client, from_calls) = mpsc::channel(PIPE_QUEUE);
         let service = self.service.clone();
         tokio::spawn(async move {
-            let read = Box::new(PipeRead { incoming });
-            let write = Box::new(PipeWrite {
-                to_client: Some(to_client),
-                buffered: Vec::new(),
-                bytes: 0,
-            });
-            serve_calls(service, &principal, read, write).await;
+            let conn = Connection {
+                read: Box::new(PipeRead { incoming }),
+                write: Box::new(PipeWrite {
+                    to_client: Some(to_client),
+                    buffered: Vec::new(),
+                    bytes: 0,
+                }),
+                peer,
+                encodings: vec![Encoding::Protobuf],
+            };
+            serve_pipe(service, &principal, conn).await;
         });
         let frames = futures::stream::unfold(from_calls, |mut from_calls| async move {
             let frame = from_calls.recv().await?;
@@ -203,6 +222,64 @@ impl Gtl for GrpcGateway {
     }
 }
 
+/// Serves one `Pipe` RPC: the calls, after a `hello` / `welcome` exchange
+/// when the client opens with `hello`, so a GTL client drives the RPC like
+/// any stream transport. The caller was authenticated from the RPC's
+/// metadata already; a hello's token is not read.
+async fn serve_pipe(service: Arc<CallService>, principal: &Principal, mut conn: Connection) {
+    let limits = service.limits().clone();
+    // The first frame decides; a client that sends none is idle, and is
+    // let go after the idle timeout as on every framed transport.
+    let Ok(Ok(Some(first))) =
+        tokio::time::timeout(limits.idle_timeout, conn.read.read_frame()).await
+    else {
+        return;
+    };
+    let hello = matches!(first.body, Some(Body::Hello(_)));
+    let mut conn = Connection {
+        read: Box::new(Replay {
+            first: Some(first),
+            rest: conn.read,
+        }),
+        ..conn
+    };
+    //= spec#13.5
+    //# The client MAY open `Pipe` with `hello`
+    if hello
+        && server_handshake(&mut conn, SERVER, limits.max_frame_bytes as u64)
+            .await
+            .is_err()
+    {
+        // The handshake answered with an error frame and closed.
+        return;
+    }
+    serve_calls(service, principal, conn.read, conn.write).await;
+}
+
+/// A reader that yields a frame already read before the rest.
+struct Replay {
+    first: Option<Frame>,
+    rest: Box<dyn FrameRead>,
+}
+
+#[async_trait::async_trait]
+impl FrameRead for Replay {
+    async fn read_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        match self.first.take() {
+            Some(frame) => Ok(Some(frame)),
+            None => self.rest.read_frame().await,
+        }
+    }
+
+    fn set_encoding(&mut self, encoding: Encoding) {
+        self.rest.set_encoding(encoding);
+    }
+
+    fn set_max_frame_bytes(&mut self, max: usize) {
+        self.rest.set_max_frame_bytes(max);
+    }
+}
+
 /// The client's half of a `Pipe` RPC as a framed connection's reader.
 struct PipeRead {
     incoming: Streaming<Frame>,
@@ -217,7 +294,7 @@ impl FrameRead for PipeRead {
             .map_err(|s| TransportError::Io(std::io::Error::other(s.message().to_owned())))
     }
 
-    fn set_encoding(&mut self, _: gtl_proto::Encoding) {}
+    fn set_encoding(&mut self, _: Encoding) {}
 
     fn set_max_frame_bytes(&mut self, _: usize) {}
 }
@@ -258,7 +335,7 @@ impl FrameWrite for PipeWrite {
         self.bytes
     }
 
-    fn set_encoding(&mut self, _: gtl_proto::Encoding) {}
+    fn set_encoding(&mut self, _: Encoding) {}
 
     async fn close(&mut self) -> Result<(), TransportError> {
         let flushed = self.flush().await;

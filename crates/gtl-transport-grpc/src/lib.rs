@@ -12,11 +12,30 @@
 //!   [`status_from_error`] on the server side, [`code_from`] and
 //!   [`error_from`] on the client side;
 //! - the metadata keys: `authorization` ([`AUTHORIZATION_METADATA`]),
-//!   [`VERSION_METADATA`], [`ERROR_CODE_METADATA`] and [`ERROR_METADATA`].
+//!   [`VERSION_METADATA`], [`ERROR_CODE_METADATA`] and [`ERROR_METADATA`];
+//! - with the `server` feature, `GrpcGateway`: the service implemented
+//!   over the call service, each RPC a thin translation;
+//! - with the `client` feature, `GrpcConnector`: a GTL client transport
+//!   for `grpc://host:port` (and `grpcs://` with `tls`) that carries one
+//!   framed connection — `hello` / `welcome`, then calls multiplexed by
+//!   `call_id` — over one `Pipe` RPC, so a GTL client drives it like any
+//!   stream transport.
 //!
-//! It does not implement the service: the server crate implements [`Gtl`]
-//! (with `#[tonic::async_trait]`) over its call service. Connections are
-//! HTTP/2 over hyper, in cleartext; TLS is left to the server's listener.
+//! Connections are HTTP/2 over hyper. The server side is cleartext; TLS is
+//! left to the server's listener.
+//!
+//! # Features
+//!
+//! - `server` (default): `GrpcGateway`, with the call service and the
+//!   engine behind it.
+//! - `client` (default): `GrpcConnector`. It needs neither the call service
+//!   nor the engine: `default-features = false, features = ["client"]` is a
+//!   client-only build.
+//! - `tls` (off by default): `grpcs://` in `GrpcConnector`, with rustls and
+//!   the `ring` provider, checking the server's certificate against the
+//!   system's roots (as `wss://` does in `gtl-transport-ws`).
+//!
+//! The generated client ([`GtlClient`]) is there with either feature.
 //!
 //! # Example
 //!
@@ -53,6 +72,9 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+#[cfg(feature = "client")]
+mod client;
+#[cfg(feature = "server")]
 mod gateway;
 mod status;
 
@@ -70,6 +92,9 @@ mod generated {
     include!("generated/gtl.v1.rs");
 }
 
+#[cfg(feature = "client")]
+pub use client::GrpcConnector;
+#[cfg(feature = "server")]
 pub use gateway::GrpcGateway;
 pub use generated::gtl_client::GtlClient;
 pub use generated::gtl_server::{Gtl, GtlServer, SERVICE_NAME};

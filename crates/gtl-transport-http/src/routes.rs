@@ -134,13 +134,15 @@ async fn hello(
     Ok(response)
 }
 
-/// Whether a request is gRPC (routed by content type, on any path).
+/// Whether a request is gRPC or gRPC-Web (routed by content type, on any
+/// path), or a gRPC-Web CORS preflight.
 fn is_grpc(request: &Request<Incoming>) -> bool {
     request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"))
+        || crate::grpc::is_preflight(request)
 }
 
 /// An unknown route: 404 with the protocol's closest code.

@@ -18,6 +18,7 @@ mod bridge;
 mod calls;
 mod errors;
 mod grpc;
+mod grpc_web;
 mod resume;
 mod ws;
 
