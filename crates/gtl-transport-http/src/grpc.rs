@@ -26,7 +26,6 @@
 
 use std::convert::Infallible;
 use std::future::poll_fn;
-use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,8 +37,8 @@ use gtl_transport_grpc::{
     ERROR_CODE_METADATA, ERROR_METADATA, FILE_DESCRIPTOR_SET, GrpcGateway, GtlServer, SERVICE_NAME,
     VERSION_METADATA, status_from,
 };
-use http::header::{ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, HeaderName, ORIGIN};
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, HeaderName};
+use http::{Method, Request, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tonic::codegen::Service;
@@ -130,8 +129,7 @@ pub(crate) async fn call(
     peer: &PeerInfo,
     mut request: Request<Incoming>,
 ) -> Response<Body> {
-    let caller = caller(peer, request.headers());
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(peer.clone());
     let answer = if is_grpc_web(&request) {
         let service = CORS
             .clone()
@@ -155,33 +153,6 @@ where
 {
     poll_fn(|cx| service.poll_ready(cx)).await?;
     service.call(request).await
-}
-
-/// The peer a request authenticates as: the connection's, unless a
-/// browser sent it from a page that is not on this host.
-fn caller(peer: &PeerInfo, headers: &HeaderMap) -> PeerInfo {
-    match headers.get(ORIGIN) {
-        Some(origin) if !is_local_origin(origin) => peer.clone().with_same_host(false),
-        _ => peer.clone(),
-    }
-}
-
-/// Whether an `Origin` names this host: `localhost`, a `*.localhost` name
-/// (RFC 6761: always loopback) or a loopback address. `null` (a file, a
-/// sandboxed frame) does not.
-fn is_local_origin(origin: &HeaderValue) -> bool {
-    let Some(host) = origin
-        .to_str()
-        .ok()
-        .and_then(|origin| origin.parse::<http::Uri>().ok())
-        .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
-    else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The services as gRPC-Web reaches them: as over gRPC, except `Pipe`.
@@ -220,46 +191,6 @@ impl Service<Request<tonic::body::Body>> for WebRoutes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn local_origins_are_this_host() {
-        for origin in [
-            "http://localhost:5173",
-            "https://LOCALHOST",
-            "http://app.localhost:3000",
-            "http://127.0.0.1:8080",
-            "http://127.1.2.3",
-            "http://[::1]:7300",
-        ] {
-            assert!(
-                is_local_origin(&HeaderValue::from_static(origin)),
-                "{origin}"
-            );
-        }
-        for origin in [
-            "https://example.com",
-            "http://localhost.example.com",
-            "http://10.0.0.2:7300",
-            "null",
-            "file://",
-        ] {
-            assert!(
-                !is_local_origin(&HeaderValue::from_static(origin)),
-                "{origin}"
-            );
-        }
-    }
-
-    #[test]
-    fn foreign_pages_are_remote_peers() {
-        let peer = PeerInfo::new("http", "127.0.0.1:50000");
-        let mut headers = HeaderMap::new();
-        assert!(caller(&peer, &headers).same_host);
-        headers.insert(ORIGIN, HeaderValue::from_static("http://localhost:5173"));
-        assert!(caller(&peer, &headers).same_host);
-        headers.insert(ORIGIN, HeaderValue::from_static("https://example.com"));
-        assert!(!caller(&peer, &headers).same_host);
-    }
 
     #[test]
     fn preflights_for_grpc_paths_only() {

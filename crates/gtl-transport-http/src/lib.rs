@@ -50,6 +50,8 @@ mod gateway;
 #[cfg(feature = "server")]
 mod grpc;
 #[cfg(feature = "server")]
+mod origin;
+#[cfg(feature = "server")]
 mod respond;
 #[cfg(feature = "server")]
 mod routes;

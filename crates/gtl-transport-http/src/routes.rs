@@ -29,6 +29,8 @@ pub(crate) async fn handle(
     peer: Arc<PeerInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    // A page elsewhere does not get this host's trust, on any route.
+    let peer = crate::origin::caller(&peer, request.headers());
     if is_grpc(&request) {
         // gRPC negotiates its version in its own metadata.
         return crate::grpc::call(gateway.grpc.clone(), &peer, request).await;

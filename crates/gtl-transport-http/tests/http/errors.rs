@@ -93,3 +93,30 @@ async fn each_bad_request_gets_its_status_and_code() {
         .unwrap();
     assert_eq!(answer["text"], "still here");
 }
+
+/// A page on another site can make a local user's browser call the
+/// loopback gateway (a `text/plain` POST needs no preflight): it gets no
+/// same-host trust on any route; a page on this host does.
+#[tokio::test]
+async fn a_page_elsewhere_is_not_trusted_as_this_host() {
+    let addr = start_with(ConnectionLimits::default()).await;
+    let http = client();
+    let complete = |origin: &'static str| {
+        http.post(format!("http://{addr}/gtl/v1/complete"))
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body(chat("echo", "hi").to_string())
+    };
+    let (status, code, _) = refusal(complete("https://example.com").send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (401, "UNAUTHENTICATED"));
+    let models = http
+        .get(format!("http://{addr}/gtl/v1/models"))
+        .header("origin", "https://example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 401);
+
+    let local = complete("http://localhost:5173").send().await.unwrap();
+    assert_eq!(local.status(), 200);
+}

@@ -1,0 +1,84 @@
+//! Same-host trust and browsers: a request a browser sends carries its
+//! page's `Origin`, and a page from anywhere can make a local user's
+//! browser call a loopback gateway (a plain `text/plain` POST needs no
+//! preflight). So a request from a page that is not itself on this host is
+//! treated as a remote peer, which needs a credential, on every route of
+//! the HTTP port.
+
+use std::net::IpAddr;
+
+use gtl_transport::PeerInfo;
+use http::HeaderMap;
+use http::header::{HeaderValue, ORIGIN};
+
+/// The peer a request authenticates as: the connection's, unless a
+/// browser sent it from a page that is not on this host.
+pub(crate) fn caller(peer: &PeerInfo, headers: &HeaderMap) -> PeerInfo {
+    match headers.get(ORIGIN) {
+        Some(origin) if !is_local_origin(origin) => peer.clone().with_same_host(false),
+        _ => peer.clone(),
+    }
+}
+
+/// Whether an `Origin` names this host: `localhost`, a `*.localhost` name
+/// (RFC 6761: always loopback) or a loopback address. `null` (a file, a
+/// sandboxed frame) does not.
+fn is_local_origin(origin: &HeaderValue) -> bool {
+    let Some(host) = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.parse::<http::Uri>().ok())
+        .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
+    else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_origins_are_this_host() {
+        for origin in [
+            "http://localhost:5173",
+            "https://LOCALHOST",
+            "http://app.localhost:3000",
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:7300",
+        ] {
+            assert!(
+                is_local_origin(&HeaderValue::from_static(origin)),
+                "{origin}"
+            );
+        }
+        for origin in [
+            "https://example.com",
+            "http://localhost.example.com",
+            "http://10.0.0.2:7300",
+            "null",
+            "file://",
+        ] {
+            assert!(
+                !is_local_origin(&HeaderValue::from_static(origin)),
+                "{origin}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_pages_are_remote_peers() {
+        let peer = PeerInfo::new("http", "127.0.0.1:50000");
+        let mut headers = HeaderMap::new();
+        assert!(caller(&peer, &headers).same_host);
+        headers.insert(ORIGIN, HeaderValue::from_static("http://localhost:5173"));
+        assert!(caller(&peer, &headers).same_host);
+        headers.insert(ORIGIN, HeaderValue::from_static("https://example.com"));
+        assert!(!caller(&peer, &headers).same_host);
+    }
+}
