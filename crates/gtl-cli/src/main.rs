@@ -18,8 +18,10 @@ Endpoints: --endpoint URL (repeat it for a fallback order), else $GTL_ENDPOINT
 (comma-separated), else the gateway's defaults: its Unix socket
 ($XDG_RUNTIME_DIR/gtl/gtl.sock, or gtl.sock in $GTL_DATA_DIR or
 ~/.local/share/gtl), then tcp://127.0.0.1:7301.
-URLs: stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT, ws://HOST:PORT,
-embedded://
+URLs: stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT,
+ws[s]://HOST:PORT, sse://HOST:PORT, http[s]://HOST:PORT, grpc[s]://HOST:PORT,
+quic://HOST:PORT[?cert_sha256=HEX], embedded://
+(the HTTP port, 7300 by default, serves ws, sse/http and grpc; QUIC is 7302)
 
 A reply cut off by a lost gateway goes on there: `gtl chat --resume SESSION_ID
 --after SEQ --resume-token TOKEN` prints the rest (`--json` prints the
@@ -95,6 +97,17 @@ struct Chat {
 }
 
 fn main() -> ExitCode {
+    // The SDK's warnings (e.g. a skipped endpoint) on stderr; RUST_LOG
+    // shows more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

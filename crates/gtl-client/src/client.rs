@@ -22,19 +22,32 @@ const ACK_EVERY: u32 = 64;
 /// client for it.
 ///
 /// Endpoints are tried in order, in rounds as the
-/// [`ReconnectPolicy`](crate::ReconnectPolicy) says. A malformed URL or an
-/// unknown scheme fails at once, before any is tried. Must be called inside a tokio runtime: the connection is served
-/// by a task on it, which stops when the [`Client`] and every stream it
-/// returned are dropped.
+/// [`ReconnectPolicy`](crate::ReconnectPolicy) says. An endpoint whose
+/// scheme this build cannot speak (a transport feature turned off, or a
+/// newer scheme) is skipped with a warning, so a list meant for several
+/// clients still works; when none is left, that is the error. A malformed
+/// URL fails at once, before any is tried. Must be called inside a tokio
+/// runtime: the connection is served by a task on it, which stops when the
+/// [`Client`] and every stream it returned are dropped.
 pub async fn connect(opts: ConnectOpts) -> Result<Client, ClientError> {
     if opts.endpoints.is_empty() {
         return Err(ClientError::NoEndpoints);
     }
-    let endpoints = opts
-        .endpoints
-        .iter()
-        .map(|url| Endpoint::parse(url))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut endpoints = Vec::new();
+    let mut unsupported = None;
+    for url in &opts.endpoints {
+        match Endpoint::parse(url) {
+            Ok(endpoint) => endpoints.push(endpoint),
+            Err(e @ ClientError::UnsupportedScheme { .. }) => {
+                tracing::warn!("skipping an endpoint: {e}");
+                unsupported.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if endpoints.is_empty() {
+        return Err(unsupported.unwrap_or(ClientError::NoEndpoints));
+    }
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let endpoint = Arc::new(Mutex::new(String::new()));
     let mut driver = Driver::new(endpoints, &opts, commands_rx, endpoint.clone());

@@ -3,21 +3,103 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use gtl_transport::{Connection, Connector as _, TransportError};
+use std::sync::LazyLock;
+
+use gtl_transport::{Connection, Connector, TransportError};
 use gtl_transport_stdio::StdioConnector;
 use gtl_transport_tcp::TcpConnector;
 use gtl_transport_uds::UdsConnector;
-use gtl_transport_ws::WsConnector;
 
 use crate::error::{ClientError, EndpointFailure};
 
 /// The schemes this build speaks, for error messages.
-#[cfg(feature = "embedded")]
-const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT, \
-                         ws://HOST:PORT[/PATH] and embedded://";
-#[cfg(not(feature = "embedded"))]
-const SUPPORTED: &str = "stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT and \
-                         ws://HOST:PORT[/PATH] (embedded:// needs the `embedded` feature)";
+static SUPPORTED: LazyLock<String> = LazyLock::new(|| {
+    let mut schemes = vec!["stdio://COMMAND [ARGS…]", "unix:///PATH", "tcp://HOST:PORT"];
+    let tls = cfg!(feature = "tls");
+    if cfg!(feature = "ws") {
+        schemes.push(if tls {
+            "ws[s]://HOST:PORT[/PATH]"
+        } else {
+            "ws://HOST:PORT[/PATH]"
+        });
+    }
+    if cfg!(feature = "http") {
+        schemes.push("sse://HOST:PORT");
+        schemes.push(if tls {
+            "http[s]://HOST:PORT"
+        } else {
+            "http://HOST:PORT"
+        });
+    }
+    if cfg!(feature = "grpc") {
+        schemes.push(if tls {
+            "grpc[s]://HOST:PORT"
+        } else {
+            "grpc://HOST:PORT"
+        });
+    }
+    if cfg!(feature = "quic") {
+        schemes.push("quic://HOST:PORT[?cert_sha256=HEX]");
+    }
+    if cfg!(feature = "embedded") {
+        schemes.push("embedded://");
+    }
+    schemes.join(", ")
+});
+
+/// The transports reached by a URL their connector parses itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Remote {
+    /// `ws://`, `wss://`.
+    Ws,
+    /// `sse://`, `http://`, `https://`: the HTTP port's routes.
+    Http,
+    /// `grpc://`, `grpcs://`.
+    Grpc,
+    /// `quic://`.
+    Quic,
+}
+
+impl Remote {
+    /// The transport a scheme names, if this build has it.
+    fn of(scheme: &str) -> Option<Self> {
+        let tls = cfg!(feature = "tls");
+        match scheme {
+            "ws" if cfg!(feature = "ws") => Some(Self::Ws),
+            "wss" if cfg!(feature = "ws") && tls => Some(Self::Ws),
+            "sse" | "http" if cfg!(feature = "http") => Some(Self::Http),
+            "https" if cfg!(feature = "http") && tls => Some(Self::Http),
+            "grpc" if cfg!(feature = "grpc") => Some(Self::Grpc),
+            "grpcs" if cfg!(feature = "grpc") && tls => Some(Self::Grpc),
+            "quic" if cfg!(feature = "quic") => Some(Self::Quic),
+            _ => None,
+        }
+    }
+
+    /// The connector for `url`.
+    fn connector(self, url: &str) -> Result<Box<dyn Connector>, TransportError> {
+        let endpoint_error = |reason: String| TransportError::Endpoint {
+            endpoint: url.to_owned(),
+            reason,
+        };
+        let _ = &endpoint_error;
+        match self {
+            #[cfg(feature = "ws")]
+            Self::Ws => Ok(Box::new(gtl_transport_ws::WsConnector::new(url)?)),
+            #[cfg(feature = "http")]
+            Self::Http => Ok(Box::new(gtl_transport_http::HttpConnector::new(url)?)),
+            #[cfg(feature = "grpc")]
+            Self::Grpc => Ok(Box::new(gtl_transport_grpc::GrpcConnector::new(url)?)),
+            #[cfg(feature = "quic")]
+            Self::Quic => Ok(Box::new(
+                gtl_transport_quic::QuicConnector::new(url)
+                    .map_err(|e| endpoint_error(e.to_string()))?,
+            )),
+            #[allow(unreachable_patterns, reason = "every variant's feature may be on")]
+            _ => Err(endpoint_error("not in this build".into())),
+        }
+    }
+}
 
 /// The gateway's default TCP port (`DEFAULT_TCP_PORT` in
 /// `crates/gtl-server/src/config.rs`).
@@ -36,8 +118,9 @@ pub(crate) enum Endpoint {
     Unix(PathBuf),
     /// `host:port`.
     Tcp(String),
-    /// A WebSocket URL (`ws://host:port/gtl/v1/ws`).
-    Ws(String),
+    /// A URL its transport's connector parses (WebSocket, HTTP/SSE, gRPC,
+    /// QUIC).
+    Remote(Remote, String),
     /// The in-process gateway.
     Embedded,
 }
@@ -52,7 +135,7 @@ impl Endpoint {
             reason: reason.to_owned(),
         };
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(invalid(&format!("not a URL; use {SUPPORTED}")));
+            return Err(invalid(&format!("not a URL; use {}", SUPPORTED.as_str())));
         };
         match scheme.to_ascii_lowercase().as_str() {
             "stdio" => {
@@ -87,9 +170,16 @@ impl Endpoint {
                 }
                 Ok(Self::Tcp(addr.to_owned()))
             }
-            "ws" => {
-                WsConnector::new(url).map_err(|e| invalid(&e.to_string()))?;
-                Ok(Self::Ws(url.to_owned()))
+            scheme if Remote::of(scheme).is_some() => {
+                let remote = Remote::of(scheme).expect("checked");
+                if let Err(e) = remote.connector(url) {
+                    let reason = match e {
+                        TransportError::Endpoint { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    return Err(invalid(&reason));
+                }
+                Ok(Self::Remote(remote, url.to_owned()))
             }
             "embedded" => {
                 if !matches!(rest, "" | "/") {
@@ -107,7 +197,7 @@ impl Endpoint {
             _ => Err(ClientError::UnsupportedScheme {
                 endpoint: url.to_owned(),
                 scheme: scheme.to_owned(),
-                supported: SUPPORTED,
+                supported: SUPPORTED.as_str(),
             }),
         }
     }
@@ -127,7 +217,7 @@ impl Endpoint {
             },
             Self::Unix(path) => UdsConnector::new(path).connect().await,
             Self::Tcp(addr) => TcpConnector::new(addr.clone()).connect().await,
-            Self::Ws(url) => match WsConnector::new(url) {
+            Self::Remote(remote, url) => match remote.connector(url) {
                 Ok(connector) => connector.connect().await,
                 Err(e) => Err(e),
             },
@@ -170,7 +260,7 @@ impl fmt::Display for Endpoint {
             Self::Stdio(command) => write!(f, "stdio://{command}"),
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::Tcp(addr) => write!(f, "tcp://{addr}"),
-            Self::Ws(url) => f.write_str(url),
+            Self::Remote(_, url) => f.write_str(url),
             Self::Embedded => f.write_str("embedded://"),
         }
     }
@@ -325,6 +415,22 @@ mod tests {
         );
         #[cfg(feature = "embedded")]
         assert_eq!(parse("embedded://").unwrap(), Endpoint::Embedded);
+        for (url, remote) in [
+            ("ws://127.0.0.1:7300/gtl/v1/ws", Remote::Ws),
+            ("wss://gateway.example:443", Remote::Ws),
+            ("sse://127.0.0.1:7300", Remote::Http),
+            ("http://127.0.0.1:7300", Remote::Http),
+            ("https://gateway.example", Remote::Http),
+            ("grpc://127.0.0.1:7300", Remote::Grpc),
+            ("grpcs://gateway.example:443", Remote::Grpc),
+            ("quic://127.0.0.1:7302", Remote::Quic),
+        ] {
+            assert_eq!(
+                parse(url).unwrap(),
+                Endpoint::Remote(remote, url.into()),
+                "{url}"
+            );
+        }
     }
 
     #[test]
@@ -342,10 +448,14 @@ mod tests {
 
     #[test]
     fn unknown_schemes_name_the_supported_ones() {
-        let err = parse("quic://gateway:7302").unwrap_err();
-        assert!(matches!(&err, ClientError::UnsupportedScheme { scheme, .. } if scheme == "quic"));
+        let err = parse("gopher://gateway:70").unwrap_err();
+        assert!(
+            matches!(&err, ClientError::UnsupportedScheme { scheme, .. } if scheme == "gopher")
+        );
         let text = err.to_string();
-        for scheme in ["stdio://", "unix://", "tcp://"] {
+        for scheme in [
+            "stdio://", "unix://", "tcp://", "ws", "sse://", "grpc", "quic://",
+        ] {
             assert!(text.contains(scheme), "{text}");
         }
     }
@@ -362,6 +472,8 @@ mod tests {
             ("tcp://host:70000", "not a number"),
             ("/run/gtl.sock", "not a URL"),
             ("embedded://somewhere", "no address"),
+            ("quic://h:1?cert_sha256=12", "64 hex digits"),
+            ("grpc://h:1/path", "path"),
         ] {
             let err = parse(url).unwrap_err();
             assert!(

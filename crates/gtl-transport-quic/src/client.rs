@@ -35,7 +35,8 @@ impl std::fmt::Debug for QuicConnector {
 
 impl QuicConnector {
     /// A connector for `quic://host[:port]` (port 7302 when not given),
-    /// trusting the system's roots.
+    /// trusting the system's roots, or, with `?cert_sha256=HEX`, exactly
+    /// the certificate with that SHA-256 (64 hex digits).
     pub fn new(url: &str) -> Result<Self, QuicError> {
         let invalid = |reason: &str| QuicError::Endpoint {
             endpoint: url.to_owned(),
@@ -44,6 +45,17 @@ impl QuicConnector {
         let rest = url
             .strip_prefix("quic://")
             .ok_or_else(|| invalid("expected quic://HOST[:PORT]"))?;
+        let (rest, pin) = match rest.split_once('?') {
+            Some((rest, query)) => {
+                let hex = query
+                    .strip_prefix("cert_sha256=")
+                    .ok_or_else(|| invalid("the only query parameter is cert_sha256=HEX"))?;
+                let pin = parse_sha256(hex)
+                    .ok_or_else(|| invalid("cert_sha256 must be 64 hex digits"))?;
+                (rest, Some(pin))
+            }
+            None => (rest, None),
+        };
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') {
             return Err(invalid(
@@ -51,11 +63,15 @@ impl QuicConnector {
             ));
         }
         let (host, port) = split_host_port(authority).ok_or_else(|| invalid("bad port"))?;
+        let verifier = match pin {
+            Some(pin) => Arc::new(PinnedCert::new(pin)) as Arc<dyn ServerCertVerifier>,
+            None => platform_verifier()?,
+        };
         Ok(Self {
             url: url.to_owned(),
             host,
             port,
-            verifier: platform_verifier()?,
+            verifier,
             endpoint: None,
         })
     }
@@ -130,6 +146,21 @@ impl Connector for QuicConnector {
     }
 }
 
+/// A SHA-256 written as 64 hex digits (either case, `:` separators
+/// allowed, as certificate tools print fingerprints).
+pub(crate) fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| *b != b':').collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// `host:port`, `[v6]:port` or a host alone (the default port).
 fn split_host_port(authority: &str) -> Option<(String, u16)> {
     if let Some(rest) = authority.strip_prefix('[') {
@@ -177,5 +208,13 @@ mod tests {
         assert!(QuicConnector::new("tcp://127.0.0.1:1").is_err());
         assert!(QuicConnector::new("quic://").is_err());
         assert!(QuicConnector::new("quic://h:1/path").is_err());
+        let hex = "ab".repeat(32);
+        assert!(QuicConnector::new(&format!("quic://h:1?cert_sha256={hex}")).is_ok());
+        assert!(QuicConnector::new("quic://h:1?cert_sha256=abc").is_err());
+        assert!(QuicConnector::new("quic://h:1?pin=x").is_err());
+        assert_eq!(
+            parse_sha256("0A:".repeat(32).trim_end_matches(':')),
+            Some([10; 32])
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest as _, Sha256};
 
@@ -44,7 +44,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 #[cfg(feature = "server")]
 pub(crate) fn server_crypto(
     cert_chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
 ) -> Result<quinn::crypto::rustls::QuicServerConfig, QuicError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?

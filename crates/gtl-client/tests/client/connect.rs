@@ -6,15 +6,27 @@ use crate::support::{Gateway, fast_policy, request};
 
 #[tokio::test]
 async fn an_unknown_scheme_names_the_supported_ones() {
-    let error = connect(ConnectOpts::new(["wss://gateway.example:443"]))
+    let error = connect(ConnectOpts::new(["gopher://gateway.example:70"]))
         .await
         .unwrap_err();
-    assert!(matches!(&error, ClientError::UnsupportedScheme { scheme, .. } if scheme == "wss"));
+    assert!(matches!(&error, ClientError::UnsupportedScheme { scheme, .. } if scheme == "gopher"));
     let message = error.to_string();
     for scheme in ["stdio://", "unix://", "tcp://"] {
         assert!(message.contains(scheme), "{message}");
     }
     assert!(!error.is_connect());
+}
+
+/// A list written for several clients may name transports this build
+/// lacks: those are skipped, the rest are tried.
+#[tokio::test]
+async fn an_unsupported_scheme_in_a_list_is_skipped() {
+    let gateway = Gateway::start().await;
+    let opts = ConnectOpts::new(["webtransport://somewhere:1", gateway.unix.as_str()]);
+    let client = connect(opts).await.unwrap();
+    assert_eq!(client.endpoint(), gateway.unix);
+    let completion = client.complete(request("skipped", &[])).await.unwrap();
+    assert_eq!(completion.text, "skipped");
 }
 
 #[tokio::test]
