@@ -4,8 +4,9 @@
 //! UDS, TCP and the HTTP port on loopback) and measures, per transport,
 //! over one client connection: streamed token events per second,
 //! chat.complete round-trip latency (p50/p99), and many concurrent streams.
-//! The HTTP row uses SSE for streams and `POST /gtl/v1/complete` for calls,
-//! over one HTTP/1.1 keep-alive connection pool. A second gateway keeps its
+//! Every row goes through `gtl-client`, so the rows differ only in the
+//! transport (the SSE row is the HTTP bridge: a request per call over an
+//! HTTP/1.1 keep-alive pool). A second gateway keeps its
 //! sessions in memory only, so the last row shows what durable sessions
 //! cost. Prints a Markdown table. Every loop is bounded in count; nothing
 //! leaves loopback.
@@ -50,6 +51,7 @@ async fn gateway(
     config.listen.uds.path = dir.join("gtl.sock");
     config.listen.tcp.addr = "127.0.0.1:0".parse()?;
     config.listen.http.addr = "127.0.0.1:0".parse()?;
+    config.listen.quic.addr = "127.0.0.1:0".parse()?;
     config.sessions.persist = persist;
     let server = Server::bind(&config, default_registry(&config)?).await?;
     let endpoints = server.endpoints();
@@ -67,11 +69,14 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
     let (memory_endpoints, memory_stop, memory_serving) = gateway(memory_dir.path(), false).await?;
 
     let mut transports: Vec<(&str, String)> = Vec::new();
-    let mut http = None;
     for endpoint in &endpoints {
         if let Some(addr) = endpoint.strip_prefix("http://") {
+            // The HTTP port carries three transports.
             transports.push(("ws", format!("ws://{addr}/gtl/v1/ws")));
-            http = Some(addr.to_owned());
+            transports.push(("sse (HTTP/1.1)", format!("sse://{addr}")));
+            transports.push(("grpc (h2c)", format!("grpc://{addr}")));
+        } else if endpoint.starts_with("quic://") {
+            transports.push(("quic", endpoint.clone()));
         } else if endpoint.starts_with("unix:") {
             transports.push(("uds", endpoint.clone()));
         } else {
@@ -114,130 +119,11 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
         );
         eprintln!("gtl-load: {name} done");
     }
-    if let Some(addr) = http {
-        let http = Http::new(&addr)?;
-        let throughput = median(3, || http.stream_rate()).await?;
-        let (p50, p99) = http.latency().await?;
-        let concurrent = http.concurrent_rate().await?;
-        println!(
-            "| http (SSE streams, POST complete) | {} | {} | {} | {} |",
-            rate(throughput),
-            micros(p50),
-            micros(p99),
-            rate(concurrent)
-        );
-        eprintln!("gtl-load: http done");
-    }
     let _ = stop.send(());
     let _ = memory_stop.send(());
     serving.await?;
     memory_serving.await?;
     Ok(())
-}
-
-/// The HTTP port, as curl or a browser would use it.
-struct Http {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Http {
-    fn new(addr: &str) -> Result<Self> {
-        // reqwest needs a TLS provider installed even for plain HTTP.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Ok(Self {
-            client: reqwest::Client::builder().build()?,
-            base: format!("http://{addr}"),
-        })
-    }
-
-    fn body(tokens: usize) -> String {
-        serde_json::json!({
-            "model": format!("echo:tokens={tokens},token_bytes=6"),
-            "messages": [{"role": "user", "content": "benchmark"}],
-            "stream": true,
-        })
-        .to_string()
-    }
-
-    /// Token events of one SSE stream.
-    async fn count_tokens(&self, tokens: usize) -> Result<usize> {
-        let response = self
-            .client
-            .post(format!("{}/gtl/v1/stream", self.base))
-            .body(Self::body(tokens))
-            .send()
-            .await?;
-        let mut parser = gtl_proto::sse::Parser::new(1 << 20);
-        let mut body = response.bytes_stream();
-        let mut events = Vec::new();
-        let mut count = 0;
-        while let Some(chunk) = body.next().await {
-            parser
-                .feed(&chunk?, &mut events)
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            count += events.iter().filter(|e| e.event == "token").count();
-            events.clear();
-        }
-        Ok(count)
-    }
-
-    async fn stream_rate(&self) -> Result<f64> {
-        let start = Instant::now();
-        let tokens = self.count_tokens(STREAM_TOKENS).await?;
-        if tokens != STREAM_TOKENS {
-            bail!("expected {STREAM_TOKENS} tokens, got {tokens}");
-        }
-        Ok(tokens as f64 / start.elapsed().as_secs_f64())
-    }
-
-    async fn latency(&self) -> Result<(Duration, Duration)> {
-        let body = serde_json::json!({
-            "model": "echo",
-            "messages": [{"role": "user", "content": "ping"}],
-        })
-        .to_string();
-        let call = || async {
-            let answer = self
-                .client
-                .post(format!("{}/gtl/v1/complete", self.base))
-                .body(body.clone())
-                .send()
-                .await?
-                .bytes()
-                .await?;
-            anyhow::ensure!(answer.starts_with(b"{\"session_id\""), "unexpected answer");
-            Ok::<_, anyhow::Error>(())
-        };
-        for _ in 0..100 {
-            call().await?;
-        }
-        let mut samples = Vec::with_capacity(LATENCY_CALLS);
-        for _ in 0..LATENCY_CALLS {
-            let start = Instant::now();
-            call().await?;
-            samples.push(start.elapsed());
-        }
-        samples.sort_unstable();
-        Ok((
-            samples[samples.len() / 2],
-            samples[samples.len() * 99 / 100],
-        ))
-    }
-
-    async fn concurrent_rate(&self) -> Result<f64> {
-        let start = Instant::now();
-        let runs = (0..CONCURRENT).map(|_| self.count_tokens(CONCURRENT_TOKENS));
-        let counts = futures::future::try_join_all(runs).await?;
-        let total: usize = counts.iter().sum();
-        if total != CONCURRENT * CONCURRENT_TOKENS {
-            bail!(
-                "expected {} tokens, got {total}",
-                CONCURRENT * CONCURRENT_TOKENS
-            );
-        }
-        Ok(total as f64 / start.elapsed().as_secs_f64())
-    }
 }
 
 fn echo(tokens: usize) -> CompletionRequest {

@@ -349,6 +349,7 @@ impl EmbeddedGateway {
                 config.listen.uds.enabled = false;
                 config.listen.tcp.enabled = false;
                 config.listen.http.enabled = false;
+                config.listen.quic.enabled = false;
                 config.sessions.persist = false;
                 let server = gtl_server::Server::bind(
                     &config,

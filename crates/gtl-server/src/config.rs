@@ -17,6 +17,9 @@ pub const DEFAULT_TCP_PORT: u16 = 7301;
 /// The default HTTP port (SSE, plain HTTP, WebSocket).
 pub const DEFAULT_HTTP_PORT: u16 = 7300;
 
+/// The default UDP port of native QUIC.
+pub const DEFAULT_QUIC_PORT: u16 = 7302;
+
 /// The whole server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +55,25 @@ pub struct Listen {
     pub tcp: Tcp,
     /// The HTTP port: SSE, plain HTTP and WebSocket, HTTP/1.1 and h2c.
     pub http: Http,
+    /// Native QUIC (UDP), with the data dir's self-signed certificate.
+    pub quic: Quic,
+}
+
+/// The QUIC listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Quic {
+    /// Whether to listen.
+    pub enabled: bool,
+    /// UDP address and port; keep it on loopback unless auth is configured.
+    pub addr: SocketAddr,
+}
+
+impl Default for Quic {
+    fn default() -> Self {
+        Config::default().listen.quic
+    }
 }
 
 /// The HTTP listener.
@@ -166,6 +188,10 @@ impl Default for Config {
                 http: Http {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+                },
+                quic: Quic {
+                    enabled: true,
+                    addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_QUIC_PORT)),
                 },
             },
             data_dir,

@@ -30,6 +30,7 @@
 pub mod config;
 mod providers;
 mod server;
+pub mod tls;
 
 pub use config::{Config, ConfigError};
 pub use gtl_service::{

@@ -15,6 +15,9 @@ use tracing::Instrument as _;
 
 use gtl_service::{Authenticator, CallService, serve_framed};
 use gtl_transport_http::HttpGateway;
+use gtl_transport_quic::QuicGateway;
+
+use crate::tls::LocalCertificate;
 
 use crate::config::Config;
 
@@ -72,6 +75,8 @@ pub struct Server {
     listeners: Vec<Box<dyn Listener>>,
     /// The HTTP port (SSE, plain HTTP, WebSocket).
     http: Option<tokio::net::TcpListener>,
+    /// Native QUIC, and its certificate's SHA-256 for the endpoint URL.
+    quic: Option<(quinn::Endpoint, [u8; 32])>,
     shutdown_timeout: Duration,
 }
 
@@ -120,6 +125,10 @@ impl Server {
                     })?;
             http = Some(listener);
         }
+        let mut quic = None;
+        if config.listen.quic.enabled {
+            quic = Some(bind_quic(config, &service)?);
+        }
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         if config.listen.uds.enabled {
             let path = &config.listen.uds.path;
@@ -143,6 +152,7 @@ impl Server {
             gateway: Gateway { service },
             listeners,
             http,
+            quic,
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -154,10 +164,17 @@ impl Server {
             l.local_addr()
                 .map_or_else(|_| "http://?".into(), |a| format!("http://{a}"))
         });
+        let quic = self.quic.iter().map(|(endpoint, sha256)| {
+            endpoint.local_addr().map_or_else(
+                |_| "quic://?".into(),
+                |a| format!("quic://{a}?cert_sha256={}", crate::tls::hex(sha256)),
+            )
+        });
         self.listeners
             .iter()
             .map(|l| l.local_endpoint())
             .chain(http)
+            .chain(quic)
             .collect()
     }
 
@@ -191,8 +208,17 @@ impl Server {
             };
             tasks.spawn(accept_loop(acceptor).instrument(span));
         }
+        let quic = self.quic.map(|(endpoint, _)| endpoint);
+        if let Some(endpoint) = &quic {
+            let gateway = QuicGateway::new(self.gateway.service.clone());
+            let span = tracing::info_span!("listener", endpoint = %quic_url(endpoint));
+            tasks.spawn(gateway.serve(endpoint.clone()).instrument(span));
+        }
         shutdown.await;
         tracing::info!("shutting down");
+        if let Some(endpoint) = &quic {
+            endpoint.close(gtl_transport_quic::close_code::DONE.into(), b"server shutting down");
+        }
         // Dropping the accept loops closes the listeners and their
         // connections (however much they have unread); then the sessions
         // are written out for a restart.
@@ -208,6 +234,36 @@ impl Server {
             ),
         }
     }
+}
+
+/// Binds native QUIC with the data dir's certificate (created on first
+/// start).
+fn bind_quic(
+    config: &Config,
+    service: &Arc<CallService>,
+) -> Result<(quinn::Endpoint, [u8; 32]), ServerError> {
+    let addr = config.listen.quic.addr;
+    let bind_error = |message: String| ServerError::Bind {
+        endpoint: format!("quic://{addr}"),
+        source: TransportError::Io(std::io::Error::other(message)),
+    };
+    let certificate =
+        LocalCertificate::load_or_create(&config.data_dir).map_err(|e| bind_error(e.to_string()))?;
+    let gateway = QuicGateway::new(service.clone());
+    let server_config = gateway
+        .server_config(vec![certificate.cert], certificate.key)
+        .map_err(|e| bind_error(e.to_string()))?;
+    let endpoint = quinn::Endpoint::server(server_config, addr).map_err(|e| ServerError::Bind {
+        endpoint: format!("quic://{addr}"),
+        source: e.into(),
+    })?;
+    Ok((endpoint, certificate.sha256))
+}
+
+fn quic_url(endpoint: &quinn::Endpoint) -> String {
+    endpoint
+        .local_addr()
+        .map_or_else(|_| "quic://?".into(), |a| format!("quic://{a}"))
 }
 
 /// A listener and what serves its connections.

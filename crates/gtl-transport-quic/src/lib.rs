@@ -67,6 +67,12 @@ pub use client::QuicConnector;
 pub use server::QuicGateway;
 pub use tls::{QuicError, cert_sha256};
 
+/// A certificate's validity period, `(notBefore, notAfter)` in Unix
+/// seconds; `None` when it cannot be read.
+pub fn cert_validity(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<(i64, i64)> {
+    validity::validity(cert.as_ref())
+}
+
 /// The ALPN protocol id of GTL over QUIC.
 pub const ALPN: &[u8] = b"gtl/1";
 

@@ -4,9 +4,15 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "client")]
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::CryptoProvider;
+#[cfg(feature = "client")]
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::CertificateDer;
+#[cfg(feature = "client")]
+use rustls::pki_types::{ServerName, UnixTime};
+#[cfg(feature = "client")]
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest as _, Sha256};
 
@@ -99,12 +105,14 @@ pub(crate) fn roots_verifier(
 /// Trust in exactly one certificate, named by its SHA-256 (pinning, as
 /// browsers' `serverCertificateHashes` do): the name and the issuer do not
 /// matter, the handshake signature still must verify with its key.
+#[cfg(feature = "client")]
 #[derive(Debug)]
 pub(crate) struct PinnedCert {
     sha256: [u8; 32],
     algorithms: WebPkiSupportedAlgorithms,
 }
 
+#[cfg(feature = "client")]
 impl PinnedCert {
     pub(crate) fn new(sha256: [u8; 32]) -> Self {
         Self {
@@ -114,6 +122,7 @@ impl PinnedCert {
     }
 }
 
+#[cfg(feature = "client")]
 impl ServerCertVerifier for PinnedCert {
     fn verify_server_cert(
         &self,

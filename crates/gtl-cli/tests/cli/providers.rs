@@ -106,6 +106,7 @@ async fn gtl_chat_streams_from_every_provider_through_the_server() {
         config.listen.uds.path = dir.path().join("gtl.sock");
         config.listen.tcp.enabled = false;
         config.listen.http.enabled = false;
+        config.listen.quic.enabled = false;
         let server = gtl_server::Server::bind(&config, registry(&env))
             .await
             .unwrap();

@@ -135,6 +135,7 @@ pub(crate) fn config_for(dir: &std::path::Path) -> Config {
     config.listen.uds.path = dir.join("gtl.sock");
     config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
     config
 }
 
