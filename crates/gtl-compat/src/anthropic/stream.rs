@@ -45,7 +45,10 @@ use crate::{ErrorReply, Flow, write};
 pub struct StreamEncoder {
     id: String,
     model: String,
+    /// Whether any byte was written (a keep-alive counts).
     started: bool,
+    /// Whether the answer's opening (message_start) was written.
+    opened: bool,
     finished: bool,
     /// The index the next content block gets.
     next_block: u32,
@@ -62,6 +65,7 @@ impl StreamEncoder {
             id: message_id(session_id),
             model: model.to_owned(),
             started: false,
+            opened: false,
             finished: false,
             next_block: 0,
             open_text: None,
@@ -158,9 +162,10 @@ impl StreamEncoder {
     }
 
     fn start<B: BufMut>(&mut self, out: &mut B) {
-        if self.started {
+        if self.opened {
             return;
         }
+        self.opened = true;
         self.started = true;
         let start = MessageStart {
             kind: "message_start",

@@ -46,7 +46,10 @@ pub struct StreamEncoder {
     model: String,
     created: u64,
     include_usage: bool,
+    /// Whether any byte was written (a keep-alive counts).
     started: bool,
+    /// Whether the answer's opening (role chunk) was written.
+    opened: bool,
     finished: bool,
     next_tool_index: u32,
     usage: Usage,
@@ -63,6 +66,7 @@ impl StreamEncoder {
             created,
             include_usage,
             started: false,
+            opened: false,
             finished: false,
             next_tool_index: 0,
             usage: Usage::default(),
@@ -143,7 +147,8 @@ impl StreamEncoder {
     }
 
     fn start<B: BufMut>(&mut self, out: &mut B) {
-        if !self.started {
+        if !self.opened {
+            self.opened = true;
             self.started = true;
             self.chunk(
                 out,
