@@ -233,16 +233,17 @@ fn assistant(object: &Object<'_, '_>, message: &mut Message) -> Result<(), Diale
             .map(|(i, call)| tool_call(call, &path.index(i)))
             .collect::<Result<_, _>>()?;
     }
-    // Content may be left out next to tool calls.
-    message.content = if object.get("content").is_some() || message.tool_calls.is_empty() {
+    let refusal = object.str("refusal")?.filter(|r| !r.is_empty());
+    // Content may be left out next to tool calls or a refusal.
+    message.content = if object.get("content").is_some()
+        || (message.tool_calls.is_empty() && refusal.is_none())
+    {
         Some(content(object, Allowed::TextAndRefusals)?)
     } else {
         None
     };
     // A refusal the model gave earlier is context like any other text.
-    if let Some(refusal) = object.str("refusal")?
-        && !refusal.is_empty()
-    {
+    if let Some(refusal) = refusal {
         append_text(&mut message.content, refusal);
     }
     Ok(())
