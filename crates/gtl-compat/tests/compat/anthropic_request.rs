@@ -9,7 +9,7 @@ use crate::openai_request::{PNG, call, parts, png_bytes, text, tool_result};
 use crate::spec;
 
 /// A request that uses every field the dialect maps.
-fn full_body() -> Value {
+pub(crate) fn full_body() -> Value {
     json!({
         "model": "anthropic/claude-sonnet-4-5",
         "max_tokens": 2048,

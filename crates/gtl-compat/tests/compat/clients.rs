@@ -161,6 +161,7 @@ pub(crate) fn read_anthropic<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> 
     // Per block index: its type and whether it is open.
     let mut blocks: Vec<(String, bool)> = Vec::new();
     let mut tool_of_block: Vec<Option<usize>> = Vec::new();
+    let mut counts = serde_json::json!({});
     for chunk in chunks {
         sse.feed(chunk, |name, data| {
             assert!(!answer.ended, "an event after message_stop");
@@ -170,13 +171,24 @@ pub(crate) fn read_anthropic<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> 
             if name != "message_start" && name != "ping" {
                 assert!(started, "`{name}` before message_start");
             }
-            let usage_of = |usage: &Value| {
+            // Counts in `message_delta` replace those of `message_start`
+            // that they name, as the SDKs merge them.
+            let mut usage_of = |usage: &Value| {
+                for (key, value) in usage.as_object().into_iter().flatten() {
+                    if value.is_u64() {
+                        counts[key.as_str()] = value.clone();
+                    }
+                }
                 let (input, written, read) = (
-                    u64_at(usage, "input_tokens"),
-                    u64_at(usage, "cache_creation_input_tokens"),
-                    u64_at(usage, "cache_read_input_tokens"),
+                    u64_at(&counts, "input_tokens"),
+                    u64_at(&counts, "cache_creation_input_tokens"),
+                    u64_at(&counts, "cache_read_input_tokens"),
                 );
-                (input + written + read, u64_at(usage, "output_tokens"), read)
+                (
+                    input + written + read,
+                    u64_at(&counts, "output_tokens"),
+                    read,
+                )
             };
             match name {
                 "message_start" => {

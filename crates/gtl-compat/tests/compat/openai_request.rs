@@ -63,7 +63,7 @@ pub(crate) fn png_bytes() -> Vec<u8> {
 }
 
 /// A request that uses every field the dialect maps.
-fn full_body() -> Value {
+pub(crate) fn full_body() -> Value {
     json!({
         "model": "openai/gpt-4o",
         "messages": [
