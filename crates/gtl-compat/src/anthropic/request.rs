@@ -194,6 +194,10 @@ fn conversation(body: &Object<'_, '_>) -> Result<Vec<Message>, DialectError> {
             }
         }
     }
+    if out.is_empty() {
+        // Every turn held only thinking blocks, which are dropped.
+        return Err(path.invalid("holds nothing but thinking blocks, which GTL does not carry"));
+    }
     Ok(out)
 }
 

@@ -40,7 +40,10 @@ use crate::{ErrorReply, Flow, write};
 ///
 /// Nothing is written before the first output, so an error that comes
 /// first is returned as [`Flow::Reject`] for the route to answer with a
-/// proper status. Per event it writes only into the caller's buffer.
+/// proper status. Per event it writes only into the caller's buffer (a
+/// tool call id outside Anthropic's alphabet, `^[a-zA-Z0-9_-]+$`, is the
+/// one exception: it is rewritten, `_` for each other character, into a
+/// new string).
 #[derive(Debug, Clone)]
 pub struct StreamEncoder {
     id: String,
