@@ -15,7 +15,7 @@ use std::time::Duration;
 pub enum DialectError {
     /// The body is not JSON.
     #[error("the request body is not valid JSON: {0}")]
-    Json(#[source] serde_json::Error),
+    Json(#[source] JsonError),
     /// The body is JSON, but not an object.
     #[error("the request body must be a JSON object")]
     NotAnObject,
@@ -53,6 +53,17 @@ impl DialectError {
             | Self::Invalid { param, .. }
             | Self::Unsupported { param, .. } => Some(param),
         }
+    }
+}
+
+/// Why a body is not JSON: the parser's message, with line and column.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct JsonError(serde_json::Error);
+
+impl JsonError {
+    pub(crate) fn new(error: serde_json::Error) -> Self {
+        Self(error)
     }
 }
 

@@ -8,6 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::DialectError;
+use crate::error::JsonError;
 
 /// How a dialect writes a field path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +138,7 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, DialectErr
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(DialectError::NotAnObject),
-        Err(error) => Err(DialectError::Json(error)),
+        Err(error) => Err(DialectError::Json(JsonError::new(error))),
     }
 }
 

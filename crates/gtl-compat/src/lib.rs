@@ -56,7 +56,7 @@ mod models;
 pub mod openai;
 mod write;
 
-pub use error::{DialectError, ErrorReply};
+pub use error::{DialectError, ErrorReply, JsonError};
 
 /// What the route does after feeding an event to a stream encoder.
 #[derive(Debug, Clone, PartialEq, Eq)]
