@@ -40,7 +40,18 @@ done
 seed sse_parser "\\377$whole" "\\020$cut" \
     "$recorded"/*/*.sse "$handmade"/*/*.sse
 
+# The dialect request targets take a body as it is: a few requests.
+mkdir -p corpus/compat_openai corpus/compat_anthropic
+printf '%s' '{"model":"m","messages":[{"role":"user","content":"hi"}]}' \
+    >corpus/compat_openai/seed-minimal.json
+printf '%s' '{"model":"openai/gpt-4o","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":64,"temperature":0.5,"stop":["END"],"messages":[{"role":"developer","content":"Be brief."},{"role":"user","name":"ada","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"low"}}]},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"look","arguments":"{\"q\":1}"}}]},{"role":"tool","tool_call_id":"call_1","content":[{"type":"text","text":"a cat"}]}],"tools":[{"type":"function","function":{"name":"look","parameters":{"type":"object"}}}],"tool_choice":"auto","metadata":{"k":"v"},"user":"u"}' \
+    >corpus/compat_openai/seed-full.json
+printf '%s' '{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}' \
+    >corpus/compat_anthropic/seed-minimal.json
+printf '%s' '{"model":"anthropic/claude","max_tokens":64,"stream":true,"system":[{"type":"text","text":"Be brief."}],"stop_sequences":["END"],"messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}}]},{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"s"},{"type":"tool_use","id":"toolu_1","name":"look","input":{"q":1}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"a cat"},{"type":"text","text":"Thanks"}]}],"tools":[{"name":"look","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"},"metadata":{"user_id":"u"}}' \
+    >corpus/compat_anthropic/seed-full.json
+
 for target in sse_parser provider_openai provider_anthropic provider_gemini \
-    provider_ollama provider_bedrock; do
+    provider_ollama provider_bedrock compat_openai compat_anthropic; do
     echo "corpus/$target: $(ls "corpus/$target" | wc -l) files"
 done
