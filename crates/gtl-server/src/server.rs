@@ -217,7 +217,10 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down");
         if let Some(endpoint) = &quic {
-            endpoint.close(gtl_transport_quic::close_code::DONE.into(), b"server shutting down");
+            endpoint.close(
+                gtl_transport_quic::close_code::DONE.into(),
+                b"server shutting down",
+            );
         }
         // Dropping the accept loops closes the listeners and their
         // connections (however much they have unread); then the sessions
@@ -247,8 +250,8 @@ fn bind_quic(
         endpoint: format!("quic://{addr}"),
         source: TransportError::Io(std::io::Error::other(message)),
     };
-    let certificate =
-        LocalCertificate::load_or_create(&config.data_dir).map_err(|e| bind_error(e.to_string()))?;
+    let certificate = LocalCertificate::load_or_create(&config.data_dir)
+        .map_err(|e| bind_error(e.to_string()))?;
     let gateway = QuicGateway::new(service.clone());
     let server_config = gateway
         .server_config(vec![certificate.cert], certificate.key)

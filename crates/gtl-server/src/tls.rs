@@ -81,7 +81,11 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn generate() -> Result<(String, String), String> {
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| e.to_string())?;
     let now = SystemTime::now();
     // A little slack for clocks that are behind.
@@ -90,8 +94,8 @@ fn generate() -> Result<(String, String), String> {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "gtl-server (self-signed)");
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| e.to_string())?;
+    let key =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -145,6 +149,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("tls")).unwrap();
         std::fs::write(dir.path().join("tls/cert.pem"), "garbage").unwrap();
         let created = LocalCertificate::load_or_create(dir.path()).unwrap();
-        assert_eq!(created.sha256, gtl_transport_quic::cert_sha256(&created.cert));
+        assert_eq!(
+            created.sha256,
+            gtl_transport_quic::cert_sha256(&created.cert)
+        );
     }
 }

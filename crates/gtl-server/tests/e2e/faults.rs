@@ -4,7 +4,7 @@ use gtl_client::proto::{Body, ErrorCode, Frame};
 
 use crate::harness::{Gateway, Raw, Transport, echo};
 
-crate::per_transport!(malformed_and_oversized_frames, unsupported_version);
+crate::per_framed_transport!(malformed_and_oversized_frames, unsupported_version);
 
 const MAX_FRAME: usize = 64 * 1024;
 

@@ -25,6 +25,12 @@ pub(crate) enum Transport {
     Stdio,
     /// WebSocket on the HTTP port.
     Ws,
+    /// The HTTP port's routes, with SSE streams (the client's bridge).
+    Sse,
+    /// gRPC (`Pipe`) on the HTTP port, h2c.
+    Grpc,
+    /// Native QUIC, trusting the server's certificate by its hash.
+    Quic,
 }
 
 /// A running gateway.
@@ -35,6 +41,8 @@ pub(crate) struct Gateway {
     pub(crate) tcp: String,
     /// `http://127.0.0.1:PORT`.
     pub(crate) http: String,
+    /// `quic://127.0.0.1:PORT?cert_sha256=…`.
+    pub(crate) quic: String,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<()>>,
 }
@@ -86,6 +94,11 @@ impl Gateway {
             .find(|e| e.starts_with("http:"))
             .unwrap()
             .clone();
+        let quic = endpoints
+            .iter()
+            .find(|e| e.starts_with("quic:"))
+            .unwrap()
+            .clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -96,6 +109,7 @@ impl Gateway {
             uds,
             tcp,
             http,
+            quic,
             stop: Some(stop),
             serving: Some(serving),
         }
@@ -113,13 +127,21 @@ impl Gateway {
         match transport {
             Transport::Uds => self.uds.clone(),
             Transport::Tcp => self.tcp.clone(),
-            Transport::Ws => format!("ws://{}/gtl/v1/ws", self.http.trim_start_matches("http://")),
+            Transport::Ws => format!("ws://{}/gtl/v1/ws", self.http_addr()),
+            Transport::Sse => format!("sse://{}", self.http_addr()),
+            Transport::Grpc => format!("grpc://{}", self.http_addr()),
+            Transport::Quic => self.quic.clone(),
             Transport::Stdio => format!(
                 "stdio://{} --stdio --config {}",
                 env!("CARGO_BIN_EXE_gtl-server"),
                 self.dir.path().join("stdio.toml").display()
             ),
         }
+    }
+
+    /// The HTTP port's `host:port`.
+    pub(crate) fn http_addr(&self) -> &str {
+        self.http.trim_start_matches("http://")
     }
 
     pub(crate) async fn client(&self, transport: Transport) -> Client {
@@ -295,6 +317,9 @@ impl Raw {
                 let r = child.stdout.take().unwrap();
                 let w = child.stdin.take().unwrap();
                 (Box::new(r), Box::new(w), Some(child))
+            }
+            Transport::Sse | Transport::Grpc | Transport::Quic => {
+                panic!("{transport:?} does not carry raw framed bytes")
             }
         };
         Self {

@@ -207,6 +207,46 @@ async fn websocket_cut_resumes_over_websocket() {
     );
 }
 
+/// One stream across three transports: it starts on gRPC, is cut, resumes
+/// on WebSocket, is cut again, and finishes over SSE; the caller sees the
+/// provider's events exactly once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_moves_from_grpc_to_websocket_to_sse() {
+    let gateway = Gateway::start().await;
+    let http = gateway.http.replace("http://", "tcp://");
+    let grpc = Proxy::tcp(&http).await;
+    let ws = Proxy::tcp(&http).await;
+    let grpc_url = grpc.endpoint.replace("tcp://", "grpc://");
+    let ws_url = format!("{}/gtl/v1/ws", ws.endpoint.replace("tcp://", "ws://"));
+    let sse_url = gateway.endpoint(crate::harness::Transport::Sse);
+    let endpoints = [grpc_url.clone(), ws_url.clone(), sse_url.clone()];
+    let client = connect(ConnectOpts::new(endpoints).with_reconnect(patient()))
+        .await
+        .unwrap();
+    assert_eq!(client.endpoint(), grpc_url);
+
+    let request = echo(
+        "across three transports",
+        &[("tokens", "600"), ("delay_ms", "1")],
+    );
+    let mut events = client.stream(request.clone()).await.unwrap();
+    let mut all = take(&mut events, 25).await;
+    grpc.cut(Cut::Everything);
+    all.extend(take(&mut events, 25).await);
+    assert_eq!(client.endpoint(), ws_url, "resumed on the WebSocket");
+    ws.cut(Cut::Everything);
+    let (rest, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(client.endpoint(), sse_url, "finished over SSE");
+    all.extend(rest);
+    assert_contiguous(&all);
+    assert_eq!(
+        bodies(&all),
+        expected(&request).await,
+        "no loss, no duplicate"
+    );
+}
+
 /// The server restarts between the cut and the resume: what was persisted
 /// is replayed, and the generation the restart cut ends with a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
