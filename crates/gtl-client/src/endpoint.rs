@@ -91,10 +91,11 @@ impl Remote {
             #[cfg(feature = "grpc")]
             Self::Grpc => Ok(Box::new(gtl_transport_grpc::GrpcConnector::new(url)?)),
             #[cfg(feature = "quic")]
-            Self::Quic => Ok(Box::new(
-                gtl_transport_quic::QuicConnector::new(url)
-                    .map_err(|e| endpoint_error(e.to_string()))?,
-            )),
+            Self::Quic => {
+                let connector = gtl_transport_quic::QuicConnector::new(url)
+                    .map_err(|e| endpoint_error(e.to_string()))?;
+                Ok(Box::new(local_quic_trust(connector)))
+            }
             #[allow(unreachable_patterns, reason = "every variant's feature may be on")]
             _ => Err(endpoint_error("not in this build".into())),
         }
@@ -262,6 +263,30 @@ impl fmt::Display for Endpoint {
             Self::Tcp(addr) => write!(f, "tcp://{addr}"),
             Self::Remote(_, url) => f.write_str(url),
             Self::Embedded => f.write_str("embedded://"),
+        }
+    }
+}
+
+/// A loopback `quic://` URL without a pin trusts the local gateway's own
+/// certificate (`<data dir>/tls/cert.pem`, created by gtl-server on first
+/// start) when this user can read it, so `quic://127.0.0.1:7302` just
+/// works on the gateway's host; otherwise the system's roots decide.
+#[cfg(feature = "quic")]
+fn local_quic_trust(
+    connector: gtl_transport_quic::QuicConnector,
+) -> gtl_transport_quic::QuicConnector {
+    if connector.is_pinned() || !connector.is_loopback() {
+        return connector;
+    }
+    let cert = default_data_dir().join("tls/cert.pem");
+    if !cert.is_file() {
+        return connector;
+    }
+    match connector.clone().with_pinned_cert_file(&cert) {
+        Ok(pinned) => pinned,
+        Err(e) => {
+            tracing::debug!("not trusting the local certificate: {e}");
+            connector
         }
     }
 }

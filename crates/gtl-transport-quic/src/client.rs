@@ -90,6 +90,33 @@ impl QuicConnector {
         self
     }
 
+    /// Pins the certificate in the PEM file at `path`, e.g. a local
+    /// gtl-server's `<data dir>/tls/cert.pem`.
+    pub fn with_pinned_cert_file(self, path: &std::path::Path) -> Result<Self, QuicError> {
+        use rustls::pki_types::pem::PemObject as _;
+        let cert = CertificateDer::from_pem_file(path).map_err(|e| QuicError::Endpoint {
+            endpoint: self.url.clone(),
+            reason: format!("cannot read the certificate {}: {e}", path.display()),
+        })?;
+        let sha256 = crate::cert_sha256(&cert);
+        Ok(self.with_cert_sha256(sha256))
+    }
+
+    /// Whether the URL pins a certificate itself (`?cert_sha256=`).
+    pub fn is_pinned(&self) -> bool {
+        self.url.contains("?cert_sha256=")
+    }
+
+    /// Whether the host is this machine (`localhost` or a loopback
+    /// address).
+    pub fn is_loopback(&self) -> bool {
+        self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// Connects from `endpoint` (its UDP socket) instead of a new one per
     /// connection: connections can share a socket, and whoever holds the
     /// endpoint can move it to another address

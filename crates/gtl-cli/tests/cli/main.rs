@@ -3,4 +3,5 @@
 
 mod providers;
 mod resume;
+mod transports;
 mod usage;

@@ -1,0 +1,64 @@
+//! `gtl chat --endpoint` over each network transport of a real gateway,
+//! as a new user would point it at the default server.
+
+use std::process::Command;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtl_chat_works_over_every_network_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut config = gtl_server::Config::default();
+    config.set_data_dir(data_dir.clone());
+    config.listen.uds.path = dir.path().join("gtl.sock");
+    config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
+    let registry = gtl_server::default_registry(&config).unwrap();
+    let server = gtl_server::Server::bind(&config, registry).await.unwrap();
+    let endpoints = server.endpoints();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let find = |scheme: &str| {
+        endpoints
+            .iter()
+            .find(|e| e.starts_with(scheme))
+            .unwrap()
+            .clone()
+    };
+    let http = find("http://").trim_start_matches("http://").to_owned();
+    // Without the pin: the CLI trusts the local gateway's certificate from
+    // its data dir.
+    let quic = find("quic://");
+    let quic = quic.split('?').next().unwrap().to_owned();
+    let urls = [
+        format!("ws://{http}"),
+        format!("sse://{http}"),
+        format!("http://{http}"),
+        format!("grpc://{http}"),
+        quic,
+        find("tcp://"),
+    ];
+    for url in urls {
+        let data_dir = data_dir.clone();
+        let endpoint = url.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_gtl"))
+                .args(["chat", "--endpoint", &endpoint, "hello over the network"])
+                .env_remove("GTL_ENDPOINT")
+                .env("GTL_DATA_DIR", data_dir)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{url}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "hello over the network\n",
+            "{url}"
+        );
+    }
+}
