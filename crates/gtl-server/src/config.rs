@@ -85,6 +85,9 @@ pub struct Http {
     pub enabled: bool,
     /// Address and port; keep it on loopback unless auth is configured.
     pub addr: SocketAddr,
+    /// Allow a non-loopback `addr` without TLS (cleartext on a network:
+    /// only behind a TLS-terminating proxy on the same host).
+    pub insecure: bool,
 }
 
 /// The Unix socket listener.
@@ -107,6 +110,8 @@ pub struct Tcp {
     pub enabled: bool,
     /// Address and port; keep it on loopback unless auth is configured.
     pub addr: SocketAddr,
+    /// Allow a non-loopback `addr` without TLS (see [`Http::insecure`]).
+    pub insecure: bool,
 }
 
 /// Authentication settings.
@@ -184,10 +189,12 @@ impl Default for Config {
                 tcp: Tcp {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_TCP_PORT)),
+                    insecure: false,
                 },
                 http: Http {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+                    insecure: false,
                 },
                 quic: Quic {
                     enabled: true,
@@ -278,6 +285,19 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+    /// A cleartext listener would be reachable from the network.
+    #[error(
+        "[listen.{listener}] addr = \"{addr}\" is not a loopback address, and this listener has no \
+         TLS: clients' credentials and conversations would cross the network in cleartext. Bind it \
+         to 127.0.0.1 (the QUIC listener is always TLS), or set [listen.{listener}] insecure = true \
+         if a TLS-terminating proxy on this host is its only client"
+    )]
+    Cleartext {
+        /// `tcp` or `http`.
+        listener: &'static str,
+        /// The address.
+        addr: SocketAddr,
+    },
     /// The file is not valid configuration.
     #[error("invalid config file {path}: {source}")]
     Parse {
@@ -315,6 +335,31 @@ impl Config {
             config.listen.uds.path = default_socket_path(&config.data_dir);
         }
         Ok(config)
+    }
+
+    /// Refuses what must not run: a cleartext listener reachable from the
+    /// network without `insecure = true`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let listeners = [
+            (
+                "tcp",
+                self.listen.tcp.enabled,
+                self.listen.tcp.addr,
+                self.listen.tcp.insecure,
+            ),
+            (
+                "http",
+                self.listen.http.enabled,
+                self.listen.http.addr,
+                self.listen.http.insecure,
+            ),
+        ];
+        for (listener, enabled, addr, insecure) in listeners {
+            if enabled && !insecure && !addr.ip().is_loopback() {
+                return Err(ConfigError::Cleartext { listener, addr });
+            }
+        }
+        Ok(())
     }
 
     /// The effective configuration as TOML.
@@ -388,6 +433,26 @@ fn default_socket_path(data_dir: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_cleartext_listener_on_the_network_needs_insecure() {
+        let open = Config::from_toml("[listen.http]\naddr = \"0.0.0.0:7300\"\n").unwrap();
+        let err = open.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("[listen.http]") && err.contains("insecure = true"),
+            "{err}"
+        );
+        let tcp = Config::from_toml("[listen.tcp]\naddr = \"[::]:7301\"\n").unwrap();
+        assert!(tcp.validate().is_err());
+        let allowed =
+            Config::from_toml("[listen.http]\naddr = \"0.0.0.0:7300\"\ninsecure = true\n").unwrap();
+        allowed.validate().unwrap();
+        let disabled =
+            Config::from_toml("[listen.tcp]\nenabled = false\naddr = \"0.0.0.0:7301\"\n").unwrap();
+        disabled.validate().unwrap();
+        Config::default().validate().unwrap();
+    }
+
     use super::*;
 
     #[test]

@@ -33,6 +33,9 @@ pub enum ServerError {
         /// Why it failed.
         source: TransportError,
     },
+    /// The configuration cannot be served (see [`Config::validate`]).
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
     /// The session store could not be opened.
     #[error("cannot open the session store {path}: {message}")]
     Store {
@@ -84,6 +87,7 @@ impl Server {
     /// Opens the session store, restores persisted sessions and binds the
     /// configured listeners. Must run inside a tokio runtime.
     pub async fn bind(config: &Config, registry: Registry) -> Result<Self, ServerError> {
+        config.validate()?;
         let store: Arc<dyn SessionStore> = if config.sessions.persist {
             let path = config.data_dir.join("sessions.redb");
             let opened = std::fs::create_dir_all(&config.data_dir)
