@@ -139,7 +139,12 @@ fn render(micro: &str, e2e: &str) -> String {
          Latency: 2,000 sequential `chat.complete` calls after 100 warm-up calls.\n\
          Concurrent: 200 streams of 200 tokens at once on the same connection.\n\
          Sessions are persisted to redb as in the default configuration (embedded\n\
-         mode keeps them in memory, as it does by default).\n\n\
+         mode keeps them in memory, as it does by default). A persisted call is\n\
+         acknowledged only after its session is committed to disk (redb, fsync), so\n\
+         `chat.complete` latency on the persisted rows is mostly that commit; the\n\
+         in-memory rows show the transport and engine alone. SSE is HTTP/1.1: every\n\
+         concurrent stream is its own request, so its concurrent row pays a\n\
+         connection per stream.\n\n\
          {e2e}"
     )
 }
