@@ -43,6 +43,23 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
     /// [`Phase::BeforeFirstToken`], so a router may fail over. Errors after
     /// the stream started are its final `error` event.
     async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError>;
+
+    /// How many input tokens `request` is, counted as the provider counts
+    /// them for billing, without generating anything.
+    ///
+    /// Providers without a way to count answer `INVALID_REQUEST` (the
+    /// default): an estimate from another tokenizer would be a wrong
+    /// number presented as the provider's.
+    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
+        Err(ProviderError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "provider `{}` cannot count tokens for `{}`: send the request and read its usage",
+                self.name(),
+                request.model
+            ),
+        ))
+    }
 }
 
 /// Runs `request` on `provider` and aggregates its events into one answer.

@@ -133,6 +133,11 @@ impl Provider for EchoProvider {
         })
     }
 
+    /// The `tokens_in` its answer would report: whitespace-separated words.
+    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
+        Ok(tokens_in(&request))
+    }
+
     async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         match Plan::new(&request) {
             Ok(plan) => {
@@ -313,11 +318,7 @@ impl Plan {
         // Like a model, answer a tool result with text rather than calling
         // the tool again.
         let answering_tool = last.is_some_and(|message| message.role() == Role::Tool);
-        let tokens_in = request
-            .messages
-            .iter()
-            .map(|m| word_count(&message_text(m)))
-            .sum::<usize>() as u64;
+        let tokens_in = tokens_in(request);
 
         let (output, available) = if let Some(name) = knobs.tool_call.filter(|_| !answering_tool) {
             let arguments = serde_json::json!({ "text": text }).to_string();
@@ -401,6 +402,14 @@ fn message_text(message: &Message) -> String {
             })
             .collect(),
     }
+}
+
+fn tokens_in(request: &CompletionRequest) -> u64 {
+    request
+        .messages
+        .iter()
+        .map(|m| word_count(&message_text(m)))
+        .sum::<usize>() as u64
 }
 
 fn word_count(text: &str) -> usize {

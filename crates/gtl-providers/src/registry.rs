@@ -51,6 +51,13 @@ impl Registry {
         self.providers.get(name)
     }
 
+    /// The aliases, `(alias, "provider/model")`, sorted by alias.
+    pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.aliases
+            .iter()
+            .map(|(alias, target)| (alias.as_str(), target.as_str()))
+    }
+
     /// Names of the providers, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(String::as_str)

@@ -43,6 +43,23 @@ impl Authenticator {
         Self { trust_same_host }
     }
 
+    /// Authenticates a caller of the OpenAI- or Anthropic-compatible
+    /// routes from its peer and its API key (`Authorization: Bearer …` or
+    /// `x-api-key`).
+    ///
+    /// Those SDKs refuse to send a request without a key, and users often
+    /// leave their real provider key in the environment: until this server
+    /// verifies GTL tokens, a same-host caller's key is ignored (never
+    /// checked, logged or forwarded), so any value or none works there, as
+    /// on the native transports without a token.
+    pub fn authenticate_api_key(
+        &self,
+        peer: &PeerInfo,
+        _key: &str,
+    ) -> Result<Principal, AuthError> {
+        self.authenticate(peer, "")
+    }
+
     /// Authenticates a connection from its peer and the hello's token.
     pub fn authenticate(&self, peer: &PeerInfo, token: &str) -> Result<Principal, AuthError> {
         if !token.is_empty() {

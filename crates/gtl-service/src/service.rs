@@ -193,6 +193,13 @@ impl CallService {
         Ok(self.auth.authenticate(peer, token)?)
     }
 
+    /// [`authenticate`](Self::authenticate) for the compatible APIs, whose
+    /// SDKs always send an API key (see
+    /// [`Authenticator::authenticate_api_key`]).
+    pub fn authenticate_api_key(&self, peer: &PeerInfo, key: &str) -> Result<Principal, CallError> {
+        Ok(self.auth.authenticate_api_key(peer, key)?)
+    }
+
     /// A memory budget for one connection's undelivered events.
     pub fn connection_budget(&self) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget::new(self.limits.connection_memory))
@@ -268,6 +275,32 @@ impl CallService {
             ));
         }
         Ok(self.registry.models(provider).await)
+    }
+
+    /// The configured aliases, `(alias, "provider/model")`, sorted by alias.
+    pub fn aliases(&self) -> Vec<(String, String)> {
+        self.registry
+            .aliases()
+            .map(|(alias, target)| (alias.to_owned(), target.to_owned()))
+            .collect()
+    }
+
+    /// How many input tokens `request` would be, as its provider counts
+    /// them; `INVALID_REQUEST` when that provider cannot count. Nothing is
+    /// generated and no session is created.
+    pub async fn count_tokens(
+        &self,
+        principal: &Principal,
+        mut request: CompletionRequest,
+    ) -> Result<u64, CallError> {
+        let provider = self.registry.resolve(&mut request)?;
+        tracing::debug!(
+            subject = %principal.subject,
+            provider = %request.provider,
+            model = %request.model,
+            "count tokens"
+        );
+        Ok(provider.count_tokens(request).await?)
     }
 
     fn lock_connections(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<String, usize>)> {

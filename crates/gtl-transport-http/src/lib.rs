@@ -15,7 +15,11 @@
 //!   (or `?resume_token=`);
 //! - `POST /gtl/v1/sessions/{id}/input` and `…/cancel`;
 //! - `GET /gtl/v1/models`;
-//! - `GET /gtl/v1/ws`: the WebSocket transport (`gtl-transport-ws`).
+//! - `GET /gtl/v1/ws`: the WebSocket transport (`gtl-transport-ws`);
+//! - the OpenAI- and Anthropic-compatible APIs (`POST /v1/chat/completions`,
+//!   `POST /v1/messages`, `POST /v1/messages/count_tokens`,
+//!   `GET /v1/models[/{id}]`), translated by `gtl-compat`, each call an
+//!   ordinary GTL session named in the `gtl-session-id` header.
 //!
 //! Every route is a thin translation to the call service; errors are the
 //! protocol's `error` frame as JSON with the code's HTTP status. The
@@ -46,6 +50,8 @@
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "server")]
+mod compat;
+#[cfg(feature = "server")]
 mod gateway;
 #[cfg(feature = "server")]
 mod grpc;
@@ -60,6 +66,8 @@ mod ws;
 
 #[cfg(feature = "client")]
 pub use client::HttpConnector;
+#[cfg(feature = "server")]
+pub use compat::SESSION_HEADER;
 #[cfg(feature = "server")]
 pub use gateway::HttpGateway;
 #[cfg(feature = "server")]

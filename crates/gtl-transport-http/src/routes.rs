@@ -68,6 +68,10 @@ async fn route(
     if method == Method::GET && path == gtl_transport_ws::DEFAULT_PATH {
         return Ok(crate::ws::upgrade(service.clone(), peer.clone(), request));
     }
+    if crate::compat::is_compat(&path) {
+        // Errors in the dialect's shape, not the protocol's.
+        return Ok(crate::compat::route(service, peer, request).await);
+    }
     if method == Method::POST && path == crate::HELLO_PATH {
         // The hello carries its own credential, as on framed transports.
         return hello(service, peer, request).await;

@@ -210,4 +210,44 @@ impl Provider for AnthropicProvider {
             self.client.events(response, unary, StreamMeta::default())
         })
     }
+
+    /// `POST {base}/v1/messages/count_tokens` with the request's messages,
+    /// system and tools (the API takes no `max_tokens`, sampling or stop
+    /// fields there).
+    async fn count_tokens(&self, mut request: CompletionRequest) -> Result<u64, ProviderError> {
+        request.model = self.config.resolve_model(&request.model).to_owned();
+        let mut body = request::build(&request, false)?;
+        if let Some(fields) = body.as_object_mut() {
+            for unused in [
+                "max_tokens",
+                "stop_sequences",
+                "temperature",
+                "top_p",
+                "stream",
+            ] {
+                fields.remove(unused);
+            }
+        }
+        let body = serde_json::to_vec(&body).map_err(|e| {
+            ProviderError::new(
+                ErrorCode::Internal,
+                format!("cannot encode the request: {e}"),
+            )
+        })?;
+        let url = format!("{}/count_tokens", self.url);
+        let response = self.client.post(&url, self.headers()?, body).await?;
+        let body = self.client.read_limited(response, 64 * 1024).await;
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|answer| answer.get("input_tokens")?.as_u64())
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ErrorCode::ProviderError,
+                    format!(
+                        "{}: the token count answer has no `input_tokens`",
+                        self.config.name
+                    ),
+                )
+            })
+    }
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 #[cfg(feature = "client")]
 mod bridge;
 mod calls;
+mod compat;
 mod errors;
 mod grpc;
 mod grpc_web;
@@ -30,6 +31,11 @@ pub(crate) async fn start() -> String {
 pub(crate) async fn start_with(limits: ConnectionLimits) -> String {
     let mut registry = Registry::new();
     registry.add(Arc::new(EchoProvider::new()));
+    start_serving(registry, limits).await
+}
+
+/// A gateway routing with `registry`.
+pub(crate) async fn start_serving(registry: Registry, limits: ConnectionLimits) -> String {
     // Persisted (to memory) as by default: events wait for their commit.
     let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
     let service = CallService::new(engine, registry, Authenticator::new(true), limits);
