@@ -101,7 +101,13 @@ async fn chat(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ErrorReply> {
     let body = read_body(service, dialect, request).await?;
-    let parsed = dialect.parse(&body).map_err(|e| dialect.refused(&e))?;
+    let mut parsed = dialect.parse(&body).map_err(|e| dialect.refused(&e))?;
+    // Upstream is always streamed, whatever the client asked: the session
+    // logs each event as it comes (a unary answer cut by the network is
+    // still resumable by its session id), and a long answer is bounded by
+    // the provider's idle timeout rather than by one first-byte timeout.
+    // The unary answer is aggregated here.
+    parsed.request.stream = true;
     if let Some(user) = &parsed.user {
         tracing::debug!(user, "compatible call for an end user");
     }

@@ -9,4 +9,5 @@ mod crash;
 mod interop;
 mod memory;
 mod ownership;
+mod sdk;
 mod support;

@@ -56,6 +56,9 @@ impl ServerProcess {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
+            // For `[[providers]]` entries of tests (`api_key_env`): a key
+            // the replay servers accept, never a real one.
+            .env("GTL_TEST_PROVIDER_KEY", "replay-key")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
