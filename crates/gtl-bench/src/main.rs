@@ -8,8 +8,11 @@
 //! transport (the SSE row is the HTTP bridge: a request per call over an
 //! HTTP/1.1 keep-alive pool). A second gateway keeps its
 //! sessions in memory only, so the last row shows what durable sessions
-//! cost. Prints a Markdown table. Every loop is bounded in count; nothing
-//! leaves loopback.
+//! cost. Then what the OpenAI-compatible route adds over calling a mock
+//! upstream directly (`compat.rs`). Prints Markdown tables. Every loop is
+//! bounded in count; nothing leaves loopback.
+
+mod compat;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -29,12 +32,17 @@ const LATENCY_CALLS: usize = 2_000;
 const CONCURRENT: usize = 200;
 const CONCURRENT_TOKENS: usize = 200;
 
+/// `gtl-load [GTL_SERVER_BIN]` runs everything (the stdio row needs the
+/// binary); `gtl-load --compat` only the compatible-API table.
 fn main() -> Result<()> {
-    let server_bin = std::env::args().nth(1).map(PathBuf::from);
+    let arg = std::env::args().nth(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(server_bin))
+    if arg.as_deref() == Some("--compat") {
+        return runtime.block_on(compat::run());
+    }
+    runtime.block_on(run(arg.map(PathBuf::from)))
 }
 
 /// A gateway serving on `dir`'s paths and free loopback ports.
@@ -123,7 +131,7 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
     let _ = memory_stop.send(());
     serving.await?;
     memory_serving.await?;
-    Ok(())
+    compat::run().await
 }
 
 fn echo(tokens: usize) -> CompletionRequest {
