@@ -571,3 +571,36 @@ async fn models_come_from_the_built_in_list_and_config_prices() {
     // No request was needed.
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn counts_tokens_with_anthropics_own_count() {
+    let server = ReplayServer::start(Reply::json(200, r#"{"input_tokens":14}"#)).await;
+    let mut counted = request(false);
+    counted.max_tokens = Some(100);
+    counted.temperature = Some(0.5);
+    counted.stop = vec!["END".into()];
+    counted.tools = vec![weather_tool()];
+    let count = provider(&server).count_tokens(counted).await.unwrap();
+    assert_eq!(count, 14);
+    let sent = server.single_request();
+    assert_eq!(sent.path, "/v1/messages/count_tokens");
+    assert_eq!(sent.header("x-api-key"), Some(KEY));
+    let body = sent.json().unwrap();
+    if let Err(violations) = spec().validate("CountMessageTokensParams", &body) {
+        panic!("request body breaks CountMessageTokensParams:\n{violations}\n{body:#}");
+    }
+    assert_eq!(body["system"], "You are terse.");
+    assert_eq!(body["tools"][0]["name"], "get_weather");
+
+    // Anthropic's refusal keeps its meaning.
+    let server = ReplayServer::start(Reply::json(
+        404,
+        r#"{"type":"error","error":{"type":"not_found_error","message":"model: nope"}}"#,
+    ))
+    .await;
+    let error = provider(&server)
+        .count_tokens(request(false))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::ModelNotFound);
+}
