@@ -21,6 +21,10 @@
 //!   `GET /v1/models[/{id}]`), translated by `gtl-compat`, each call an
 //!   ordinary GTL session named in the `gtl-session-id` header.
 //!
+//! When the gateway also serves HTTP/3 and WebTransport (UDP, beside this
+//! port), `HttpGateway::with_webtransport` tells the routes where, and
+//! every response advertises it with `Alt-Svc: h3=":PORT"`.
+//!
 //! Every route is a thin translation to the call service; errors are the
 //! protocol's `error` frame as JSON with the code's HTTP status. The
 //! `GTL-Version` header negotiates the version. docs/protocol.md §13.6 is
@@ -69,9 +73,9 @@ pub use client::HttpConnector;
 #[cfg(feature = "server")]
 pub use compat::SESSION_HEADER;
 #[cfg(feature = "server")]
-pub use gateway::HttpGateway;
-#[cfg(feature = "server")]
 pub(crate) use gateway::event_error;
+#[cfg(feature = "server")]
+pub use gateway::{HttpGateway, WebTransportInfo};
 
 /// The header carrying protocol versions (a list in requests, the
 /// negotiated one in responses).

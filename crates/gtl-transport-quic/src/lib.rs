@@ -1,4 +1,4 @@
-//! GTL over native QUIC (quinn, TLS 1.3 with ring).
+//! GTL over native QUIC and WebTransport (quinn, TLS 1.3 with ring).
 //!
 //! One QUIC connection carries many calls without head-of-line blocking
 //! between them, and survives a change of the client's address
@@ -23,6 +23,20 @@
 //! `gtl-service` [`CallService`](gtl_service::CallService);
 //! [`QuicConnector`] (feature `client`) opens them for `quic://` URLs and
 //! presents them as an ordinary multiplexed [`Connection`](gtl_transport::Connection).
+//!
+//! **WebTransport** (feature `webtransport`, docs/protocol.md §13.8) is the
+//! same control stream and streams per call inside an HTTP/3 session at
+//! [`WT_PATH`] (`https://127.0.0.1:7300/gtl/v1/wt` by default), which is how
+//! browsers reach GTL. `WtGateway` serves it with the very code that serves
+//! native QUIC (only the session set-up differs: ALPN `h3`, the `CONNECT`'s
+//! path and `Origin`); `WtConnector` opens `wt://` URLs.
+//!
+//! # Features
+//!
+//! - `server` (default): `QuicGateway`, and with `webtransport`, `WtGateway`.
+//! - `client` (default): `QuicConnector`, and with `webtransport`,
+//!   `WtConnector`.
+//! - `webtransport` (default): HTTP/3 and WebTransport, with `wtransport`.
 //!
 //! # Example
 //!
@@ -52,12 +66,20 @@
 
 #[cfg(feature = "client")]
 mod client;
+#[cfg(any(feature = "client", feature = "server"))]
+mod conn;
 #[cfg(feature = "client")]
 mod mux;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+mod session;
 mod tls;
 mod validity;
+#[cfg(all(feature = "webtransport", feature = "client"))]
+mod wt_client;
+#[cfg(all(feature = "webtransport", feature = "server"))]
+mod wt_server;
 
 use std::time::Duration;
 
@@ -66,6 +88,10 @@ pub use client::QuicConnector;
 #[cfg(feature = "server")]
 pub use server::QuicGateway;
 pub use tls::{QuicError, cert_sha256};
+#[cfg(all(feature = "webtransport", feature = "client"))]
+pub use wt_client::WtConnector;
+#[cfg(all(feature = "webtransport", feature = "server"))]
+pub use wt_server::WtGateway;
 
 /// A certificate's validity period, `(notBefore, notAfter)` in Unix
 /// seconds; `None` when it cannot be read.
@@ -78,6 +104,14 @@ pub const ALPN: &[u8] = b"gtl/1";
 
 /// The default UDP port of native QUIC.
 pub const DEFAULT_PORT: u16 = 7302;
+
+/// The path of GTL's WebTransport session:
+/// `https://127.0.0.1:7300/gtl/v1/wt` by default.
+pub const WT_PATH: &str = "/gtl/v1/wt";
+
+/// The default UDP port of HTTP/3 and WebTransport (the TCP HTTP port's
+/// number).
+pub const WT_DEFAULT_PORT: u16 = 7300;
 
 /// How often each end sends a keep-alive while a connection is idle.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -109,5 +143,16 @@ pub(crate) fn transport_config(max_calls: usize) -> quinn::TransportConfig {
     config.max_concurrent_bidi_streams(streams.into());
     // Clients never open unidirectional streams.
     config.max_concurrent_uni_streams(0u8.into());
+    config
+}
+
+/// [`transport_config`] for HTTP/3 and WebTransport: one more
+/// bidirectional stream (the session's `CONNECT`) and HTTP/3's own
+/// unidirectional streams (control, QPACK encoder and decoder) with room to
+/// spare.
+#[cfg(feature = "webtransport")]
+pub(crate) fn h3_transport_config(max_calls: usize) -> quinn::TransportConfig {
+    let mut config = transport_config(max_calls.saturating_add(1));
+    config.max_concurrent_uni_streams(8u8.into());
     config
 }

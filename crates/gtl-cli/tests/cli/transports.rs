@@ -13,6 +13,7 @@ async fn gtl_chat_works_over_every_network_transport() {
     config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
     let registry = gtl_server::default_registry(&config).unwrap();
     let server = gtl_server::Server::bind(&config, registry).await.unwrap();
     let endpoints = server.endpoints();
@@ -32,12 +33,15 @@ async fn gtl_chat_works_over_every_network_transport() {
     // its data dir.
     let quic = find("quic://");
     let quic = quic.split('?').next().unwrap().to_owned();
+    let wt = find("wt://");
+    let wt = wt.split('?').next().unwrap().to_owned();
     let urls = [
         format!("ws://{http}"),
         format!("sse://{http}"),
         format!("http://{http}"),
         format!("grpc://{http}"),
         quic,
+        wt,
         find("tcp://"),
     ];
     for url in urls {
