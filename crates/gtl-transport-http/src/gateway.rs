@@ -44,13 +44,25 @@ use crate::{grpc, respond, routes};
 pub struct HttpGateway {
     pub(crate) service: Arc<CallService>,
     pub(crate) grpc: tonic::service::Routes,
+    pub(crate) web: Arc<crate::WebPage>,
 }
 
 impl HttpGateway {
     /// A gateway calling `service`.
     pub fn new(service: Arc<CallService>) -> Self {
         let grpc = grpc::routes(GrpcGateway::new(service.clone()).into_server());
-        Self { service, grpc }
+        Self {
+            service,
+            grpc,
+            web: Arc::new(crate::WebPage::new()),
+        }
+    }
+
+    /// Serves the web chat page with what `page` tells it (by default, no
+    /// WebTransport).
+    pub fn with_web_page(mut self, page: crate::WebPage) -> Self {
+        self.web = Arc::new(page);
+        self
     }
 
     /// Serves one accepted connection (HTTP/1.1 or h2c, detected from its

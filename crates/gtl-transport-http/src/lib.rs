@@ -15,7 +15,10 @@
 //!   (or `?resume_token=`);
 //! - `POST /gtl/v1/sessions/{id}/input` and `…/cancel`;
 //! - `GET /gtl/v1/models`;
-//! - `GET /gtl/v1/ws`: the WebSocket transport (`gtl-transport-ws`).
+//! - `GET /gtl/v1/ws`: the WebSocket transport (`gtl-transport-ws`);
+//! - `GET /`: a web chat page (embedded HTML, script and style sheet) that
+//!   calls over WebTransport or WebSocket and resumes after a drop, and
+//!   `GET /gtl/v1/web`, where it learns the transports ([`WebPage`]).
 //!
 //! Every route is a thin translation to the call service; errors are the
 //! protocol's `error` frame as JSON with the code's HTTP status. The
@@ -56,6 +59,8 @@ mod respond;
 #[cfg(feature = "server")]
 mod routes;
 #[cfg(feature = "server")]
+mod web;
+#[cfg(feature = "server")]
 mod ws;
 
 #[cfg(feature = "client")]
@@ -64,6 +69,8 @@ pub use client::HttpConnector;
 pub use gateway::HttpGateway;
 #[cfg(feature = "server")]
 pub(crate) use gateway::event_error;
+#[cfg(feature = "server")]
+pub use web::WebPage;
 
 /// The header carrying protocol versions (a list in requests, the
 /// negotiated one in responses).
