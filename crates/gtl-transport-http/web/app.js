@@ -14,8 +14,9 @@ const $ = (id) => document.getElementById(id);
 // Reconnection after a drop: attempts, and the pause before each.
 const RECONNECT_ATTEMPTS = 20;
 const RECONNECT_PAUSE_MS = [50, 100, 200, 400, 800, 1000];
-// How long a WebTransport session may take to open before WebSocket is tried.
-const WEBTRANSPORT_TIMEOUT_MS = 5000;
+// How long a connection may take to open (up to the welcome) before the
+// next transport is tried.
+const OPEN_TIMEOUT_MS = 10000;
 
 // GET /gtl/v1/web: where the transports are.
 let web = { webtransport: null, certificate_hashes: [], websocket: '/gtl/v1/ws' };
@@ -57,6 +58,11 @@ function openWebSocket() {
     const socket = new WebSocket(url, 'gtl.v1');
     const calls = new Map();
     let open = false;
+    const timer = setTimeout(() => {
+      if (open) return;
+      reject(new Error('no welcome in time'));
+      socket.close();
+    }, OPEN_TIMEOUT_MS);
     const conn = {
       kind: 'websocket',
       call(first, onFrame) {
@@ -74,6 +80,7 @@ function openWebSocket() {
     socket.onmessage = (message) => {
       const frame = JSON.parse(message.data);
       if (!open) {
+        clearTimeout(timer);
         if (frame.type === 'welcome') {
           open = true;
           resolve(conn);
@@ -95,6 +102,7 @@ function openWebSocket() {
       }
     };
     socket.onclose = (event) => {
+      clearTimeout(timer);
       const error = new Error(`WebSocket closed (${event.code})`);
       if (!open) reject(error);
       for (const call of calls.values()) call.fail(error);
@@ -148,11 +156,14 @@ async function openWebTransport() {
   });
   session.closed.catch(() => {});
   try {
-    await Promise.race([session.ready, timeout(WEBTRANSPORT_TIMEOUT_MS, 'WebTransport')]);
+    await Promise.race([session.ready, timeout(OPEN_TIMEOUT_MS, 'WebTransport')]);
     const control = await session.createBidirectionalStream();
     const writer = control.writable.getWriter();
     await writer.write(encoder.encode(JSON.stringify(hello()) + '\n'));
-    const first = await readLines(control.readable).next();
+    const first = await Promise.race([
+      readLines(control.readable).next(),
+      timeout(OPEN_TIMEOUT_MS, 'the welcome'),
+    ]);
     const welcome = first.done ? null : JSON.parse(first.value);
     if (!welcome || welcome.type !== 'welcome') {
       throw new Error(`refused: ${welcome ? `${welcome.code} ${welcome.message}` : 'no welcome'}`);
@@ -321,6 +332,11 @@ async function loadModels() {
 
 async function main() {
   $('send').addEventListener('click', send);
+  // Whatever the Content-Security-Policy stops is shown, not only logged
+  // to the console.
+  document.addEventListener('securitypolicyviolation', (event) => {
+    log(`blocked by the page's policy: ${event.violatedDirective} ${event.blockedURI}`, 'failed');
+  });
   try {
     web = await (await fetch('/gtl/v1/web')).json();
   } catch (error) {

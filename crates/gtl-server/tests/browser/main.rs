@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use gtl_providers::{EchoProvider, Registry};
 use gtl_server::{Config, Server};
+use gtl_transport_http::{HttpGateway, WebPage};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -26,6 +27,8 @@ const POLL: Duration = Duration::from_millis(50);
 struct Gateway {
     /// The HTTP port, `127.0.0.1:PORT`.
     http: String,
+    /// The call service, for a second HTTP port with other settings.
+    service: Arc<gtl_service::CallService>,
     stop: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -48,16 +51,33 @@ impl Gateway {
             .into_iter()
             .find_map(|e| e.strip_prefix("http://").map(str::to_owned))
             .unwrap();
+        let service = server.gateway().service().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         Self {
             http,
+            service,
             stop: Some(stop),
             serving,
             _dir: dir,
         }
+    }
+
+    /// Serves the gateway's calls on another loopback HTTP port whose page
+    /// is told `page`; that port's `host:port`.
+    async fn http_port_with(&self, page: WebPage) -> String {
+        let gateway = HttpGateway::new(self.service.clone()).with_web_page(page);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, addr)) = listener.accept().await {
+                let peer = gtl_transport_tcp::peer_info(&stream, addr, "http");
+                tokio::spawn(gateway.clone().serve_connection(stream, peer));
+            }
+        });
+        addr
     }
 
     async fn stop(mut self) {
@@ -99,6 +119,8 @@ async fn finished(browser: &mut Browser, tab: &Tab) -> Shown {
             log: field("log"),
         };
         if !matches!(shown.status.as_str(), "" | "idle" | "streaming") {
+            // The page reports what its Content-Security-Policy blocked.
+            assert!(!shown.log.contains("blocked by"), "{shown:?}");
             return shown;
         }
         assert!(
@@ -182,6 +204,36 @@ async fn the_page_resumes_after_its_websocket_is_cut_mid_stream() {
     assert_eq!(shown.usage, echo_usage(&prompt), "{shown:?}");
     assert_eq!(shown.resumes, "1", "{shown:?}");
     assert!(shown.log.contains("resuming session"), "{shown:?}");
+    browser.close().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_falls_back_to_websocket_when_webtransport_fails() {
+    let gateway = Gateway::start().await;
+    // The page is told of a WebTransport listener on a UDP port where
+    // nothing listens.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let page = WebPage::new().with_webtransport(port, vec![[0x5a; 32]]);
+    let http = gateway.http_port_with(page).await;
+    let mut browser = Browser::launch().await;
+    let prompt = "no transport forced";
+    let tab = browser
+        .open(&format!(
+            "http://{http}/?prompt={}&autosend=1",
+            query_escape(prompt)
+        ))
+        .await;
+    let shown = finished(&mut browser, &tab).await;
+    assert_eq!(shown.status, "done", "{shown:?}");
+    assert_eq!(shown.output, prompt, "{shown:?}");
+    assert_eq!(shown.transport, "websocket", "{shown:?}");
+    assert!(
+        shown.log.contains("webtransport:"),
+        "it tried WebTransport first: {shown:?}"
+    );
     browser.close().await;
     gateway.stop().await;
 }
