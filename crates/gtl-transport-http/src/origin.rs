@@ -5,8 +5,6 @@
 //! treated as a remote peer, which needs a credential, on every route of
 //! the HTTP port.
 
-use std::net::IpAddr;
-
 use gtl_transport::PeerInfo;
 use http::HeaderMap;
 use http::header::{HeaderValue, ORIGIN};
@@ -20,22 +18,10 @@ pub(crate) fn caller(peer: &PeerInfo, headers: &HeaderMap) -> PeerInfo {
     }
 }
 
-/// Whether an `Origin` names this host: `localhost`, a `*.localhost` name
-/// (RFC 6761: always loopback) or a loopback address. `null` (a file, a
-/// sandboxed frame) does not.
+/// Whether an `Origin` names this host (see
+/// [`gtl_transport::is_local_origin`]).
 fn is_local_origin(origin: &HeaderValue) -> bool {
-    let Some(host) = origin
-        .to_str()
-        .ok()
-        .and_then(|origin| origin.parse::<http::Uri>().ok())
-        .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
-    else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    origin.to_str().is_ok_and(gtl_transport::is_local_origin)
 }
 
 #[cfg(test)]

@@ -52,12 +52,20 @@
 
 #[cfg(feature = "client")]
 mod client;
+#[cfg(any(feature = "client", feature = "server"))]
+mod conn;
 #[cfg(feature = "client")]
 mod mux;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+mod session;
 mod tls;
 mod validity;
+#[cfg(all(feature = "webtransport", feature = "client"))]
+mod wt_client;
+#[cfg(all(feature = "webtransport", feature = "server"))]
+mod wt_server;
 
 use std::time::Duration;
 
@@ -66,6 +74,10 @@ pub use client::QuicConnector;
 #[cfg(feature = "server")]
 pub use server::QuicGateway;
 pub use tls::{QuicError, cert_sha256};
+#[cfg(all(feature = "webtransport", feature = "client"))]
+pub use wt_client::WtConnector;
+#[cfg(all(feature = "webtransport", feature = "server"))]
+pub use wt_server::WtGateway;
 
 /// A certificate's validity period, `(notBefore, notAfter)` in Unix
 /// seconds; `None` when it cannot be read.
@@ -78,6 +90,14 @@ pub const ALPN: &[u8] = b"gtl/1";
 
 /// The default UDP port of native QUIC.
 pub const DEFAULT_PORT: u16 = 7302;
+
+/// The path of GTL's WebTransport session:
+/// `https://127.0.0.1:7300/gtl/v1/wt` by default.
+pub const WT_PATH: &str = "/gtl/v1/wt";
+
+/// The default UDP port of HTTP/3 and WebTransport (the TCP HTTP port's
+/// number).
+pub const WT_DEFAULT_PORT: u16 = 7300;
 
 /// How often each end sends a keep-alive while a connection is idle.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -109,5 +129,16 @@ pub(crate) fn transport_config(max_calls: usize) -> quinn::TransportConfig {
     config.max_concurrent_bidi_streams(streams.into());
     // Clients never open unidirectional streams.
     config.max_concurrent_uni_streams(0u8.into());
+    config
+}
+
+/// [`transport_config`] for HTTP/3 and WebTransport: one more
+/// bidirectional stream (the session's `CONNECT`) and HTTP/3's own
+/// unidirectional streams (control, QPACK encoder and decoder) with room to
+/// spare.
+#[cfg(feature = "webtransport")]
+pub(crate) fn h3_transport_config(max_calls: usize) -> quinn::TransportConfig {
+    let mut config = transport_config(max_calls.saturating_add(1));
+    config.max_concurrent_uni_streams(8u8.into());
     config
 }

@@ -1,5 +1,5 @@
-//! A client QUIC connection as one multiplexed [`Connection`]: frames of
-//! call 0 go on the control stream; the first frame of a new call opens
+//! A client QUIC connection (native or WebTransport) as one multiplexed
+//! [`Connection`]: frames of call 0 go on the control stream; the first frame of a new call opens
 //! its own stream, the call's later frames follow it there, and what the
 //! server sends on every stream is merged, by call id, into one read half.
 
@@ -12,9 +12,11 @@ use gtl_proto::{Body, Codec, DEFAULT_MAX_FRAME_BYTES, Encoding, Frame, FrameRef}
 use gtl_transport::{
     Connection, FrameRead, FrameWrite, PeerInfo, StreamReader, StreamWriter, TransportError,
 };
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
 use crate::close_code;
+use crate::conn::BiStreams;
 
 /// Frames read from call streams and not yet taken by the client, at most.
 const INCOMING: usize = 256;
@@ -22,11 +24,11 @@ const INCOMING: usize = 256;
 /// Call ids whose stream the server finished, for the writer to forget.
 type Ended = Arc<Mutex<Vec<u64>>>;
 
-pub(crate) fn connection(
-    endpoint: quinn::Endpoint,
-    connection: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+/// `connection` with its control stream (`send`, `recv`) open.
+pub(crate) fn connection<C: BiStreams>(
+    connection: C,
+    send: C::Send,
+    recv: C::Recv,
     peer: PeerInfo,
 ) -> Connection {
     let (to_reader, calls) = mpsc::channel(INCOMING);
@@ -36,7 +38,6 @@ pub(crate) fn connection(
         control_done: false,
         calls,
         connection: connection.clone(),
-        _endpoint: endpoint.clone(),
     };
     let write = MuxWriter {
         connection,
@@ -46,7 +47,6 @@ pub(crate) fn connection(
         calls: HashMap::new(),
         to_reader,
         ended,
-        _endpoint: endpoint,
     };
     Connection {
         read: Box::new(read),
@@ -56,25 +56,24 @@ pub(crate) fn connection(
     }
 }
 
-struct MuxReader {
-    control: StreamReader<quinn::RecvStream>,
+struct MuxReader<C: BiStreams> {
+    control: StreamReader<C::Recv>,
     control_done: bool,
     calls: mpsc::Receiver<Result<Frame, TransportError>>,
-    connection: quinn::Connection,
-    _endpoint: quinn::Endpoint,
+    /// The connection (and the endpoint it runs on, which it owns).
+    connection: C,
 }
 
-impl Drop for MuxReader {
+impl<C: BiStreams> Drop for MuxReader<C> {
     fn drop(&mut self) {
         // The client is done with the connection: close it, which also
         // ends every call stream's reading task.
-        self.connection
-            .close(close_code::DONE.into(), b"client closed");
+        self.connection.close(close_code::DONE, b"client closed");
     }
 }
 
 #[async_trait]
-impl FrameRead for MuxReader {
+impl<C: BiStreams> FrameRead for MuxReader<C> {
     async fn read_frame(&mut self) -> Result<Option<Frame>, TransportError> {
         // Both branches are cancel-safe: the control reader keeps what it
         // read in its buffer, and a channel receive takes nothing when
@@ -105,25 +104,32 @@ impl FrameRead for MuxReader {
 }
 
 /// A call's stream, opened at the first flush after its first frame.
-#[derive(Default)]
-struct CallOut {
-    send: Option<quinn::SendStream>,
+struct CallOut<S> {
+    send: Option<S>,
     pending: BytesMut,
 }
 
-struct MuxWriter {
-    connection: quinn::Connection,
-    control: StreamWriter<quinn::SendStream>,
+impl<S> Default for CallOut<S> {
+    fn default() -> Self {
+        Self {
+            send: None,
+            pending: BytesMut::new(),
+        }
+    }
+}
+
+struct MuxWriter<C: BiStreams> {
+    connection: C,
+    control: StreamWriter<C::Send>,
     /// Encodes call frames; its encoding is the connection's.
     codec: Codec,
     max_frame_bytes: usize,
-    calls: HashMap<u64, CallOut>,
+    calls: HashMap<u64, CallOut<C::Send>>,
     to_reader: mpsc::Sender<Result<Frame, TransportError>>,
     ended: Ended,
-    _endpoint: quinn::Endpoint,
 }
 
-impl MuxWriter {
+impl<C: BiStreams> MuxWriter<C> {
     fn forget_ended(&mut self) {
         let ended = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|e| e.into_inner()));
         for call_id in ended {
@@ -132,7 +138,7 @@ impl MuxWriter {
         }
     }
 
-    fn spawn_reader(&self, call_id: u64, recv: quinn::RecvStream) {
+    fn spawn_reader(&self, call_id: u64, recv: C::Recv) {
         let reader = StreamReader::new(recv, self.codec.encoding())
             .with_max_frame_bytes(self.max_frame_bytes);
         let to_reader = self.to_reader.clone();
@@ -142,9 +148,9 @@ impl MuxWriter {
 }
 
 /// Forwards one call stream's frames until the server finishes it.
-async fn read_call(
+async fn read_call<R: tokio::io::AsyncRead + Send + Unpin>(
     call_id: u64,
-    mut reader: StreamReader<quinn::RecvStream>,
+    mut reader: StreamReader<R>,
     to_reader: mpsc::Sender<Result<Frame, TransportError>>,
     ended: Ended,
 ) {
@@ -183,7 +189,7 @@ fn opens_call(body: Option<&Body>) -> bool {
 }
 
 #[async_trait]
-impl FrameWrite for MuxWriter {
+impl<C: BiStreams> FrameWrite for MuxWriter<C> {
     fn write_frame(&mut self, frame: FrameRef<'_>) -> Result<(), TransportError> {
         if frame.call_id == 0 {
             return self.control.write_frame(frame);
@@ -212,11 +218,7 @@ impl FrameWrite for MuxWriter {
                 .get(&call_id)
                 .is_some_and(|out| out.send.is_none())
             {
-                let (send, recv) = self
-                    .connection
-                    .open_bi()
-                    .await
-                    .map_err(crate::client::connection_error)?;
+                let (send, recv) = self.connection.open_bi().await?;
                 self.spawn_reader(call_id, recv);
                 if let Some(out) = self.calls.get_mut(&call_id) {
                     out.send = Some(send);
@@ -230,7 +232,7 @@ impl FrameWrite for MuxWriter {
             };
             if send.write_all(&out.pending).await.is_err() {
                 if let Some(reason) = self.connection.close_reason() {
-                    return Err(crate::client::connection_error(reason));
+                    return Err(reason.into());
                 }
                 // The server stopped reading this call (it is over); the
                 // connection goes on.
@@ -256,7 +258,8 @@ impl FrameWrite for MuxWriter {
         self.control.close().await?;
         for out in self.calls.values_mut() {
             if let Some(send) = out.send.as_mut() {
-                let _ = send.finish();
+                // Shutting a stream's sending half down finishes it.
+                let _ = send.shutdown().await;
             }
         }
         Ok(())

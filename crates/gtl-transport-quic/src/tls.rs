@@ -46,35 +46,59 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A TLS 1.3 server configuration for `gtl/1`.
+/// A TLS 1.3 server configuration (ring, no client certificates, no early
+/// data) offering `alpn`: `gtl/1` for native QUIC, `h3` for WebTransport.
 #[cfg(feature = "server")]
-pub(crate) fn server_crypto(
+pub(crate) fn server_tls(
     cert_chain: Vec<CertificateDer<'static>>,
     key: rustls::pki_types::PrivateKeyDer<'static>,
-) -> Result<quinn::crypto::rustls::QuicServerConfig, QuicError> {
+    alpn: &[u8],
+) -> Result<rustls::ServerConfig, QuicError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(cert_chain, key)?;
-    config.alpn_protocols = vec![crate::ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     // 0-RTT stays off (rustls' default of no early data): a call is not
     // safe to replay.
+    Ok(config)
+}
+
+/// [`server_tls`] as quinn takes it.
+#[cfg(feature = "server")]
+pub(crate) fn server_crypto(
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<quinn::crypto::rustls::QuicServerConfig, QuicError> {
+    let config = server_tls(cert_chain, key, alpn)?;
     quinn::crypto::rustls::QuicServerConfig::try_from(config)
         .map_err(|e| QuicError::QuicTls(e.to_string()))
 }
 
-/// A TLS 1.3 client configuration for `gtl/1` that trusts as `verifier`
-/// says.
+/// A TLS 1.3 client configuration offering `alpn` that trusts as
+/// `verifier` says.
 #[cfg(feature = "client")]
-pub(crate) fn client_crypto(
+pub(crate) fn client_tls(
     verifier: Arc<dyn ServerCertVerifier>,
-) -> Result<quinn::crypto::rustls::QuicClientConfig, QuicError> {
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, QuicError> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    config.alpn_protocols = vec![crate::ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// A quinn client configuration for `gtl/1` that trusts as `verifier`
+/// says.
+#[cfg(feature = "client")]
+pub(crate) fn client_crypto(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<quinn::crypto::rustls::QuicClientConfig, QuicError> {
+    let config = client_tls(verifier, crate::ALPN)?;
     quinn::crypto::rustls::QuicClientConfig::try_from(config)
         .map_err(|e| QuicError::QuicTls(e.to_string()))
 }

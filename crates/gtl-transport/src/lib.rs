@@ -35,6 +35,7 @@
 
 mod accept;
 mod handshake;
+mod origin;
 pub mod peer_uid;
 mod stream;
 
@@ -46,6 +47,7 @@ pub use handshake::{
     HandshakeError, ServerHandshake, answer_hello, client_handshake, negotiate_encoding,
     server_handshake,
 };
+pub use origin::is_local_origin;
 pub use stream::{StreamReader, StreamWriter, stream_connection};
 
 /// A transport failure.

@@ -1,7 +1,8 @@
 //! Native QUIC against a real engine over loopback: the handshake once per
 //! connection, one stream per call, no head-of-line blocking between calls,
 //! cancel, resume on a new connection, connection migration, and trust
-//! (pinning, roots, expired certificates).
+//! (pinning, roots, expired certificates); and the same streams over
+//! WebTransport.
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 mod calls;
 mod streams;
 mod trust;
+#[cfg(feature = "webtransport")]
+mod wt;
 
 /// A running QUIC gateway.
 pub(crate) struct Server {
@@ -81,9 +84,8 @@ pub(crate) async fn start() -> Server {
     start_with(certificate(-1, 14)).await
 }
 
-pub(crate) async fn start_with(
-    (cert, key): (CertificateDer<'static>, PrivateKeyDer<'static>),
-) -> Server {
+/// A call service with the echo provider, trusting same-host peers.
+pub(crate) fn service() -> Arc<CallService> {
     let mut registry = Registry::new();
     registry.add(Arc::new(EchoProvider::new()));
     let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
@@ -93,7 +95,13 @@ pub(crate) async fn start_with(
         Authenticator::new(true),
         ConnectionLimits::default(),
     );
-    let gateway = QuicGateway::new(Arc::new(service));
+    Arc::new(service)
+}
+
+pub(crate) async fn start_with(
+    (cert, key): (CertificateDer<'static>, PrivateKeyDer<'static>),
+) -> Server {
+    let gateway = QuicGateway::new(service());
     let config = gateway.server_config(vec![cert.clone()], key).unwrap();
     let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = endpoint.local_addr().unwrap();
