@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gtl_providers::{EchoProvider, Registry};
+use gtl_server::tls::LocalCertificate;
 use gtl_server::{Config, Server};
 use gtl_transport_http::{HttpGateway, WebPage};
+use gtl_transport_quic::WtGateway;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -78,6 +80,22 @@ impl Gateway {
             }
         });
         addr
+    }
+
+    /// Serves WebTransport on a free loopback UDP port, with a certificate
+    /// made like the server's, and another HTTP port whose page is told of
+    /// it; that port's `host:port`.
+    async fn http_port_with_webtransport(&self) -> String {
+        let certificate = LocalCertificate::load_or_create(&self._dir.path().join("wt")).unwrap();
+        let gateway = WtGateway::new(self.service.clone());
+        let config = gateway
+            .server_config(vec![certificate.cert], certificate.key)
+            .unwrap();
+        let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = endpoint.local_addr().unwrap().port();
+        tokio::spawn(gateway.serve(endpoint));
+        let page = WebPage::new().with_webtransport(port, vec![certificate.sha256]);
+        self.http_port_with(page).await
     }
 
     async fn stop(mut self) {
@@ -234,6 +252,43 @@ async fn the_page_falls_back_to_websocket_when_webtransport_fails() {
         shown.log.contains("webtransport:"),
         "it tried WebTransport first: {shown:?}"
     );
+    browser.close().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_streams_an_answer_over_webtransport() {
+    let gateway = Gateway::start().await;
+    let http = gateway.http_port_with_webtransport().await;
+    let mut browser = Browser::launch().await;
+    let prompt = "Hello from a real browser, over WebTransport & back.";
+    let tab = browser.open(&page_url(&http, "webtransport", prompt)).await;
+    let shown = finished(&mut browser, &tab).await;
+    assert_eq!(shown.status, "done", "{shown:?}");
+    assert_eq!(shown.output, prompt, "{shown:?}");
+    assert_eq!(shown.transport, "webtransport", "{shown:?}");
+    assert_eq!(shown.usage, echo_usage(prompt), "{shown:?}");
+    assert_eq!(shown.resumes, "0", "{shown:?}");
+    browser.close().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_prefers_webtransport_when_the_gateway_has_it() {
+    let gateway = Gateway::start().await;
+    let http = gateway.http_port_with_webtransport().await;
+    let mut browser = Browser::launch().await;
+    let prompt = "no transport forced";
+    let tab = browser
+        .open(&format!(
+            "http://{http}/?prompt={}&autosend=1",
+            query_escape(prompt)
+        ))
+        .await;
+    let shown = finished(&mut browser, &tab).await;
+    assert_eq!(shown.status, "done", "{shown:?}");
+    assert_eq!(shown.output, prompt, "{shown:?}");
+    assert_eq!(shown.transport, "webtransport", "{shown:?}");
     browser.close().await;
     gateway.stop().await;
 }
