@@ -84,8 +84,8 @@ impl Gateway {
 
     /// Serves WebTransport on a free loopback UDP port, with a certificate
     /// made like the server's, and another HTTP port whose page is told of
-    /// it; that port's `host:port`.
-    async fn http_port_with_webtransport(&self) -> String {
+    /// it; that port's `host:port`, and the WebTransport endpoint.
+    async fn http_port_with_webtransport(&self) -> (String, quinn::Endpoint) {
         let certificate = LocalCertificate::load_or_create(&self._dir.path().join("wt")).unwrap();
         let gateway = WtGateway::new(self.service.clone());
         let config = gateway
@@ -93,9 +93,9 @@ impl Gateway {
             .unwrap();
         let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
         let port = endpoint.local_addr().unwrap().port();
-        tokio::spawn(gateway.serve(endpoint));
+        tokio::spawn(gateway.serve(endpoint.clone()));
         let page = WebPage::new().with_webtransport(port, vec![certificate.sha256]);
-        self.http_port_with(page).await
+        (self.http_port_with(page).await, endpoint)
     }
 
     async fn stop(mut self) {
@@ -121,21 +121,26 @@ const READ_PAGE: &str = "(() => {
             usage: text('usage'), resumes: text('resumes'), log: text('log')};
 })()";
 
+/// Reads what the page shows.
+async fn shown(browser: &mut Browser, tab: &Tab) -> Shown {
+    let value = browser.eval(tab, READ_PAGE).await;
+    let field = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
+    Shown {
+        status: field("status"),
+        output: field("output"),
+        transport: field("transport"),
+        usage: field("usage"),
+        resumes: field("resumes"),
+        log: field("log"),
+    }
+}
+
 /// Looks at the page until its call has ended (`#status` is `done` or an
 /// error code), within [`DEADLINE`].
 async fn finished(browser: &mut Browser, tab: &Tab) -> Shown {
     let start = Instant::now();
     loop {
-        let value = browser.eval(tab, READ_PAGE).await;
-        let field = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
-        let shown = Shown {
-            status: field("status"),
-            output: field("output"),
-            transport: field("transport"),
-            usage: field("usage"),
-            resumes: field("resumes"),
-            log: field("log"),
-        };
+        let shown = shown(browser, tab).await;
         if !matches!(shown.status.as_str(), "" | "idle" | "streaming") {
             // The page reports what its Content-Security-Policy blocked.
             assert!(!shown.log.contains("blocked by"), "{shown:?}");
@@ -259,7 +264,7 @@ async fn the_page_falls_back_to_websocket_when_webtransport_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_streams_an_answer_over_webtransport() {
     let gateway = Gateway::start().await;
-    let http = gateway.http_port_with_webtransport().await;
+    let (http, _webtransport) = gateway.http_port_with_webtransport().await;
     let mut browser = Browser::launch().await;
     let prompt = "Hello from a real browser, over WebTransport & back.";
     let tab = browser.open(&page_url(&http, "webtransport", prompt)).await;
@@ -276,7 +281,7 @@ async fn the_page_streams_an_answer_over_webtransport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_prefers_webtransport_when_the_gateway_has_it() {
     let gateway = Gateway::start().await;
-    let http = gateway.http_port_with_webtransport().await;
+    let (http, _webtransport) = gateway.http_port_with_webtransport().await;
     let mut browser = Browser::launch().await;
     let prompt = "no transport forced";
     let tab = browser
@@ -289,6 +294,48 @@ async fn the_page_prefers_webtransport_when_the_gateway_has_it() {
     assert_eq!(shown.status, "done", "{shown:?}");
     assert_eq!(shown.output, prompt, "{shown:?}");
     assert_eq!(shown.transport, "webtransport", "{shown:?}");
+    browser.close().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_resumes_over_websocket_when_its_webtransport_session_is_cut() {
+    let gateway = Gateway::start().await;
+    let (http, webtransport) = gateway.http_port_with_webtransport().await;
+    let mut browser = Browser::launch().await;
+    // Forty words a tenth of a second apart: the session is cut after the
+    // first few, long before the last.
+    let prompt: String = (1..=40).map(|i| format!("word{i} ")).collect();
+    let prompt = prompt.trim_end().to_owned();
+    let url = format!(
+        "http://{http}/?model=echo:delay_ms=100&prompt={}&autosend=1",
+        query_escape(&prompt)
+    );
+    let tab = browser.open(&url).await;
+    let start = Instant::now();
+    loop {
+        let now = shown(&mut browser, &tab).await;
+        if now.output.split_whitespace().count() >= 3 {
+            assert_eq!(now.transport, "webtransport", "{now:?}");
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no output: {now:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    // The gateway's HTTP/3 side goes away: the browser's session ends, and
+    // so does every later attempt to open one.
+    webtransport.close(0u32.into(), b"cut by the test");
+    drop(webtransport);
+    let shown = finished(&mut browser, &tab).await;
+    assert_eq!(shown.status, "done", "{shown:?}");
+    assert_eq!(shown.output, prompt, "nothing lost or doubled: {shown:?}");
+    assert_eq!(shown.transport, "websocket", "{shown:?}");
+    assert_eq!(shown.resumes, "1", "{shown:?}");
+    assert_eq!(shown.usage, echo_usage(&prompt), "{shown:?}");
+    assert!(
+        shown.log.contains("connected over webtransport"),
+        "{shown:?}"
+    );
     browser.close().await;
     gateway.stop().await;
 }
