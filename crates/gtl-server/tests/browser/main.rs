@@ -298,30 +298,64 @@ async fn the_page_prefers_webtransport_when_the_gateway_has_it() {
     gateway.stop().await;
 }
 
+/// Opens the page on `url` (a slow echo), waits until it shows the first
+/// words of the answer, then returns.
+async fn open_until_streaming(browser: &mut Browser, url: &str) -> Tab {
+    let tab = browser.open(url).await;
+    let start = Instant::now();
+    loop {
+        let now = shown(browser, &tab).await;
+        if now.output.split_whitespace().count() >= 3 {
+            assert_eq!(now.transport, "webtransport", "{now:?}");
+            return tab;
+        }
+        assert!(start.elapsed() < DEADLINE, "no output: {now:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Forty words a tenth of a second apart: a connection cut after the
+/// first few is cut long before the last.
+fn slow_prompt() -> String {
+    let prompt: String = (1..=40).map(|i| format!("word{i} ")).collect();
+    prompt.trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_resumes_over_webtransport_after_its_session_closes() {
+    let gateway = Gateway::start().await;
+    let (http, _webtransport) = gateway.http_port_with_webtransport().await;
+    let mut browser = Browser::launch().await;
+    let prompt = slow_prompt();
+    let url = format!(
+        "http://{http}/?transport=webtransport&model=echo:delay_ms=100&prompt={}&autosend=1",
+        query_escape(&prompt)
+    );
+    let tab = open_until_streaming(&mut browser, &url).await;
+    // The session ends under the call, as when the network drops it: the
+    // page's open call stream fails.
+    browser.eval(&tab, "connection.close()").await;
+    let shown = finished(&mut browser, &tab).await;
+    assert_eq!(shown.status, "done", "{shown:?}");
+    assert_eq!(shown.output, prompt, "nothing lost or doubled: {shown:?}");
+    assert_eq!(shown.transport, "webtransport", "{shown:?}");
+    assert_eq!(shown.resumes, "1", "{shown:?}");
+    assert_eq!(shown.usage, echo_usage(&prompt), "{shown:?}");
+    browser.close().await;
+    gateway.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_resumes_over_websocket_when_its_webtransport_session_is_cut() {
     let gateway = Gateway::start().await;
     let (http, webtransport) = gateway.http_port_with_webtransport().await;
     let mut browser = Browser::launch().await;
-    // Forty words a tenth of a second apart: the session is cut after the
-    // first few, long before the last.
-    let prompt: String = (1..=40).map(|i| format!("word{i} ")).collect();
-    let prompt = prompt.trim_end().to_owned();
+    let prompt = slow_prompt();
     let url = format!(
         "http://{http}/?model=echo:delay_ms=100&prompt={}&autosend=1",
         query_escape(&prompt)
     );
-    let tab = browser.open(&url).await;
-    let start = Instant::now();
-    loop {
-        let now = shown(&mut browser, &tab).await;
-        if now.output.split_whitespace().count() >= 3 {
-            assert_eq!(now.transport, "webtransport", "{now:?}");
-            break;
-        }
-        assert!(start.elapsed() < DEADLINE, "no output: {now:?}");
-        tokio::time::sleep(POLL).await;
-    }
+    let tab = open_until_streaming(&mut browser, &url).await;
     // The gateway's HTTP/3 side goes away: the browser's session ends, and
     // so does every later attempt to open one.
     webtransport.close(0u32.into(), b"cut by the test");
