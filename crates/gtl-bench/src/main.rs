@@ -52,6 +52,7 @@ async fn gateway(
     config.listen.tcp.addr = "127.0.0.1:0".parse()?;
     config.listen.http.addr = "127.0.0.1:0".parse()?;
     config.listen.quic.addr = "127.0.0.1:0".parse()?;
+    config.listen.h3.addr = "127.0.0.1:0".parse()?;
     config.sessions.persist = persist;
     let server = Server::bind(&config, default_registry(&config)?).await?;
     let endpoints = server.endpoints();

@@ -41,6 +41,9 @@ static SUPPORTED: LazyLock<String> = LazyLock::new(|| {
     if cfg!(feature = "quic") {
         schemes.push("quic://HOST:PORT[?cert_sha256=HEX]");
     }
+    if cfg!(feature = "wt") {
+        schemes.push("wt://HOST:PORT[/PATH][?cert_sha256=HEX]");
+    }
     if cfg!(feature = "embedded") {
         schemes.push("embedded://");
     }
@@ -58,6 +61,8 @@ pub(crate) enum Remote {
     Grpc,
     /// `quic://`.
     Quic,
+    /// `wt://`: WebTransport.
+    Wt,
 }
 
 impl Remote {
@@ -72,6 +77,7 @@ impl Remote {
             "grpc" if cfg!(feature = "grpc") => Some(Self::Grpc),
             "grpcs" if cfg!(feature = "grpc") && tls => Some(Self::Grpc),
             "quic" if cfg!(feature = "quic") => Some(Self::Quic),
+            "wt" if cfg!(feature = "wt") => Some(Self::Wt),
             _ => None,
         }
     }
@@ -95,6 +101,12 @@ impl Remote {
                 let connector = gtl_transport_quic::QuicConnector::new(url)
                     .map_err(|e| endpoint_error(e.to_string()))?;
                 Ok(Box::new(local_quic_trust(connector)))
+            }
+            #[cfg(feature = "wt")]
+            Self::Wt => {
+                let connector = gtl_transport_quic::WtConnector::new(url)
+                    .map_err(|e| endpoint_error(e.to_string()))?;
+                Ok(Box::new(local_wt_trust(connector)))
             }
             #[allow(unreachable_patterns, reason = "every variant's feature may be on")]
             _ => Err(endpoint_error("not in this build".into())),
@@ -278,7 +290,7 @@ fn local_quic_trust(
     if connector.is_pinned() || !connector.is_loopback() {
         return connector;
     }
-    let cert = default_data_dir().join("tls/cert.pem");
+    let cert = local_certificate();
     if !cert.is_file() {
         return connector;
     }
@@ -289,6 +301,32 @@ fn local_quic_trust(
             connector
         }
     }
+}
+
+/// A loopback `wt://` URL without a pin trusts the local gateway's own
+/// certificate, as `local_quic_trust` does for `quic://`.
+#[cfg(feature = "wt")]
+fn local_wt_trust(connector: gtl_transport_quic::WtConnector) -> gtl_transport_quic::WtConnector {
+    if connector.is_pinned() || !connector.is_loopback() {
+        return connector;
+    }
+    let cert = local_certificate();
+    if !cert.is_file() {
+        return connector;
+    }
+    match connector.clone().with_pinned_cert_file(&cert) {
+        Ok(pinned) => pinned,
+        Err(e) => {
+            tracing::debug!("not trusting the local certificate: {e}");
+            connector
+        }
+    }
+}
+
+/// The local gateway's certificate, `<data dir>/tls/cert.pem`.
+#[cfg(any(feature = "quic", feature = "wt"))]
+fn local_certificate() -> PathBuf {
+    default_data_dir().join("tls/cert.pem")
 }
 
 /// The endpoints a client tries when none are given: the URLs in
@@ -375,6 +413,7 @@ impl EmbeddedGateway {
                 config.listen.tcp.enabled = false;
                 config.listen.http.enabled = false;
                 config.listen.quic.enabled = false;
+                config.listen.h3.enabled = false;
                 config.sessions.persist = false;
                 let server = gtl_server::Server::bind(
                     &config,

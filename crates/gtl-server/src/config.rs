@@ -20,6 +20,10 @@ pub const DEFAULT_HTTP_PORT: u16 = 7300;
 /// The default UDP port of native QUIC.
 pub const DEFAULT_QUIC_PORT: u16 = 7302;
 
+/// The default UDP port of HTTP/3 and WebTransport: the HTTP port's
+/// number (TCP and UDP ports are separate).
+pub const DEFAULT_H3_PORT: u16 = 7300;
+
 /// The whole server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +61,26 @@ pub struct Listen {
     pub http: Http,
     /// Native QUIC (UDP), with the data dir's self-signed certificate.
     pub quic: Quic,
+    /// HTTP/3 and WebTransport (UDP) for browsers, with the same
+    /// certificate; advertised on the HTTP port with `Alt-Svc`.
+    pub h3: H3,
+}
+
+/// The HTTP/3 + WebTransport listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct H3 {
+    /// Whether to listen.
+    pub enabled: bool,
+    /// UDP address and port; keep it on loopback unless auth is configured.
+    pub addr: SocketAddr,
+}
+
+impl Default for H3 {
+    fn default() -> Self {
+        Config::default().listen.h3
+    }
 }
 
 /// The QUIC listener.
@@ -199,6 +223,10 @@ impl Default for Config {
                 quic: Quic {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_QUIC_PORT)),
+                },
+                h3: H3 {
+                    enabled: true,
+                    addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_H3_PORT)),
                 },
             },
             data_dir,
@@ -454,6 +482,16 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_h3_listener_has_its_own_section() {
+        let config = Config::default();
+        assert!(config.listen.h3.enabled);
+        assert_eq!(config.listen.h3.addr.to_string(), "127.0.0.1:7300");
+        assert!(config.to_toml().contains("[listen.h3]"));
+        let off = Config::from_toml("[listen.h3]\nenabled = false\n").unwrap();
+        assert!(!off.listen.h3.enabled);
+    }
 
     #[test]
     fn empty_file_is_the_defaults() {

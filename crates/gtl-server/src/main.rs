@@ -64,6 +64,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             config.listen.tcp.enabled = false;
             config.listen.http.enabled = false;
             config.listen.quic.enabled = false;
+            config.listen.h3.enabled = false;
             let server = match Server::bind(&config, default_registry(&config)?).await {
                 Err(ServerError::Store { path, message }) => {
                     // Another process (an editor's other window) has the

@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use gtl_service::{Authenticator, CallService, serve_framed};
-use gtl_transport_http::HttpGateway;
-use gtl_transport_quic::QuicGateway;
+use gtl_transport_http::{HttpGateway, WebTransportInfo};
+use gtl_transport_quic::{QuicGateway, WtGateway};
 
 use crate::tls::LocalCertificate;
 
@@ -80,6 +80,8 @@ pub struct Server {
     http: Option<tokio::net::TcpListener>,
     /// Native QUIC, and its certificate's SHA-256 for the endpoint URL.
     quic: Option<(quinn::Endpoint, [u8; 32])>,
+    /// HTTP/3 + WebTransport, and its certificate's SHA-256.
+    h3: Option<(quinn::Endpoint, [u8; 32])>,
     shutdown_timeout: Duration,
 }
 
@@ -131,7 +133,23 @@ impl Server {
         }
         let mut quic = None;
         if config.listen.quic.enabled {
-            quic = Some(bind_quic(config, &service)?);
+            let gateway = QuicGateway::new(service.clone());
+            quic = Some(bind_udp(
+                config,
+                "quic",
+                config.listen.quic.addr,
+                |cert, key| gateway.server_config(cert, key),
+            )?);
+        }
+        let mut h3 = None;
+        if config.listen.h3.enabled {
+            let gateway = WtGateway::new(service.clone());
+            h3 = Some(bind_udp(
+                config,
+                "wt",
+                config.listen.h3.addr,
+                |cert, key| gateway.server_config(cert, key),
+            )?);
         }
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         if config.listen.uds.enabled {
@@ -157,6 +175,7 @@ impl Server {
             listeners,
             http,
             quic,
+            h3,
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -174,12 +193,39 @@ impl Server {
                 |a| format!("quic://{a}?cert_sha256={}", crate::tls::hex(sha256)),
             )
         });
+        let wt = self.h3.iter().map(|(endpoint, sha256)| {
+            endpoint.local_addr().map_or_else(
+                |_| "wt://?".into(),
+                |a| {
+                    format!(
+                        "wt://{a}{}?cert_sha256={}",
+                        gtl_transport_quic::WT_PATH,
+                        crate::tls::hex(sha256)
+                    )
+                },
+            )
+        });
         self.listeners
             .iter()
             .map(|l| l.local_endpoint())
             .chain(http)
             .chain(quic)
+            .chain(wt)
             .collect()
+    }
+
+    /// The WebTransport endpoint (its `https://` URL for browsers) and its
+    /// certificate's SHA-256, when HTTP/3 is on: what the HTTP port's routes
+    /// are told (and advertise with `Alt-Svc`), for a page to pass to
+    /// `new WebTransport(url, { serverCertificateHashes })`.
+    pub fn webtransport(&self) -> Option<WebTransportInfo> {
+        let (endpoint, sha256) = self.h3.as_ref()?;
+        let addr = endpoint.local_addr().ok()?;
+        Some(WebTransportInfo::new(
+            addr,
+            gtl_transport_quic::WT_PATH,
+            *sha256,
+        ))
     }
 
     /// The gateway, for stdio and in-process connections.
@@ -192,6 +238,7 @@ impl Server {
     /// `limits.shutdown_timeout_secs` even if the store is slow. The Unix
     /// socket file is removed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let webtransport = self.webtransport();
         let mut tasks = JoinSet::new();
         for listener in self.listeners {
             let span = tracing::info_span!("listener", endpoint = %listener.local_endpoint());
@@ -206,21 +253,28 @@ impl Server {
                 .local_addr()
                 .map_or_else(|_| "http://?".into(), |a| format!("http://{a}"));
             let span = tracing::info_span!("listener", %endpoint);
-            let acceptor = Http {
-                listener,
-                gateway: HttpGateway::new(self.gateway.service.clone()),
-            };
+            let mut gateway = HttpGateway::new(self.gateway.service.clone());
+            if let Some(info) = webtransport {
+                gateway = gateway.with_webtransport(info);
+            }
+            let acceptor = Http { listener, gateway };
             tasks.spawn(accept_loop(acceptor).instrument(span));
         }
         let quic = self.quic.map(|(endpoint, _)| endpoint);
         if let Some(endpoint) = &quic {
             let gateway = QuicGateway::new(self.gateway.service.clone());
-            let span = tracing::info_span!("listener", endpoint = %quic_url(endpoint));
+            let span = tracing::info_span!("listener", endpoint = %udp_url("quic", endpoint));
+            tasks.spawn(gateway.serve(endpoint.clone()).instrument(span));
+        }
+        let h3 = self.h3.map(|(endpoint, _)| endpoint);
+        if let Some(endpoint) = &h3 {
+            let gateway = WtGateway::new(self.gateway.service.clone());
+            let span = tracing::info_span!("listener", endpoint = %udp_url("wt", endpoint));
             tasks.spawn(gateway.serve(endpoint.clone()).instrument(span));
         }
         shutdown.await;
         tracing::info!("shutting down");
-        if let Some(endpoint) = &quic {
+        for endpoint in quic.iter().chain(&h3) {
             endpoint.close(
                 gtl_transport_quic::close_code::DONE.into(),
                 b"server shutting down",
@@ -243,34 +297,36 @@ impl Server {
     }
 }
 
-/// Binds native QUIC with the data dir's certificate (created on first
-/// start).
-fn bind_quic(
+/// Binds a UDP listener (native QUIC, or HTTP/3 for WebTransport) at
+/// `addr` with the data dir's certificate (created on first start), whose
+/// SHA-256 comes back for the endpoint URL.
+fn bind_udp(
     config: &Config,
-    service: &Arc<CallService>,
+    scheme: &str,
+    addr: std::net::SocketAddr,
+    server_config: impl FnOnce(
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<quinn::ServerConfig, gtl_transport_quic::QuicError>,
 ) -> Result<(quinn::Endpoint, [u8; 32]), ServerError> {
-    let addr = config.listen.quic.addr;
-    let bind_error = |message: String| ServerError::Bind {
-        endpoint: format!("quic://{addr}"),
-        source: TransportError::Io(std::io::Error::other(message)),
+    let bind_error = |source: TransportError| ServerError::Bind {
+        endpoint: format!("{scheme}://{addr}"),
+        source,
     };
-    let certificate = LocalCertificate::load_or_create(&config.data_dir)
-        .map_err(|e| bind_error(e.to_string()))?;
-    let gateway = QuicGateway::new(service.clone());
-    let server_config = gateway
-        .server_config(vec![certificate.cert], certificate.key)
-        .map_err(|e| bind_error(e.to_string()))?;
-    let endpoint = quinn::Endpoint::server(server_config, addr).map_err(|e| ServerError::Bind {
-        endpoint: format!("quic://{addr}"),
-        source: e.into(),
-    })?;
+    let other = |message: String| bind_error(TransportError::Io(std::io::Error::other(message)));
+    let certificate =
+        LocalCertificate::load_or_create(&config.data_dir).map_err(|e| other(e.to_string()))?;
+    let server_config =
+        server_config(vec![certificate.cert], certificate.key).map_err(|e| other(e.to_string()))?;
+    let endpoint =
+        quinn::Endpoint::server(server_config, addr).map_err(|e| bind_error(e.into()))?;
     Ok((endpoint, certificate.sha256))
 }
 
-fn quic_url(endpoint: &quinn::Endpoint) -> String {
+fn udp_url(scheme: &str, endpoint: &quinn::Endpoint) -> String {
     endpoint
         .local_addr()
-        .map_or_else(|_| "quic://?".into(), |a| format!("quic://{a}"))
+        .map_or_else(|_| format!("{scheme}://?"), |a| format!("{scheme}://{a}"))
 }
 
 /// A listener and what serves its connections.

@@ -44,7 +44,54 @@ use crate::{grpc, respond, routes};
 pub struct HttpGateway {
     pub(crate) service: Arc<CallService>,
     pub(crate) grpc: tonic::service::Routes,
-    pub(crate) web: Arc<crate::WebPage>,
+    /// The WebTransport endpoint beside this port, if there is one.
+    pub(crate) webtransport: Option<Arc<WebTransportInfo>>,
+}
+
+/// Where the gateway's WebTransport (HTTP/3) endpoint is, and the
+/// certificate it presents: what a page needs for
+/// `new WebTransport(url, { serverCertificateHashes: [{ algorithm: "sha-256", value }] })`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebTransportInfo {
+    /// The session's URL, e.g. `https://127.0.0.1:7300/gtl/v1/wt`.
+    pub url: String,
+    /// The UDP port (what `Alt-Svc: h3=":PORT"` advertises).
+    pub port: u16,
+    /// The SHA-256 of the server's certificate (DER).
+    pub cert_sha256: [u8; 32],
+}
+
+impl WebTransportInfo {
+    /// The endpoint bound at `addr` (UDP) serving `path`, presenting the
+    /// certificate whose SHA-256 is `cert_sha256`. An unspecified address
+    /// (`0.0.0.0`, `::`) is given as the loopback one in the URL.
+    pub fn new(addr: std::net::SocketAddr, path: &str, cert_sha256: [u8; 32]) -> Self {
+        let ip = match addr.ip() {
+            ip if !ip.is_unspecified() => ip,
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        let authority = std::net::SocketAddr::new(ip, addr.port());
+        Self {
+            url: format!("https://{authority}{path}"),
+            port: addr.port(),
+            cert_sha256,
+        }
+    }
+
+    /// [`cert_sha256`](Self::cert_sha256) as 64 lowercase hex digits.
+    pub fn cert_sha256_hex(&self) -> String {
+        self.cert_sha256
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The `Alt-Svc` header value advertising HTTP/3 on the port.
+    pub fn alt_svc(&self) -> String {
+        format!("h3=\":{}\"", self.port)
+    }
 }
 
 impl HttpGateway {
@@ -54,15 +101,20 @@ impl HttpGateway {
         Self {
             service,
             grpc,
-            web: Arc::new(crate::WebPage::new()),
+            webtransport: None,
         }
     }
 
-    /// Serves the web chat page with what `page` tells it (by default, no
-    /// WebTransport).
-    pub fn with_web_page(mut self, page: crate::WebPage) -> Self {
-        self.web = Arc::new(page);
+    /// Tells the routes about the WebTransport endpoint beside this port:
+    /// every response then advertises it with `Alt-Svc: h3=":PORT"`.
+    pub fn with_webtransport(mut self, info: WebTransportInfo) -> Self {
+        self.webtransport = Some(Arc::new(info));
         self
+    }
+
+    /// The WebTransport endpoint beside this port, if there is one.
+    pub fn webtransport(&self) -> Option<&WebTransportInfo> {
+        self.webtransport.as_deref()
     }
 
     /// Serves one accepted connection (HTTP/1.1 or h2c, detected from its
@@ -76,15 +128,25 @@ impl HttpGateway {
             let peer = Arc::new(peer);
             let gateway = self.clone();
             let refusal = admission.as_ref().err().cloned();
+            let alt_svc = self
+                .webtransport
+                .as_ref()
+                .and_then(|info| http::HeaderValue::from_str(&info.alt_svc()).ok());
             let handler = service_fn(move |request| {
                 let gateway = gateway.clone();
                 let peer = peer.clone();
                 let refusal = refusal.clone();
+                let alt_svc = alt_svc.clone();
                 async move {
-                    let response = match refusal {
+                    let mut response = match refusal {
                         Some(e) => respond::error(&e, ""),
                         None => routes::handle(&gateway, peer, request).await,
                     };
+                    if let Some(alt_svc) = &alt_svc {
+                        response
+                            .headers_mut()
+                            .insert(http::header::ALT_SVC, alt_svc.clone());
+                    }
                     Ok::<_, Infallible>(response)
                 }
             });

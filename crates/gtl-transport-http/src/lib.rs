@@ -18,7 +18,12 @@
 //! - `GET /gtl/v1/ws`: the WebSocket transport (`gtl-transport-ws`);
 //! - `GET /`: a web chat page (embedded HTML, script and style sheet) that
 //!   calls over WebTransport or WebSocket and resumes after a drop, and
-//!   `GET /gtl/v1/web`, where it learns the transports ([`WebPage`]).
+//!   `GET /gtl/v1/web`, where it learns the transports.
+//!
+//! When the gateway also serves HTTP/3 and WebTransport (UDP, beside this
+//! port), `HttpGateway::with_webtransport` tells the routes where (the web
+//! page among them), and every response advertises it with
+//! `Alt-Svc: h3=":PORT"`.
 //!
 //! Every route is a thin translation to the call service; errors are the
 //! protocol's `error` frame as JSON with the code's HTTP status. The
@@ -66,11 +71,9 @@ mod ws;
 #[cfg(feature = "client")]
 pub use client::HttpConnector;
 #[cfg(feature = "server")]
-pub use gateway::HttpGateway;
-#[cfg(feature = "server")]
 pub(crate) use gateway::event_error;
 #[cfg(feature = "server")]
-pub use web::WebPage;
+pub use gateway::{HttpGateway, WebTransportInfo};
 
 /// The header carrying protocol versions (a list in requests, the
 /// negotiated one in responses).

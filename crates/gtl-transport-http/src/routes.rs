@@ -36,7 +36,7 @@ pub(crate) async fn handle(
         return crate::grpc::call(gateway.grpc.clone(), &peer, request).await;
     }
     // The page's files hold nothing of the gateway's: no credential needed.
-    if let Some(response) = crate::web::respond(&gateway.web, &request) {
+    if let Some(response) = crate::web::respond(gateway.webtransport.as_deref(), &request) {
         return response;
     }
     let version = match respond::version(request.headers()) {

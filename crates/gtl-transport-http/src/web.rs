@@ -11,79 +11,35 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::WebTransportInfo;
 use crate::respond::{self, Body};
 
 /// The path of the JSON document that describes the transports.
 pub(crate) const WEB_PATH: &str = "/gtl/v1/web";
 
-/// The path of the WebTransport session on the HTTP/3 listener.
-const WEBTRANSPORT_PATH: &str = "/gtl/v1/wt";
-
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
 
-/// What the web page is told about the gateway: whether it has a
-/// WebTransport (HTTP/3) listener, and the certificate a browser trusts it
-/// by.
-///
-/// The default has no WebTransport: the page then uses the WebSocket on
-/// the same port.
-///
-/// # Example
-///
-/// ```
-/// use gtl_transport_http::WebPage;
-///
-/// let page = WebPage::new().with_webtransport(7300, vec![[0xab; 32]]);
-/// assert_eq!(page.webtransport_port(), Some(7300));
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct WebPage {
-    webtransport: Option<WebTransport>,
-}
-
-#[derive(Debug, Clone)]
-struct WebTransport {
-    port: u16,
-    certificate_sha256: Vec<[u8; 32]>,
-}
-
-impl WebPage {
-    /// A page with no WebTransport.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The gateway serves WebTransport at `https://<host>:<port>/gtl/v1/wt`
-    /// over HTTP/3 (UDP), where `<host>` is the host the page was loaded
-    /// from, with a certificate whose SHA-256 is one of
-    /// `certificate_sha256` (a browser trusts it by hash, as
-    /// `serverCertificateHashes`, without a CA).
-    pub fn with_webtransport(mut self, port: u16, certificate_sha256: Vec<[u8; 32]>) -> Self {
-        self.webtransport = Some(WebTransport {
-            port,
-            certificate_sha256,
-        });
-        self
-    }
-
-    /// The UDP port of the WebTransport listener, when there is one.
-    pub fn webtransport_port(&self) -> Option<u16> {
-        self.webtransport.as_ref().map(|wt| wt.port)
-    }
-
-    /// The WebTransport URL for a page loaded from `host`.
-    fn webtransport_url(&self, host: &str) -> Option<String> {
-        let wt = self.webtransport.as_ref()?;
-        Some(format!("https://{host}:{}{WEBTRANSPORT_PATH}", wt.port))
-    }
+/// The WebTransport URL for a page loaded from `host`: the endpoint's
+/// path and UDP port, on the host the page used (`localhost` or an
+/// address), so that the page's origin and the session's name the same
+/// host.
+fn webtransport_url(info: &WebTransportInfo, host: &str) -> String {
+    let path = info
+        .url
+        .parse::<http::Uri>()
+        .map_or_else(|_| "/".to_owned(), |uri| uri.path().to_owned());
+    format!("https://{host}:{}{path}", info.port)
 }
 
 /// Answers the page's routes: `GET` of `/`, `/index.html`,
 /// `/app.js`, `/style.css` and [`WEB_PATH`]. `None` for every other
 /// request.
-pub(crate) fn respond<B>(page: &WebPage, request: &Request<B>) -> Option<Response<Body>> {
+pub(crate) fn respond<B>(
+    webtransport: Option<&WebTransportInfo>,
+    request: &Request<B>,
+) -> Option<Response<Body>> {
     if request.method() != Method::GET {
         return None;
     }
@@ -92,7 +48,7 @@ pub(crate) fn respond<B>(page: &WebPage, request: &Request<B>) -> Option<Respons
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX_HTML.to_owned()),
         "/app.js" => ("text/javascript; charset=utf-8", APP_JS.to_owned()),
         "/style.css" => ("text/css; charset=utf-8", STYLE_CSS.to_owned()),
-        WEB_PATH => ("application/json", describe(page, &host)),
+        WEB_PATH => ("application/json", describe(webtransport, &host)),
         _ => return None,
     };
     let mut response = Response::new(respond::full(body));
@@ -105,21 +61,20 @@ pub(crate) fn respond<B>(page: &WebPage, request: &Request<B>) -> Option<Respons
         HeaderValue::from_static("nosniff"),
     );
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(page, &host)) {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(webtransport, &host)) {
         headers.insert("content-security-policy", csp);
     }
     Some(response)
 }
 
 /// The JSON document of [`WEB_PATH`].
-fn describe(page: &WebPage, host: &str) -> String {
-    let hashes: Vec<String> = page
-        .webtransport
+fn describe(webtransport: Option<&WebTransportInfo>, host: &str) -> String {
+    let hashes: Vec<String> = webtransport
         .iter()
-        .flat_map(|wt| wt.certificate_sha256.iter().map(|h| hex(h)))
+        .map(|info| info.cert_sha256_hex())
         .collect();
     json!({
-        "webtransport": page.webtransport_url(host),
+        "webtransport": webtransport.map(|info| webtransport_url(info, host)),
         "certificate_hashes": hashes,
         "websocket": gtl_transport_ws::DEFAULT_PATH,
         "models": "/gtl/v1/models",
@@ -131,10 +86,10 @@ fn describe(page: &WebPage, host: &str) -> String {
 /// this origin (HTTP, and its WebSocket: CSP Level 3 `'self'` covers
 /// `ws:`/`wss:` on the same host and port) and to the WebTransport URL,
 /// nothing else.
-fn content_security_policy(page: &WebPage, host: &str) -> String {
+fn content_security_policy(webtransport: Option<&WebTransportInfo>, host: &str) -> String {
     let mut connect = String::from("'self'");
-    if let Some(wt) = &page.webtransport {
-        connect.push_str(&format!(" https://{host}:{}", wt.port));
+    if let Some(info) = webtransport {
+        connect.push_str(&format!(" https://{host}:{}", info.port));
     }
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; \
@@ -168,10 +123,6 @@ fn request_host<B>(request: &Request<B>) -> String {
         .unwrap_or_else(|| "127.0.0.1".into())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,12 +140,23 @@ mod tests {
         assert_eq!(request_host(&absolute), "app.localhost");
     }
 
+    fn info() -> WebTransportInfo {
+        WebTransportInfo::new("127.0.0.1:7300".parse().unwrap(), "/gtl/v1/wt", [1; 32])
+    }
+
+    #[test]
+    fn the_url_names_the_pages_host() {
+        assert_eq!(
+            webtransport_url(&info(), "localhost"),
+            "https://localhost:7300/gtl/v1/wt"
+        );
+    }
+
     #[test]
     fn the_policy_names_webtransport_only_when_there_is_one() {
-        let none = content_security_policy(&WebPage::new(), "localhost");
+        let none = content_security_policy(None, "localhost");
         assert!(none.contains("connect-src 'self';"), "{none}");
-        let page = WebPage::new().with_webtransport(7300, vec![[1; 32]]);
-        let with = content_security_policy(&page, "localhost");
+        let with = content_security_policy(Some(&info()), "localhost");
         assert!(
             with.contains("connect-src 'self' https://localhost:7300;"),
             "{with}"
@@ -204,10 +166,9 @@ mod tests {
 
     #[test]
     fn unknown_paths_and_methods_are_not_the_page() {
-        let page = WebPage::new();
-        assert!(respond(&page, &get("/favicon.ico", "localhost")).is_none());
+        assert!(respond(None, &get("/favicon.ico", "localhost")).is_none());
         let post = Request::post("/").body(()).unwrap();
-        assert!(respond(&page, &post).is_none());
-        assert!(respond(&page, &get("/app.js", "localhost")).is_some());
+        assert!(respond(None, &post).is_none());
+        assert!(respond(None, &get("/app.js", "localhost")).is_some());
     }
 }

@@ -107,6 +107,7 @@ async fn gtl_chat_streams_from_every_provider_through_the_server() {
         config.listen.tcp.enabled = false;
         config.listen.http.enabled = false;
         config.listen.quic.enabled = false;
+        config.listen.h3.enabled = false;
         let server = gtl_server::Server::bind(&config, registry(&env))
             .await
             .unwrap();

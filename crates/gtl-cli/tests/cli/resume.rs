@@ -17,6 +17,7 @@ async fn gtl_chat_resume_prints_the_rest_of_a_reply() {
     config.listen.tcp.enabled = false;
     config.listen.http.enabled = false;
     config.listen.quic.enabled = false;
+    config.listen.h3.enabled = false;
     let registry = gtl_server::default_registry(&config).unwrap();
     let server = gtl_server::Server::bind(&config, registry).await.unwrap();
     let endpoint = server.endpoints()[0].clone();

@@ -13,6 +13,7 @@ async fn gtl_chat_works_over_every_network_transport() {
     config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
     let registry = gtl_server::default_registry(&config).unwrap();
     let server = gtl_server::Server::bind(&config, registry).await.unwrap();
     let endpoints = server.endpoints();

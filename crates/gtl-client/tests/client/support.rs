@@ -88,6 +88,7 @@ impl Gateway {
         config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
         config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
         config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
+        config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
         config.sessions.persist = false;
         let server =
             gtl_server::Server::bind(&config, gtl_server::default_registry(&config).unwrap())

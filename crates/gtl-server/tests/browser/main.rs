@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use gtl_providers::{EchoProvider, Registry};
 use gtl_server::tls::LocalCertificate;
 use gtl_server::{Config, Server};
-use gtl_transport_http::{HttpGateway, WebPage};
+use gtl_transport_http::{HttpGateway, WebTransportInfo};
 use gtl_transport_quic::WtGateway;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -45,6 +45,7 @@ impl Gateway {
         config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
         config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
         config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
+        config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
         let mut registry = Registry::new();
         registry.add(Arc::new(EchoProvider::new()));
         let server = Server::bind(&config, registry).await.unwrap();
@@ -68,9 +69,9 @@ impl Gateway {
     }
 
     /// Serves the gateway's calls on another loopback HTTP port whose page
-    /// is told `page`; that port's `host:port`.
-    async fn http_port_with(&self, page: WebPage) -> String {
-        let gateway = HttpGateway::new(self.service.clone()).with_web_page(page);
+    /// is told of `webtransport`; that port's `host:port`.
+    async fn http_port_with(&self, webtransport: WebTransportInfo) -> String {
+        let gateway = HttpGateway::new(self.service.clone()).with_webtransport(webtransport);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
@@ -82,9 +83,10 @@ impl Gateway {
         addr
     }
 
-    /// Serves WebTransport on a free loopback UDP port, with a certificate
-    /// made like the server's, and another HTTP port whose page is told of
-    /// it; that port's `host:port`, and the WebTransport endpoint.
+    /// Serves WebTransport on a free loopback UDP port of its own (so a
+    /// test can close it), with a certificate made like the server's, and
+    /// another HTTP port whose page is told of it; that port's
+    /// `host:port`, and the WebTransport endpoint.
     async fn http_port_with_webtransport(&self) -> (String, quinn::Endpoint) {
         let certificate = LocalCertificate::load_or_create(&self._dir.path().join("wt")).unwrap();
         let gateway = WtGateway::new(self.service.clone());
@@ -92,10 +94,10 @@ impl Gateway {
             .server_config(vec![certificate.cert], certificate.key)
             .unwrap();
         let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let port = endpoint.local_addr().unwrap().port();
+        let addr = endpoint.local_addr().unwrap();
         tokio::spawn(gateway.serve(endpoint.clone()));
-        let page = WebPage::new().with_webtransport(port, vec![certificate.sha256]);
-        (self.http_port_with(page).await, endpoint)
+        let info = WebTransportInfo::new(addr, gtl_transport_quic::WT_PATH, certificate.sha256);
+        (self.http_port_with(info).await, endpoint)
     }
 
     async fn stop(mut self) {
@@ -237,10 +239,10 @@ async fn the_page_falls_back_to_websocket_when_webtransport_fails() {
     // The page is told of a WebTransport listener on a UDP port where
     // nothing listens.
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
+    let addr = closed.local_addr().unwrap();
     drop(closed);
-    let page = WebPage::new().with_webtransport(port, vec![[0x5a; 32]]);
-    let http = gateway.http_port_with(page).await;
+    let info = WebTransportInfo::new(addr, gtl_transport_quic::WT_PATH, [0x5a; 32]);
+    let http = gateway.http_port_with(info).await;
     let mut browser = Browser::launch().await;
     let prompt = "no transport forced";
     let tab = browser
@@ -264,7 +266,7 @@ async fn the_page_falls_back_to_websocket_when_webtransport_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_streams_an_answer_over_webtransport() {
     let gateway = Gateway::start().await;
-    let (http, _webtransport) = gateway.http_port_with_webtransport().await;
+    let http = gateway.http.clone();
     let mut browser = Browser::launch().await;
     let prompt = "Hello from a real browser, over WebTransport & back.";
     let tab = browser.open(&page_url(&http, "webtransport", prompt)).await;
@@ -281,7 +283,7 @@ async fn the_page_streams_an_answer_over_webtransport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_prefers_webtransport_when_the_gateway_has_it() {
     let gateway = Gateway::start().await;
-    let (http, _webtransport) = gateway.http_port_with_webtransport().await;
+    let http = gateway.http.clone();
     let mut browser = Browser::launch().await;
     let prompt = "no transport forced";
     let tab = browser
@@ -324,7 +326,7 @@ fn slow_prompt() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_resumes_over_webtransport_after_its_session_closes() {
     let gateway = Gateway::start().await;
-    let (http, _webtransport) = gateway.http_port_with_webtransport().await;
+    let http = gateway.http.clone();
     let mut browser = Browser::launch().await;
     let prompt = slow_prompt();
     let url = format!(

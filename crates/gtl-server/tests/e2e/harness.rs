@@ -31,6 +31,9 @@ pub(crate) enum Transport {
     Grpc,
     /// Native QUIC, trusting the server's certificate by its hash.
     Quic,
+    /// WebTransport over HTTP/3 (the browsers' transport), trusting the
+    /// server's certificate by its hash.
+    Wt,
 }
 
 /// A running gateway.
@@ -43,6 +46,10 @@ pub(crate) struct Gateway {
     pub(crate) http: String,
     /// `quic://127.0.0.1:PORT?cert_sha256=…`.
     pub(crate) quic: String,
+    /// `wt://127.0.0.1:PORT/gtl/v1/wt?cert_sha256=…` (unless HTTP/3 is off).
+    pub(crate) wt: Option<String>,
+    /// What the HTTP port knows of the WebTransport endpoint.
+    pub(crate) webtransport: Option<gtl_transport_http::WebTransportInfo>,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<()>>,
 }
@@ -57,6 +64,14 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config_for(dir.path());
         adjust(&mut config);
+        Self::start_config(dir, config).await
+    }
+
+    /// Starts with HTTP/3 and WebTransport off.
+    pub(crate) async fn start_without_h3() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_for(dir.path());
+        config.listen.h3.enabled = false;
         Self::start_config(dir, config).await
     }
 
@@ -99,6 +114,8 @@ impl Gateway {
             .find(|e| e.starts_with("quic:"))
             .unwrap()
             .clone();
+        let wt = endpoints.iter().find(|e| e.starts_with("wt:")).cloned();
+        let webtransport = server.webtransport();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -110,6 +127,8 @@ impl Gateway {
             tcp,
             http,
             quic,
+            wt,
+            webtransport,
             stop: Some(stop),
             serving: Some(serving),
         }
@@ -131,6 +150,7 @@ impl Gateway {
             Transport::Sse => format!("sse://{}", self.http_addr()),
             Transport::Grpc => format!("grpc://{}", self.http_addr()),
             Transport::Quic => self.quic.clone(),
+            Transport::Wt => self.wt.clone().expect("HTTP/3 is on"),
             Transport::Stdio => format!(
                 "stdio://{} --stdio --config {}",
                 env!("CARGO_BIN_EXE_gtl-server"),
@@ -158,6 +178,7 @@ pub(crate) fn config_for(dir: &std::path::Path) -> Config {
     config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
     config
 }
 
@@ -318,7 +339,7 @@ impl Raw {
                 let w = child.stdin.take().unwrap();
                 (Box::new(r), Box::new(w), Some(child))
             }
-            Transport::Sse | Transport::Grpc | Transport::Quic => {
+            Transport::Sse | Transport::Grpc | Transport::Quic | Transport::Wt => {
                 panic!("{transport:?} does not carry raw framed bytes")
             }
         };

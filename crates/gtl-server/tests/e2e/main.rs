@@ -8,6 +8,7 @@ mod calls;
 mod faults;
 mod harness;
 mod resume;
+mod webtransport;
 
 /// Runs each scenario once per transport.
 macro_rules! per_transport {
@@ -25,13 +26,17 @@ macro_rules! per_transport {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $scenario() { super::$scenario(crate::harness::Transport::Quic).await } )*
         }
+        mod wt {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $scenario() { super::$scenario(crate::harness::Transport::Wt).await } )*
+        }
     };
 }
 pub(crate) use per_transport;
 
 /// Runs each scenario once per transport that carries the byte-level
 /// framing of §6 (malformed input is written below the client there; the
-/// HTTP, gRPC and QUIC surfaces have their own bad-input tests in their
+/// HTTP, gRPC, QUIC and WebTransport surfaces have their own bad-input tests in their
 /// crates).
 macro_rules! per_framed_transport {
     ($($scenario:ident),* $(,)?) => {

@@ -37,7 +37,7 @@ impl ServerProcess {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\n{extra}\n[listen.tcp]\naddr = \"127.0.0.1:0\"\n[listen.http]\naddr = \"127.0.0.1:0\"\n[listen.quic]\naddr = \"127.0.0.1:0\"\n[listen.uds]\npath = {:?}\n",
+                "data_dir = {:?}\n{extra}\n[listen.tcp]\naddr = \"127.0.0.1:0\"\n[listen.http]\naddr = \"127.0.0.1:0\"\n[listen.quic]\naddr = \"127.0.0.1:0\"\n[listen.h3]\naddr = \"127.0.0.1:0\"\n[listen.uds]\npath = {:?}\n",
                 dir.display().to_string(),
                 socket(dir).display().to_string(),
             ),

@@ -2,7 +2,7 @@
 //! and Content-Security-Policy, `GET /gtl/v1/web`, and unknown paths.
 
 use gtl_service::ConnectionLimits;
-use gtl_transport_http::WebPage;
+use gtl_transport_http::WebTransportInfo;
 use serde_json::Value;
 
 use crate::{client, gateway, serve, start};
@@ -85,8 +85,8 @@ async fn without_http3_the_page_is_told_to_use_websocket() {
 
 #[tokio::test]
 async fn with_http3_the_page_gets_the_url_for_its_host_and_the_hash() {
-    let page = WebPage::new().with_webtransport(4433, vec![[0xab; 32]]);
-    let addr = serve(gateway(ConnectionLimits::default()).with_web_page(page)).await;
+    let info = WebTransportInfo::new("127.0.0.1:4433".parse().unwrap(), "/gtl/v1/wt", [0xab; 32]);
+    let addr = serve(gateway(ConnectionLimits::default()).with_webtransport(info)).await;
     let port = addr.rsplit_once(':').unwrap().1;
     let http = client();
     for (host, expected) in [
