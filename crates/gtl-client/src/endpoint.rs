@@ -489,6 +489,8 @@ mod tests {
             ("grpc://127.0.0.1:7300", Remote::Grpc),
             ("grpcs://gateway.example:443", Remote::Grpc),
             ("quic://127.0.0.1:7302", Remote::Quic),
+            ("wt://127.0.0.1:7300/gtl/v1/wt", Remote::Wt),
+            ("wt://localhost", Remote::Wt),
         ] {
             assert_eq!(
                 parse(url).unwrap(),
@@ -519,7 +521,7 @@ mod tests {
         );
         let text = err.to_string();
         for scheme in [
-            "stdio://", "unix://", "tcp://", "ws", "sse://", "grpc", "quic://",
+            "stdio://", "unix://", "tcp://", "ws", "sse://", "grpc", "quic://", "wt://",
         ] {
             assert!(text.contains(scheme), "{text}");
         }
@@ -538,6 +540,7 @@ mod tests {
             ("/run/gtl.sock", "not a URL"),
             ("embedded://somewhere", "no address"),
             ("quic://h:1?cert_sha256=12", "64 hex digits"),
+            ("wt://h:1/gtl/v1/wt?cert_sha256=12", "64 hex digits"),
             ("grpc://h:1/path", "path"),
         ] {
             let err = parse(url).unwrap_err();

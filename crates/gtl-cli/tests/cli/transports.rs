@@ -33,12 +33,15 @@ async fn gtl_chat_works_over_every_network_transport() {
     // its data dir.
     let quic = find("quic://");
     let quic = quic.split('?').next().unwrap().to_owned();
+    let wt = find("wt://");
+    let wt = wt.split('?').next().unwrap().to_owned();
     let urls = [
         format!("ws://{http}"),
         format!("sse://{http}"),
         format!("http://{http}"),
         format!("grpc://{http}"),
         quic,
+        wt,
         find("tcp://"),
     ];
     for url in urls {
