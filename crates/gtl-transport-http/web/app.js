@@ -1,7 +1,7 @@
 // GTL chat: a page that streams a chat.stream call from the gateway that
 // served it, over WebTransport when the gateway has it and the browser can,
 // else over WebSocket, and resumes the call when the connection drops
-// (docs/protocol.md §8, §13.4, §13.7, and §13.6 for GET /gtl/v1/web).
+// (docs/protocol.md §8, §13.4, §13.8, and §13.6 for GET /gtl/v1/web).
 //
 // URL parameters: ?transport=webtransport|websocket forces one,
 // ?model=NAME picks a model, ?prompt=TEXT&autosend=1 sends at load.
@@ -141,10 +141,10 @@ function timeout(ms, what) {
   return new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms));
 }
 
-// WebTransport (§13.7 inside an HTTP/3 session): the first bidirectional
-// stream is the control stream (hello / welcome), then one bidirectional
-// stream per call; JSON is the negotiated encoding, so each stream
-// carries NDJSON.
+// WebTransport (§13.8: the streams of §13.7 in an HTTP/3 session): the
+// first bidirectional stream is the control stream (hello / welcome), then
+// one bidirectional stream per call; JSON is the negotiated encoding, so
+// each stream carries NDJSON.
 async function openWebTransport() {
   if (!web.webtransport) throw new Error('the gateway has no WebTransport listener');
   if (typeof WebTransport === 'undefined') throw new Error('this browser has no WebTransport');
