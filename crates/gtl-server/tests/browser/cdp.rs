@@ -103,6 +103,17 @@ impl Browser {
     /// Sends one command (to a tab's session, or to the browser) and waits
     /// for its result, skipping the events that arrive meanwhile.
     async fn command(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let answer = self.try_command(session, method, params).await;
+        answer.unwrap_or_else(|error| panic!("{method}: {error}"))
+    }
+
+    /// [`command`](Self::command), with the browser's refusal as an error.
+    async fn try_command(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         let id = self.next_id;
         self.next_id += 1;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -133,8 +144,10 @@ impl Browser {
         let value = tokio::time::timeout(COMMAND, answer)
             .await
             .unwrap_or_else(|_| panic!("no answer to {method}"));
-        assert!(value.get("error").is_none(), "{method}: {value}");
-        value["result"].clone()
+        match value.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(value["result"].clone()),
+        }
     }
 
     /// Opens `url` in a new tab.
@@ -156,18 +169,25 @@ impl Browser {
 
     /// The value of a JavaScript expression in `tab`.
     pub(crate) async fn eval(&mut self, tab: &Tab, expression: &str) -> Value {
+        self.try_eval(tab, expression)
+            .await
+            .unwrap_or_else(|e| panic!("{expression}: {e}"))
+    }
+
+    /// The value of a JavaScript expression in `tab`, or why there is none
+    /// (e.g. the page was still being replaced by the one loading).
+    pub(crate) async fn try_eval(&mut self, tab: &Tab, expression: &str) -> Result<Value, Value> {
         let result = self
-            .command(
+            .try_command(
                 Some(&tab.session),
                 "Runtime.evaluate",
                 json!({"expression": expression, "returnByValue": true}),
             )
-            .await;
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
+            .await?;
+        match result.get("exceptionDetails") {
+            Some(exception) => Err(exception.clone()),
+            None => Ok(result["result"]["value"].clone()),
+        }
     }
 
     /// Closes the browser and waits for it to exit.

@@ -123,9 +123,9 @@ const READ_PAGE: &str = "(() => {
             usage: text('usage'), resumes: text('resumes'), log: text('log')};
 })()";
 
-/// Reads what the page shows.
+/// Reads what the page shows (nothing while it is still loading).
 async fn shown(browser: &mut Browser, tab: &Tab) -> Shown {
-    let value = browser.eval(tab, READ_PAGE).await;
+    let value = browser.try_eval(tab, READ_PAGE).await.unwrap_or_default();
     let field = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
     Shown {
         status: field("status"),
@@ -316,8 +316,8 @@ async fn open_until_streaming(browser: &mut Browser, url: &str) -> Tab {
     }
 }
 
-/// Forty words a tenth of a second apart: a connection cut after the
-/// first few is cut long before the last.
+/// Forty words, sent 150 ms apart (model `echo:delay_ms=150`): a
+/// connection cut after the first few is cut seconds before the last.
 fn slow_prompt() -> String {
     let prompt: String = (1..=40).map(|i| format!("word{i} ")).collect();
     prompt.trim_end().to_owned()
@@ -330,7 +330,7 @@ async fn the_page_resumes_over_webtransport_after_its_session_closes() {
     let mut browser = Browser::launch().await;
     let prompt = slow_prompt();
     let url = format!(
-        "http://{http}/?transport=webtransport&model=echo:delay_ms=100&prompt={}&autosend=1",
+        "http://{http}/?transport=webtransport&model=echo:delay_ms=150&prompt={}&autosend=1",
         query_escape(&prompt)
     );
     let tab = open_until_streaming(&mut browser, &url).await;
@@ -354,7 +354,7 @@ async fn the_page_resumes_over_websocket_when_its_webtransport_session_is_cut() 
     let mut browser = Browser::launch().await;
     let prompt = slow_prompt();
     let url = format!(
-        "http://{http}/?model=echo:delay_ms=100&prompt={}&autosend=1",
+        "http://{http}/?model=echo:delay_ms=150&prompt={}&autosend=1",
         query_escape(&prompt)
     );
     let tab = open_until_streaming(&mut browser, &url).await;
