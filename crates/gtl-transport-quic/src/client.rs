@@ -20,6 +20,10 @@ pub(crate) struct Target {
     pub(crate) host: String,
     pub(crate) port: u16,
     /// The path (WebTransport), or `None` for a scheme that takes none.
+    #[cfg_attr(
+        not(feature = "webtransport"),
+        allow(dead_code, reason = "only WebTransport URLs have a path")
+    )]
     pub(crate) path: Option<String>,
     pub(crate) verifier: Arc<dyn ServerCertVerifier>,
 }

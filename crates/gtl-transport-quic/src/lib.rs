@@ -1,4 +1,4 @@
-//! GTL over native QUIC (quinn, TLS 1.3 with ring).
+//! GTL over native QUIC and WebTransport (quinn, TLS 1.3 with ring).
 //!
 //! One QUIC connection carries many calls without head-of-line blocking
 //! between them, and survives a change of the client's address
@@ -23,6 +23,20 @@
 //! `gtl-service` [`CallService`](gtl_service::CallService);
 //! [`QuicConnector`] (feature `client`) opens them for `quic://` URLs and
 //! presents them as an ordinary multiplexed [`Connection`](gtl_transport::Connection).
+//!
+//! **WebTransport** (feature `webtransport`, docs/protocol.md §13.8) is the
+//! same control stream and streams per call inside an HTTP/3 session at
+//! [`WT_PATH`] (`https://127.0.0.1:7300/gtl/v1/wt` by default), which is how
+//! browsers reach GTL. `WtGateway` serves it with the very code that serves
+//! native QUIC (only the session set-up differs: ALPN `h3`, the `CONNECT`'s
+//! path and `Origin`); `WtConnector` opens `wt://` URLs.
+//!
+//! # Features
+//!
+//! - `server` (default): `QuicGateway`, and with `webtransport`, `WtGateway`.
+//! - `client` (default): `QuicConnector`, and with `webtransport`,
+//!   `WtConnector`.
+//! - `webtransport` (default): HTTP/3 and WebTransport, with `wtransport`.
 //!
 //! # Example
 //!

@@ -101,7 +101,7 @@ async fn handshake<C: BiStreams>(
     if handshake.first.is_some() {
         let e = CallError::new(
             ErrorCode::InvalidRequest,
-            "a call goes on its own QUIC stream, not the control stream (docs/protocol.md §13.7)",
+            "a call goes on its own stream, not the control stream (docs/protocol.md §13.7, §13.8)",
         );
         refuse(connection, &mut control, &e).await;
         return None;

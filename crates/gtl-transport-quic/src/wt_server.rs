@@ -98,7 +98,7 @@ impl WtGateway {
         }
         let mut peer = crate::session::peer_info("wt", addr);
         //= docs/protocol.md#13.8
-        //# A page that is not on this host gets no same-host trust.
+        //# A page from any other origin (and `null`) is a remote peer
         if let Some(origin) = request.origin()
             && !gtl_transport::is_local_origin(origin)
         {
