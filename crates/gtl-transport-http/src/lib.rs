@@ -19,11 +19,15 @@
 //! - the OpenAI- and Anthropic-compatible APIs (`POST /v1/chat/completions`,
 //!   `POST /v1/messages`, `POST /v1/messages/count_tokens`,
 //!   `GET /v1/models[/{id}]`), translated by `gtl-compat`, each call an
-//!   ordinary GTL session named in the `gtl-session-id` header.
+//!   ordinary GTL session named in the `gtl-session-id` header;
+//! - `GET /`: a web chat page (embedded HTML, script and style sheet) that
+//!   calls over WebTransport or WebSocket and resumes after a drop, and
+//!   `GET /gtl/v1/web`, where it learns the transports.
 //!
 //! When the gateway also serves HTTP/3 and WebTransport (UDP, beside this
-//! port), `HttpGateway::with_webtransport` tells the routes where, and
-//! every response advertises it with `Alt-Svc: h3=":PORT"`.
+//! port), `HttpGateway::with_webtransport` tells the routes where (the web
+//! page among them), and every response advertises it with
+//! `Alt-Svc: h3=":PORT"`.
 //!
 //! Every route is a thin translation to the call service; errors are the
 //! protocol's `error` frame as JSON with the code's HTTP status. The
@@ -65,6 +69,8 @@ mod origin;
 mod respond;
 #[cfg(feature = "server")]
 mod routes;
+#[cfg(feature = "server")]
+mod web;
 #[cfg(feature = "server")]
 mod ws;
 

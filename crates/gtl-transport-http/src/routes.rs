@@ -35,6 +35,10 @@ pub(crate) async fn handle(
         // gRPC negotiates its version in its own metadata.
         return crate::grpc::call(gateway.grpc.clone(), &peer, request).await;
     }
+    // The page's files hold nothing of the gateway's: no credential needed.
+    if let Some(response) = crate::web::respond(gateway.webtransport.as_deref(), &request) {
+        return response;
+    }
     let version = match respond::version(request.headers()) {
         Ok(version) => version,
         Err(e) => return respond::error(&e, ""),

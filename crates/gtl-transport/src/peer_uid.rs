@@ -3,8 +3,10 @@
 //! The kernel lists every TCP and UDP socket with its owner's uid in
 //! `/proc/net/{tcp,udp}{,6}`. A loopback TCP client's socket is the row
 //! whose local address is the peer's and whose remote address is ours; a
-//! QUIC client's UDP socket is unconnected, so it is the row bound to the
-//! peer's port on the peer's address or on the wildcard address.
+//! QUIC client's UDP socket is usually unconnected, so it is the row bound
+//! to the peer's port on the peer's address or on the wildcard address,
+//! and when it is connected (Chromium connects its QUIC sockets) the row
+//! bound to exactly the peer's address and port.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -54,6 +56,16 @@ pub fn loopback_udp_peer_uid(peer: SocketAddr) -> Option<u32> {
                 return Some(uid);
             }
         }
+        // A connected socket lists its remote (this gateway) instead of
+        // the wildcard; its exact local address and port still name it.
+        let exact = if v6 {
+            SocketAddr::new(to_v6(peer.ip()), peer.port())
+        } else {
+            peer
+        };
+        if let Some(uid) = find_uid_to_anyone(&text, &proc_addr(exact)) {
+            return Some(uid);
+        }
     }
     None
 }
@@ -89,10 +101,19 @@ fn proc_addr(addr: SocketAddr) -> String {
 
 /// The uid column of the row from `local` to `remote`.
 fn find_uid(table: &str, local: &str, remote: &str) -> Option<u32> {
+    find_row_uid(table, local, Some(remote))
+}
+
+/// The uid column of the row from `local`, whatever its remote.
+fn find_uid_to_anyone(table: &str, local: &str) -> Option<u32> {
+    find_row_uid(table, local, None)
+}
+
+fn find_row_uid(table: &str, local: &str, remote: Option<&str>) -> Option<u32> {
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();
         let (_, row_local, row_remote) = (fields.next()?, fields.next()?, fields.next()?);
-        if row_local != local || row_remote != remote {
+        if row_local != local || remote.is_some_and(|remote| row_remote != remote) {
             return None;
         }
         // st, tx:rx, tr:when, retrnsmt, then uid.
@@ -159,5 +180,17 @@ mod tests {
             let peer = SocketAddr::from(([127, 0, 0, 1], port));
             assert_eq!(loopback_udp_peer_uid(peer), Some(me), "dual-stack");
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_connected_loopback_udp_sender_is_this_process_user() {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = std::fs::metadata("/proc/self").unwrap().uid();
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(server.local_addr().unwrap()).unwrap();
+        let peer = socket.local_addr().unwrap();
+        assert_eq!(loopback_udp_peer_uid(peer), Some(me));
     }
 }

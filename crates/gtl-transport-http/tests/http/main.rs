@@ -21,6 +21,7 @@ mod errors;
 mod grpc;
 mod grpc_web;
 mod resume;
+mod web;
 mod ws;
 
 /// A gateway on a free loopback port; the address to reach it.
@@ -29,6 +30,11 @@ pub(crate) async fn start() -> String {
 }
 
 pub(crate) async fn start_with(limits: ConnectionLimits) -> String {
+    serve(gateway(limits)).await
+}
+
+/// A gateway over the echo provider, not yet listening.
+pub(crate) fn gateway(limits: ConnectionLimits) -> HttpGateway {
     let mut registry = Registry::new();
     registry.add(Arc::new(EchoProvider::new()));
     start_serving(registry, limits).await
@@ -39,7 +45,11 @@ pub(crate) async fn start_serving(registry: Registry, limits: ConnectionLimits) 
     // Persisted (to memory) as by default: events wait for their commit.
     let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
     let service = CallService::new(engine, registry, Authenticator::new(true), limits);
-    let gateway = HttpGateway::new(Arc::new(service));
+    HttpGateway::new(Arc::new(service))
+}
+
+/// Serves `gateway` on a free loopback port; the address to reach it.
+pub(crate) async fn serve(gateway: HttpGateway) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
