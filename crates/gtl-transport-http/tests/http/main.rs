@@ -37,15 +37,20 @@ pub(crate) async fn start_with(limits: ConnectionLimits) -> String {
 pub(crate) fn gateway(limits: ConnectionLimits) -> HttpGateway {
     let mut registry = Registry::new();
     registry.add(Arc::new(EchoProvider::new()));
-    start_serving(registry, limits).await
+    gateway_for(registry, limits)
 }
 
-/// A gateway routing with `registry`.
-pub(crate) async fn start_serving(registry: Registry, limits: ConnectionLimits) -> String {
+/// A gateway routing with `registry`, not yet listening.
+pub(crate) fn gateway_for(registry: Registry, limits: ConnectionLimits) -> HttpGateway {
     // Persisted (to memory) as by default: events wait for their commit.
     let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
     let service = CallService::new(engine, registry, Authenticator::new(true), limits);
     HttpGateway::new(Arc::new(service))
+}
+
+/// A gateway routing with `registry`, on a free loopback port.
+pub(crate) async fn start_serving(registry: Registry, limits: ConnectionLimits) -> String {
+    serve(gateway_for(registry, limits)).await
 }
 
 /// Serves `gateway` on a free loopback port; the address to reach it.
