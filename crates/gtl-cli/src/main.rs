@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use gtl_client::proto::types::Content;
 use gtl_client::proto::{Accepted, Body, CompletionRequest, Frame, Message, ProviderInfo, Role};
 use gtl_client::{
-    Client, ClientError, Completion, ConnectOpts, ResumePoint, connect, user_message,
+    Client, ClientError, Completion, ConnectOpts, ResumePoint, Trust, connect, user_message,
 };
 
 const AFTER_HELP: &str = "\
@@ -18,10 +18,15 @@ Endpoints: --endpoint URL (repeat it for a fallback order), else $GTL_ENDPOINT
 (comma-separated), else the gateway's defaults: its Unix socket
 ($XDG_RUNTIME_DIR/gtl/gtl.sock, or gtl.sock in $GTL_DATA_DIR or
 ~/.local/share/gtl), then tcp://127.0.0.1:7301.
-URLs: stdio://COMMAND [ARGS…], unix:///PATH, tcp://HOST:PORT,
+URLs: stdio://COMMAND [ARGS…], unix:///PATH, tcp[s]://HOST:PORT,
 ws[s]://HOST:PORT, sse://HOST:PORT, http[s]://HOST:PORT, grpc[s]://HOST:PORT,
-quic://HOST:PORT[?cert_sha256=HEX], embedded://
-(the HTTP port, 7300 by default, serves ws, sse/http and grpc; QUIC is 7302)
+quic://HOST:PORT, wt://HOST:PORT[/PATH], embedded://
+(the HTTP port, 7300 by default, serves ws, sse/http and grpc; QUIC is UDP
+7302 and WebTransport UDP 7300)
+
+TLS trust: --ca FILE or --cert-hash SHA256 for every TLS endpoint; else a
+URL's own ?cert_sha256=HEX pin; else, on loopback, the local gateway's
+certificate (its data dir's tls/cert.pem); else the system's roots.
 
 A reply cut off by a lost gateway goes on there: `gtl chat --resume SESSION_ID
 --after SEQ --resume-token TOKEN` prints the rest (`--json` prints the
@@ -51,6 +56,14 @@ struct Global {
     /// GhostToken (JWT) to present to the gateway.
     #[arg(long, env = "GTL_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Trust TLS gateways whose certificate these CAs issued (PEM file),
+    /// instead of the system's roots.
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "cert_hash")]
+    ca: Option<std::path::PathBuf>,
+    /// Trust exactly the TLS certificate with this SHA-256 (64 hex digits,
+    /// as gtl-server logs it), whatever its issuer.
+    #[arg(long, value_name = "SHA256", global = true)]
+    cert_hash: Option<String>,
     /// Print the gateway's frames as JSON lines instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -158,6 +171,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     opts = opts.with_client_name(concat!("gtl/", env!("CARGO_PKG_VERSION")));
     if let Some(token) = &cli.global.token {
         opts = opts.with_token(token);
+    }
+    if let Some(file) = &cli.global.ca {
+        let trust = Trust::ca_file(file).map_err(|e| anyhow::anyhow!("--ca: {e}"))?;
+        opts = opts.with_trust(trust);
+    }
+    if let Some(hash) = &cli.global.cert_hash {
+        let trust = Trust::sha256_hex(hash).map_err(|e| anyhow::anyhow!("--cert-hash: {e}"))?;
+        opts = opts.with_trust(trust);
     }
     let client = connect(opts).await?;
     match chat {

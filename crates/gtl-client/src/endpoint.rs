@@ -12,10 +12,22 @@ use gtl_transport_uds::UdsConnector;
 
 use crate::error::{ClientError, EndpointFailure};
 
+/// Whom TLS endpoints trust ([`crate::ConnectOpts::with_trust`]).
+#[cfg(feature = "tls")]
+pub(crate) type Trust = gtl_transport_quic::Trust;
+
+/// A build without TLS trusts nothing: it has no TLS endpoints.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Trust {}
+
 /// The schemes this build speaks, for error messages.
 static SUPPORTED: LazyLock<String> = LazyLock::new(|| {
     let mut schemes = vec!["stdio://COMMAND [ARGS…]", "unix:///PATH", "tcp://HOST:PORT"];
     let tls = cfg!(feature = "tls");
+    if tls {
+        schemes.push("tcps://HOST:PORT[?cert_sha256=HEX]");
+    }
     if cfg!(feature = "ws") {
         schemes.push(if tls {
             "ws[s]://HOST:PORT[/PATH]"
@@ -63,6 +75,8 @@ pub(crate) enum Remote {
     Quic,
     /// `wt://`: WebTransport.
     Wt,
+    /// `tcps://`: the TCP transport inside TLS.
+    Tcps,
 }
 
 impl Remote {
@@ -78,40 +92,226 @@ impl Remote {
             "grpcs" if cfg!(feature = "grpc") && tls => Some(Self::Grpc),
             "quic" if cfg!(feature = "quic") => Some(Self::Quic),
             "wt" if cfg!(feature = "wt") => Some(Self::Wt),
+            "tcps" if tls => Some(Self::Tcps),
             _ => None,
         }
     }
 
-    /// The connector for `url`.
-    fn connector(self, url: &str) -> Result<Box<dyn Connector>, TransportError> {
+    /// The connector for `url`, trusting as `trust` says on TLS.
+    fn connector(
+        self,
+        url: &str,
+        trust: Option<&Trust>,
+    ) -> Result<Box<dyn Connector>, TransportError> {
         let endpoint_error = |reason: String| TransportError::Endpoint {
             endpoint: url.to_owned(),
             reason,
         };
-        let _ = &endpoint_error;
+        let _ = (&endpoint_error, trust);
         match self {
             #[cfg(feature = "ws")]
-            Self::Ws => Ok(Box::new(gtl_transport_ws::WsConnector::new(url)?)),
+            Self::Ws => {
+                let connector = gtl_transport_ws::WsConnector::new(&without_pin(url))?;
+                #[cfg(feature = "tls")]
+                if url.starts_with("wss://") {
+                    return Ok(Box::new(connector.with_tls_config(tls_config(
+                        url,
+                        trust,
+                        &[],
+                    )?)));
+                }
+                Ok(Box::new(connector))
+            }
             #[cfg(feature = "http")]
-            Self::Http => Ok(Box::new(gtl_transport_http::HttpConnector::new(url)?)),
+            Self::Http => {
+                let connector = gtl_transport_http::HttpConnector::new(&without_pin(url))?;
+                #[cfg(feature = "tls")]
+                if url.starts_with("https://") {
+                    return Ok(Box::new(connector.with_tls_config(tls_config(
+                        url,
+                        trust,
+                        &[],
+                    )?)));
+                }
+                Ok(Box::new(connector))
+            }
             #[cfg(feature = "grpc")]
-            Self::Grpc => Ok(Box::new(gtl_transport_grpc::GrpcConnector::new(url)?)),
+            Self::Grpc => {
+                let connector = gtl_transport_grpc::GrpcConnector::new(&without_pin(url))?;
+                #[cfg(feature = "tls")]
+                if url.starts_with("grpcs://") {
+                    return grpc_trust(connector, url, trust);
+                }
+                Ok(Box::new(connector))
+            }
             #[cfg(feature = "quic")]
             Self::Quic => {
                 let connector = gtl_transport_quic::QuicConnector::new(url)
                     .map_err(|e| endpoint_error(e.to_string()))?;
-                Ok(Box::new(local_quic_trust(connector)))
+                match trust {
+                    #[cfg(feature = "tls")]
+                    Some(trust) => Ok(Box::new(
+                        connector
+                            .with_trust(trust)
+                            .map_err(|e| endpoint_error(e.to_string()))?,
+                    )),
+                    _ => Ok(Box::new(local_quic_trust(connector))),
+                }
             }
             #[cfg(feature = "wt")]
             Self::Wt => {
                 let connector = gtl_transport_quic::WtConnector::new(url)
                     .map_err(|e| endpoint_error(e.to_string()))?;
-                Ok(Box::new(local_wt_trust(connector)))
+                match trust {
+                    #[cfg(feature = "tls")]
+                    Some(trust) => Ok(Box::new(
+                        connector
+                            .with_trust(trust)
+                            .map_err(|e| endpoint_error(e.to_string()))?,
+                    )),
+                    _ => Ok(Box::new(local_wt_trust(connector))),
+                }
+            }
+            #[cfg(feature = "tls")]
+            Self::Tcps => {
+                let bare = without_pin(url);
+                let addr = bare
+                    .strip_prefix("tcps://")
+                    .unwrap_or(&bare)
+                    .trim_end_matches('/');
+                let valid = addr
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !valid {
+                    return Err(endpoint_error(
+                        "expected `tcps://HOST:PORT[?cert_sha256=HEX]`".into(),
+                    ));
+                }
+                let config = tls_config(url, trust, &[b"gtl/1"])?;
+                Ok(Box::new(TcpConnector::new(addr).with_tls(config)))
             }
             #[allow(unreachable_patterns, reason = "every variant's feature may be on")]
             _ => Err(endpoint_error("not in this build".into())),
         }
     }
+}
+
+/// `url` without its `?cert_sha256=HEX` (which only this crate reads for
+/// the TLS-over-TCP schemes).
+#[cfg(any(feature = "ws", feature = "http", feature = "grpc", feature = "tls"))]
+fn without_pin(url: &str) -> String {
+    match url.split_once("?cert_sha256=") {
+        Some((base, _)) => base.to_owned(),
+        None => url.to_owned(),
+    }
+}
+
+/// Whom a TLS-over-TCP endpoint trusts: the caller's choice, else the pin
+/// in its URL, else (on loopback) the local gateway's certificate, else the
+/// system's roots.
+#[cfg(feature = "tls")]
+fn trust_for(url: &str, trust: Option<&Trust>) -> Result<Trust, TransportError> {
+    let endpoint_error = |reason: String| TransportError::Endpoint {
+        endpoint: url.to_owned(),
+        reason,
+    };
+    if let Some(trust) = trust {
+        return Ok(trust.clone());
+    }
+    if let Some((_, hex)) = url.split_once("?cert_sha256=") {
+        return Trust::sha256_hex(hex).map_err(|e| endpoint_error(e.to_string()));
+    }
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let local = local_certificate();
+    if loopback && local.is_file() {
+        use rustls::pki_types::pem::PemObject as _;
+        if let Ok(cert) = rustls::pki_types::CertificateDer::from_pem_file(&local) {
+            return Ok(Trust::Sha256(gtl_transport_quic::cert_sha256(&cert)));
+        }
+    }
+    Ok(Trust::System)
+}
+
+#[cfg(feature = "tls")]
+fn tls_config(
+    url: &str,
+    trust: Option<&Trust>,
+    alpn: &[&[u8]],
+) -> Result<std::sync::Arc<rustls::ClientConfig>, TransportError> {
+    let trust = trust_for(url, trust)?;
+    gtl_transport_quic::tls_client_config(&trust, alpn)
+        .map(std::sync::Arc::new)
+        .map_err(|e| TransportError::Endpoint {
+            endpoint: url.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// gRPC over TLS checks certificates against CAs only (tonic's TLS): the
+/// system's, or a CA file's.
+#[cfg(all(feature = "tls", feature = "grpc"))]
+fn grpc_trust(
+    connector: gtl_transport_grpc::GrpcConnector,
+    url: &str,
+    trust: Option<&Trust>,
+) -> Result<Box<dyn Connector>, TransportError> {
+    match trust_for(url, trust)? {
+        Trust::System => Ok(Box::new(connector)),
+        Trust::Roots(roots) => {
+            let pem: String = roots.iter().map(|cert| pem_certificate(cert)).collect();
+            Ok(Box::new(connector.with_ca_certificates(pem.as_bytes())?))
+        }
+        _ => Err(TransportError::Endpoint {
+            endpoint: url.to_owned(),
+            reason: "grpcs:// verifies the gateway against CAs only; give --ca FILE, or pin \
+                     the certificate over quic://, https:// or wss:// instead"
+                .into(),
+        }),
+    }
+}
+
+#[cfg(all(feature = "tls", feature = "grpc"))]
+fn pem_certificate(der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut body = String::new();
+    for chunk in der.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                body.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                body.push('=');
+            }
+        }
+    }
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// The gateway's default TCP port (`DEFAULT_TCP_PORT` in
@@ -185,7 +385,7 @@ impl Endpoint {
             }
             scheme if Remote::of(scheme).is_some() => {
                 let remote = Remote::of(scheme).expect("checked");
-                if let Err(e) = remote.connector(url) {
+                if let Err(e) = remote.connector(url, None) {
                     let reason = match e {
                         TransportError::Endpoint { reason, .. } => reason,
                         other => other.to_string(),
@@ -222,6 +422,7 @@ impl Endpoint {
     pub(crate) async fn open(
         &self,
         embedded: &mut EmbeddedGateway,
+        trust: Option<&Trust>,
     ) -> Result<Connection, (EndpointFailure, bool)> {
         let result = match self {
             Self::Stdio(command) => match StdioConnector::from_command_line(command) {
@@ -230,7 +431,7 @@ impl Endpoint {
             },
             Self::Unix(path) => UdsConnector::new(path).connect().await,
             Self::Tcp(addr) => TcpConnector::new(addr.clone()).connect().await,
-            Self::Remote(remote, url) => match remote.connector(url) {
+            Self::Remote(remote, url) => match remote.connector(url, trust) {
                 Ok(connector) => connector.connect().await,
                 Err(e) => Err(e),
             },
@@ -324,7 +525,7 @@ fn local_wt_trust(connector: gtl_transport_quic::WtConnector) -> gtl_transport_q
 }
 
 /// The local gateway's certificate, `<data dir>/tls/cert.pem`.
-#[cfg(any(feature = "quic", feature = "wt"))]
+#[cfg(any(feature = "quic", feature = "wt", feature = "tls"))]
 fn local_certificate() -> PathBuf {
     default_data_dir().join("tls/cert.pem")
 }

@@ -93,6 +93,10 @@ pub use error::{ClientError, EndpointFailure, ServerError};
 pub use gtl_core::Completion;
 pub use gtl_proto as proto;
 pub use gtl_proto::ErrorCode;
+/// Whom TLS endpoints trust: the system's roots, a CA file, or one
+/// certificate's SHA-256 ([`ConnectOpts::with_trust`]).
+#[cfg(feature = "tls")]
+pub use gtl_transport_quic::Trust;
 pub use opts::{ConnectOpts, ReconnectPolicy};
 
 use gtl_proto::types::Content;

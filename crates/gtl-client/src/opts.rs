@@ -24,6 +24,8 @@ pub struct ConnectOpts {
     pub reconnect: ReconnectPolicy,
     /// Bound on opening a connection and its hello/welcome exchange.
     pub connect_timeout: Duration,
+    /// Whom TLS endpoints trust, when set (see [`with_trust`](Self::with_trust)).
+    pub(crate) trust: Option<crate::endpoint::Trust>,
 }
 
 impl ConnectOpts {
@@ -38,6 +40,7 @@ impl ConnectOpts {
             client_name: concat!("gtl-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             reconnect: ReconnectPolicy::default(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            trust: None,
         }
     }
 
@@ -66,6 +69,19 @@ impl ConnectOpts {
     #[must_use]
     pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.reconnect = policy;
+        self
+    }
+
+    /// Trusts, on every TLS endpoint (`quic://`, `wt://`, `tcps://`,
+    /// `https://`, `wss://`, `grpcs://`), as `trust` says: a CA file
+    /// (`--ca`) or one certificate's SHA-256 (`--cert-hash`). Without it an
+    /// endpoint trusts the pin in its URL (`?cert_sha256=HEX`), else, on
+    /// loopback, the local gateway's certificate from its data dir, else
+    /// the system's roots.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn with_trust(mut self, trust: crate::Trust) -> Self {
+        self.trust = Some(trust);
         self
     }
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub listen: Listen,
     /// Who may call.
     pub auth: Auth,
+    /// The certificate TLS listeners present.
+    pub tls: Tls,
     /// Session limits.
     pub sessions: Sessions,
     /// Per-connection limits.
@@ -109,6 +111,9 @@ pub struct Http {
     pub enabled: bool,
     /// Address and port; keep it on loopback unless auth is configured.
     pub addr: SocketAddr,
+    /// Serve HTTPS (and `wss://`, gRPC over TLS) instead of cleartext, with
+    /// the `[tls]` certificate.
+    pub tls: bool,
     /// Allow a non-loopback `addr` without TLS (cleartext on a network:
     /// only behind a TLS-terminating proxy on the same host).
     pub insecure: bool,
@@ -134,8 +139,29 @@ pub struct Tcp {
     pub enabled: bool,
     /// Address and port; keep it on loopback unless auth is configured.
     pub addr: SocketAddr,
+    /// Speak TLS (`tcps://`) with the `[tls]` certificate.
+    pub tls: bool,
     /// Allow a non-loopback `addr` without TLS (see [`Http::insecure`]).
     pub insecure: bool,
+}
+
+/// The certificate of the TLS listeners (QUIC always, TCP and HTTP when
+/// their `tls` is set).
+///
+/// Without `cert` and `key`, a self-signed certificate is created in
+/// `<data dir>/tls/` and rotated while the server runs (see
+/// [`crate::tls`]); with them, those files are presented and reloaded
+/// when they change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Tls {
+    /// A PEM certificate chain, leaf first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Its PEM private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// Authentication settings.
@@ -213,11 +239,13 @@ impl Default for Config {
                 tcp: Tcp {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_TCP_PORT)),
+                    tls: false,
                     insecure: false,
                 },
                 http: Http {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+                    tls: false,
                     insecure: false,
                 },
                 quic: Quic {
@@ -231,6 +259,7 @@ impl Default for Config {
             },
             data_dir,
             auth: Auth::default(),
+            tls: Tls::default(),
             sessions: Sessions::default(),
             limits: Limits::default(),
             providers: Vec::new(),
@@ -316,9 +345,10 @@ pub enum ConfigError {
     /// A cleartext listener would be reachable from the network.
     #[error(
         "[listen.{listener}] addr = \"{addr}\" is not a loopback address, and this listener has no \
-         TLS: clients' credentials and conversations would cross the network in cleartext. Bind it \
-         to 127.0.0.1 (the QUIC listener is always TLS), or set [listen.{listener}] insecure = true \
-         if a TLS-terminating proxy on this host is its only client"
+         TLS: clients' credentials and conversations would cross the network in cleartext. Set \
+         [listen.{listener}] tls = true (with [tls] cert and key for a certificate clients trust), \
+         bind it to 127.0.0.1, or set [listen.{listener}] insecure = true if a TLS-terminating \
+         proxy on this host is its only client"
     )]
     Cleartext {
         /// `tcp` or `http`.
@@ -326,6 +356,12 @@ pub enum ConfigError {
         /// The address.
         addr: SocketAddr,
     },
+    /// Only one of `[tls] cert` and `key` is set.
+    #[error(
+        "[tls] needs both cert (the PEM chain) and key (its PEM private key), or neither (a \
+         self-signed certificate in the data dir)"
+    )]
+    TlsPair,
     /// The file is not valid configuration.
     #[error("invalid config file {path}: {source}")]
     Parse {
@@ -368,18 +404,21 @@ impl Config {
     /// Refuses what must not run: a cleartext listener reachable from the
     /// network without `insecure = true`.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
         let listeners = [
             (
                 "tcp",
                 self.listen.tcp.enabled,
                 self.listen.tcp.addr,
-                self.listen.tcp.insecure,
+                self.listen.tcp.insecure || self.listen.tcp.tls,
             ),
             (
                 "http",
                 self.listen.http.enabled,
                 self.listen.http.addr,
-                self.listen.http.insecure,
+                self.listen.http.insecure || self.listen.http.tls,
             ),
         ];
         for (listener, enabled, addr, insecure) in listeners {
@@ -479,6 +518,19 @@ mod tests {
             Config::from_toml("[listen.tcp]\nenabled = false\naddr = \"0.0.0.0:7301\"\n").unwrap();
         disabled.validate().unwrap();
         Config::default().validate().unwrap();
+        let tls = Config::from_toml("[listen.tcp]\naddr = \"0.0.0.0:7301\"\ntls = true\n").unwrap();
+        tls.validate().unwrap();
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key() {
+        let half = Config::from_toml("[tls]\ncert = \"/etc/gtl/cert.pem\"\n").unwrap();
+        let err = half.validate().unwrap_err().to_string();
+        assert!(err.contains("[tls]") && err.contains("key"), "{err}");
+        let both =
+            Config::from_toml("[tls]\ncert = \"/etc/gtl/cert.pem\"\nkey = \"/etc/gtl/key.pem\"\n")
+                .unwrap();
+        both.validate().unwrap();
     }
 
     use super::*;

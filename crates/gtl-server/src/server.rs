@@ -17,7 +17,7 @@ use gtl_service::{Authenticator, CallService, serve_framed};
 use gtl_transport_http::{HttpGateway, WebTransportInfo};
 use gtl_transport_quic::{QuicGateway, WtGateway};
 
-use crate::tls::LocalCertificate;
+use crate::tls::ServerIdentity;
 
 use crate::config::Config;
 
@@ -33,6 +33,9 @@ pub enum ServerError {
         /// Why it failed.
         source: TransportError,
     },
+    /// The TLS certificate could not be created or loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The configuration cannot be served (see [`Config::validate`]).
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
@@ -76,12 +79,17 @@ impl Gateway {
 pub struct Server {
     gateway: Gateway,
     listeners: Vec<Box<dyn Listener>>,
-    /// The HTTP port (SSE, plain HTTP, WebSocket).
-    http: Option<tokio::net::TcpListener>,
-    /// Native QUIC, and its certificate's SHA-256 for the endpoint URL.
-    quic: Option<(quinn::Endpoint, [u8; 32])>,
-    /// HTTP/3 + WebTransport, and its certificate's SHA-256.
-    h3: Option<(quinn::Endpoint, [u8; 32])>,
+    /// The HTTP port (SSE, plain HTTP, WebSocket, gRPC), and its TLS when
+    /// `[listen.http] tls` is set.
+    http: Option<(tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+    /// The TCP port over TLS (`[listen.tcp] tls`).
+    tcp_tls: Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+    /// Native QUIC.
+    quic: Option<quinn::Endpoint>,
+    /// HTTP/3 + WebTransport.
+    h3: Option<quinn::Endpoint>,
+    /// The certificate every TLS listener presents, when one is on.
+    identity: Option<Arc<ServerIdentity>>,
     shutdown_timeout: Duration,
 }
 
@@ -119,6 +127,20 @@ impl Server {
             config.connection_limits(),
         );
         let service = Arc::new(service);
+        let listen = &config.listen;
+        let identity = if listen.quic.enabled
+            || listen.h3.enabled
+            || (listen.tcp.enabled && listen.tcp.tls)
+            || (listen.http.enabled && listen.http.tls)
+        {
+            Some(identity(config)?)
+        } else {
+            None
+        };
+        let tls_acceptor = |alpn: &[&[u8]]| {
+            let identity = identity.as_ref().expect("created for every TLS listener");
+            tokio_rustls::TlsAcceptor::from(Arc::new(identity.server_config(alpn)))
+        };
         let mut http = None;
         if config.listen.http.enabled {
             let addr = config.listen.http.addr;
@@ -129,26 +151,29 @@ impl Server {
                         endpoint: format!("http://{addr}"),
                         source: e.into(),
                     })?;
-            http = Some(listener);
+            let tls = config
+                .listen
+                .http
+                .tls
+                .then(|| tls_acceptor(&[b"h2", b"http/1.1"]));
+            http = Some((listener, tls));
         }
         let mut quic = None;
         if config.listen.quic.enabled {
             let gateway = QuicGateway::new(service.clone());
             quic = Some(bind_udp(
-                config,
                 "quic",
                 config.listen.quic.addr,
-                |cert, key| gateway.server_config(cert, key),
+                gateway.server_config_with(identity.clone().expect("created for QUIC")),
             )?);
         }
         let mut h3 = None;
         if config.listen.h3.enabled {
             let gateway = WtGateway::new(service.clone());
             h3 = Some(bind_udp(
-                config,
                 "wt",
                 config.listen.h3.addr,
-                |cert, key| gateway.server_config(cert, key),
+                gateway.server_config_with(identity.clone().expect("created for HTTP/3")),
             )?);
         }
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
@@ -160,7 +185,18 @@ impl Server {
             })?;
             listeners.push(Box::new(listener));
         }
-        if config.listen.tcp.enabled {
+        let mut tcp_tls = None;
+        if config.listen.tcp.enabled && config.listen.tcp.tls {
+            let addr = config.listen.tcp.addr;
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Bind {
+                        endpoint: format!("tcps://{addr}"),
+                        source: e.into(),
+                    })?;
+            tcp_tls = Some((listener, tls_acceptor(&[gtl_transport_quic::ALPN])));
+        } else if config.listen.tcp.enabled {
             let addr = config.listen.tcp.addr;
             let listener = TcpListener::bind(addr)
                 .await
@@ -174,8 +210,10 @@ impl Server {
             gateway: Gateway { service },
             listeners,
             http,
+            tcp_tls,
             quic,
             h3,
+            identity,
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -183,31 +221,39 @@ impl Server {
     /// The endpoints the server listens on, as client URLs (with the real
     /// port when port 0 was configured).
     pub fn endpoints(&self) -> Vec<String> {
-        let http = self.http.iter().map(|l| {
-            l.local_addr()
-                .map_or_else(|_| "http://?".into(), |a| format!("http://{a}"))
-        });
-        let quic = self.quic.iter().map(|(endpoint, sha256)| {
-            endpoint.local_addr().map_or_else(
-                |_| "quic://?".into(),
-                |a| format!("quic://{a}?cert_sha256={}", crate::tls::hex(sha256)),
+        // A client pins the certificate by this, when it trusts no CA for it.
+        let pin = self
+            .identity
+            .as_ref()
+            .map(|identity| format!("?cert_sha256={}", crate::tls::hex(&identity.sha256())))
+            .unwrap_or_default();
+        let url = |scheme: &str, addr: std::io::Result<std::net::SocketAddr>, rest: &str| {
+            addr.map_or_else(
+                |_| format!("{scheme}://?"),
+                |a| format!("{scheme}://{a}{rest}"),
             )
+        };
+        let http = self.http.iter().map(|(listener, tls)| match tls {
+            Some(_) => url("https", listener.local_addr(), &pin),
+            None => url("http", listener.local_addr(), ""),
         });
-        let wt = self.h3.iter().map(|(endpoint, sha256)| {
-            endpoint.local_addr().map_or_else(
-                |_| "wt://?".into(),
-                |a| {
-                    format!(
-                        "wt://{a}{}?cert_sha256={}",
-                        gtl_transport_quic::WT_PATH,
-                        crate::tls::hex(sha256)
-                    )
-                },
-            )
-        });
+        let tcp_tls = self
+            .tcp_tls
+            .iter()
+            .map(|(listener, _)| url("tcps", listener.local_addr(), &pin));
+        let quic = self
+            .quic
+            .iter()
+            .map(|endpoint| url("quic", endpoint.local_addr(), &pin));
+        let wt_rest = format!("{}{pin}", gtl_transport_quic::WT_PATH);
+        let wt = self
+            .h3
+            .iter()
+            .map(|endpoint| url("wt", endpoint.local_addr(), &wt_rest));
         self.listeners
             .iter()
             .map(|l| l.local_endpoint())
+            .chain(tcp_tls)
             .chain(http)
             .chain(quic)
             .chain(wt)
@@ -219,13 +265,21 @@ impl Server {
     /// are told (and advertise with `Alt-Svc`), for a page to pass to
     /// `new WebTransport(url, { serverCertificateHashes })`.
     pub fn webtransport(&self) -> Option<WebTransportInfo> {
-        let (endpoint, sha256) = self.h3.as_ref()?;
+        let endpoint = self.h3.as_ref()?;
         let addr = endpoint.local_addr().ok()?;
+        let sha256 = self.identity.as_ref()?.sha256();
         Some(WebTransportInfo::new(
             addr,
             gtl_transport_quic::WT_PATH,
-            *sha256,
+            sha256,
         ))
+    }
+
+    /// The certificate the TLS listeners present, when one is on: its
+    /// hash, and [`ServerIdentity::refresh`] (which the server also runs
+    /// every [`REFRESH_EVERY`](crate::tls::REFRESH_EVERY)).
+    pub fn tls_identity(&self) -> Option<Arc<ServerIdentity>> {
+        self.identity.clone()
     }
 
     /// The gateway, for stdio and in-process connections.
@@ -248,25 +302,47 @@ impl Server {
             };
             tasks.spawn(accept_loop(acceptor).instrument(span));
         }
-        if let Some(listener) = self.http {
+        if let Some((listener, tls)) = self.http {
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let endpoint = listener
                 .local_addr()
-                .map_or_else(|_| "http://?".into(), |a| format!("http://{a}"));
+                .map_or_else(|_| format!("{scheme}://?"), |a| format!("{scheme}://{a}"));
             let span = tracing::info_span!("listener", %endpoint);
             let mut gateway = HttpGateway::new(self.gateway.service.clone());
-            if let Some(info) = webtransport {
-                gateway = gateway.with_webtransport(info);
+            if let Some(info) = &webtransport {
+                gateway = gateway.with_webtransport(info.clone());
             }
-            let acceptor = Http { listener, gateway };
+            let acceptor = Http {
+                listener,
+                tls,
+                gateway,
+                handshake_timeout: self.gateway.service.limits().handshake_timeout,
+            };
             tasks.spawn(accept_loop(acceptor).instrument(span));
         }
-        let quic = self.quic.map(|(endpoint, _)| endpoint);
+        if let Some((listener, tls)) = self.tcp_tls {
+            let endpoint = listener
+                .local_addr()
+                .map_or_else(|_| "tcps://?".into(), |a| format!("tcps://{a}"));
+            let span = tracing::info_span!("listener", %endpoint);
+            let acceptor = TlsFramed {
+                listener,
+                tls,
+                gateway: self.gateway.clone(),
+                handshake_timeout: self.gateway.service.limits().handshake_timeout,
+            };
+            tasks.spawn(accept_loop(acceptor).instrument(span));
+        }
+        if let Some(identity) = self.identity.clone() {
+            tasks.spawn(refresh_identity(identity, webtransport));
+        }
+        let quic = self.quic;
         if let Some(endpoint) = &quic {
             let gateway = QuicGateway::new(self.gateway.service.clone());
             let span = tracing::info_span!("listener", endpoint = %udp_url("quic", endpoint));
             tasks.spawn(gateway.serve(endpoint.clone()).instrument(span));
         }
-        let h3 = self.h3.map(|(endpoint, _)| endpoint);
+        let h3 = self.h3;
         if let Some(endpoint) = &h3 {
             let gateway = WtGateway::new(self.gateway.service.clone());
             let span = tracing::info_span!("listener", endpoint = %udp_url("wt", endpoint));
@@ -297,30 +373,51 @@ impl Server {
     }
 }
 
+/// The certificate of the TLS listeners: `[tls] cert` and `key`, or the
+/// data dir's self-signed one (created on first start).
+fn identity(config: &Config) -> Result<Arc<ServerIdentity>, ServerError> {
+    let identity = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => ServerIdentity::from_files(cert, key),
+        _ => ServerIdentity::self_signed(&config.data_dir),
+    };
+    identity.map_err(|e| ServerError::Tls(e.to_string()))
+}
+
 /// Binds a UDP listener (native QUIC, or HTTP/3 for WebTransport) at
-/// `addr` with the data dir's certificate (created on first start), whose
-/// SHA-256 comes back for the endpoint URL.
+/// `addr` with `server_config`.
 fn bind_udp(
-    config: &Config,
     scheme: &str,
     addr: std::net::SocketAddr,
-    server_config: impl FnOnce(
-        Vec<rustls::pki_types::CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ) -> Result<quinn::ServerConfig, gtl_transport_quic::QuicError>,
-) -> Result<(quinn::Endpoint, [u8; 32]), ServerError> {
+    server_config: Result<quinn::ServerConfig, gtl_transport_quic::QuicError>,
+) -> Result<quinn::Endpoint, ServerError> {
     let bind_error = |source: TransportError| ServerError::Bind {
         endpoint: format!("{scheme}://{addr}"),
         source,
     };
-    let other = |message: String| bind_error(TransportError::Io(std::io::Error::other(message)));
-    let certificate =
-        LocalCertificate::load_or_create(&config.data_dir).map_err(|e| other(e.to_string()))?;
-    let server_config =
-        server_config(vec![certificate.cert], certificate.key).map_err(|e| other(e.to_string()))?;
-    let endpoint =
-        quinn::Endpoint::server(server_config, addr).map_err(|e| bind_error(e.into()))?;
-    Ok((endpoint, certificate.sha256))
+    let server_config = server_config
+        .map_err(|e| bind_error(TransportError::Io(std::io::Error::other(e.to_string()))))?;
+    quinn::Endpoint::server(server_config, addr).map_err(|e| bind_error(e.into()))
+}
+
+/// Rotates or reloads the certificate while the server runs; the TLS
+/// listeners resolve it per handshake, the web page learns the new hash.
+async fn refresh_identity(identity: Arc<ServerIdentity>, webtransport: Option<WebTransportInfo>) {
+    let mut ticks = tokio::time::interval(crate::tls::REFRESH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match identity.refresh(std::time::SystemTime::now()) {
+            Ok(true) => {
+                if let Some(info) = &webtransport {
+                    info.set_cert_sha256(identity.sha256());
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the TLS certificate could not be replaced; the current one stays")
+            }
+        }
+    }
 }
 
 fn udp_url(scheme: &str, endpoint: &quinn::Endpoint) -> String {
@@ -351,10 +448,12 @@ impl Acceptor for Framed {
     }
 }
 
-/// The HTTP port.
+/// The HTTP port, cleartext (h2c) or TLS.
 struct Http {
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     gateway: HttpGateway,
+    handshake_timeout: Duration,
 }
 
 impl Acceptor for Http {
@@ -362,9 +461,68 @@ impl Acceptor for Http {
         let (stream, addr) = self.listener.accept().await.map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
         let peer = gtl_transport_tcp::peer_info(&stream, addr, "http");
-        Ok(Box::pin(
-            self.gateway.clone().serve_connection(stream, peer),
-        ))
+        let gateway = self.gateway.clone();
+        let Some(tls) = self.tls.clone() else {
+            return Ok(Box::pin(gateway.serve_connection(stream, peer)));
+        };
+        // The handshake runs in the connection's task, so a slow client
+        // never holds up the accept loop.
+        let timeout = self.handshake_timeout;
+        Ok(Box::pin(async move {
+            if let Some(stream) = tls_handshake(&tls, stream, timeout, &peer).await {
+                gateway.serve_connection(stream, peer).await;
+            }
+        }))
+    }
+}
+
+/// The TCP port over TLS: the framed protocol inside the TLS stream.
+struct TlsFramed {
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    gateway: Gateway,
+    handshake_timeout: Duration,
+}
+
+impl Acceptor for TlsFramed {
+    async fn accept(&mut self) -> Result<Serve, String> {
+        let (stream, addr) = self.listener.accept().await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let peer = gtl_transport_tcp::peer_info(&stream, addr, "tcp");
+        let (tls, gateway, timeout) = (
+            self.tls.clone(),
+            self.gateway.clone(),
+            self.handshake_timeout,
+        );
+        Ok(Box::pin(async move {
+            if let Some(stream) = tls_handshake(&tls, stream, timeout, &peer).await {
+                let (read, write) = tokio::io::split(stream);
+                let conn =
+                    gtl_transport::stream_connection(read, write, peer, gtl_proto::Encoding::Json);
+                gateway.serve(conn).await;
+            }
+        }))
+    }
+}
+
+/// The server side of a TLS handshake, within `timeout`; `None` (logged)
+/// when it fails.
+async fn tls_handshake(
+    tls: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+    peer: &gtl_transport::PeerInfo,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %peer.addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = %peer.addr, "TLS handshake timed out");
+            None
+        }
     }
 }
 

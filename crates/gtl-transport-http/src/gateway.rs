@@ -51,15 +51,18 @@ pub struct HttpGateway {
 /// Where the gateway's WebTransport (HTTP/3) endpoint is, and the
 /// certificate it presents: what a page needs for
 /// `new WebTransport(url, { serverCertificateHashes: [{ algorithm: "sha-256", value }] })`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Clones share the certificate hash: a server that rotates its
+/// certificate calls [`set_cert_sha256`](Self::set_cert_sha256) once and
+/// every route sees the new one.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WebTransportInfo {
     /// The session's URL, e.g. `https://127.0.0.1:7300/gtl/v1/wt`.
     pub url: String,
     /// The UDP port (what `Alt-Svc: h3=":PORT"` advertises).
     pub port: u16,
-    /// The SHA-256 of the server's certificate (DER).
-    pub cert_sha256: [u8; 32],
+    cert_sha256: Arc<std::sync::RwLock<[u8; 32]>>,
 }
 
 impl WebTransportInfo {
@@ -76,13 +79,29 @@ impl WebTransportInfo {
         Self {
             url: format!("https://{authority}{path}"),
             port: addr.port(),
-            cert_sha256,
+            cert_sha256: Arc::new(std::sync::RwLock::new(cert_sha256)),
         }
+    }
+
+    /// The SHA-256 of the certificate presented now (DER).
+    pub fn cert_sha256(&self) -> [u8; 32] {
+        *self
+            .cert_sha256
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The certificate was replaced (rotated or reloaded).
+    pub fn set_cert_sha256(&self, sha256: [u8; 32]) {
+        *self
+            .cert_sha256
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = sha256;
     }
 
     /// [`cert_sha256`](Self::cert_sha256) as 64 lowercase hex digits.
     pub fn cert_sha256_hex(&self) -> String {
-        self.cert_sha256
+        self.cert_sha256()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
@@ -117,11 +136,15 @@ impl HttpGateway {
         self.webtransport.as_deref()
     }
 
-    /// Serves one accepted connection (HTTP/1.1 or h2c, detected from its
-    /// first bytes) until it closes. The connection takes a place among the
-    /// service's connections; over the caps, every request on it is answered
-    /// `429 RATE_LIMIT`.
-    pub async fn serve_connection(self, stream: tokio::net::TcpStream, peer: PeerInfo) {
+    /// Serves one accepted connection (HTTP/1.1 or HTTP/2, detected from
+    /// its first bytes) until it closes: a TCP stream (h2c), or a TLS
+    /// stream the server accepted over one. The connection takes a place
+    /// among the service's connections; over the caps, every request on it
+    /// is answered `429 RATE_LIMIT`.
+    pub async fn serve_connection<S>(self, stream: S, peer: PeerInfo)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let span = tracing::info_span!("http", peer = %peer.addr);
         async move {
             let admission = self.service.admit(&peer);

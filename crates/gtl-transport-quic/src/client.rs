@@ -98,6 +98,11 @@ impl Target {
         Ok(self)
     }
 
+    pub(crate) fn with_trust(mut self, trust: &crate::Trust) -> Result<Self, QuicError> {
+        self.verifier = trust.verifier()?;
+        Ok(self)
+    }
+
     pub(crate) fn with_cert_sha256(mut self, sha256: [u8; 32]) -> Self {
         self.verifier = Arc::new(PinnedCert::new(sha256));
         self
@@ -192,6 +197,13 @@ impl QuicConnector {
     /// gtl-server's `<data dir>/tls/cert.pem`.
     pub fn with_pinned_cert_file(mut self, path: &std::path::Path) -> Result<Self, QuicError> {
         self.target = self.target.with_pinned_cert_file(path)?;
+        Ok(self)
+    }
+
+    /// Trusts as `trust` says, instead of the URL's pin or the system's
+    /// roots.
+    pub fn with_trust(mut self, trust: &crate::Trust) -> Result<Self, QuicError> {
+        self.target = self.target.with_trust(trust)?;
         Ok(self)
     }
 

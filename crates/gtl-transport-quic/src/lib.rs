@@ -88,6 +88,8 @@ pub use client::QuicConnector;
 #[cfg(feature = "server")]
 pub use server::QuicGateway;
 pub use tls::{QuicError, cert_sha256};
+#[cfg(feature = "client")]
+pub use tls::{Trust, tls_client_config};
 #[cfg(all(feature = "webtransport", feature = "client"))]
 pub use wt_client::WtConnector;
 #[cfg(all(feature = "webtransport", feature = "server"))]

@@ -48,16 +48,17 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 
 /// A TLS 1.3 server configuration (ring, no client certificates, no early
 /// data) offering `alpn`: `gtl/1` for native QUIC, `h3` for WebTransport.
+/// The certificate is `certificates`' at each handshake, so a server can
+/// rotate it without a restart.
 #[cfg(feature = "server")]
 pub(crate) fn server_tls(
-    cert_chain: Vec<CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
+    certificates: Arc<dyn rustls::server::ResolvesServerCert>,
     alpn: &[u8],
 ) -> Result<rustls::ServerConfig, QuicError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(cert_chain, key)?;
+        .with_cert_resolver(certificates);
     config.alpn_protocols = vec![alpn.to_vec()];
     // 0-RTT stays off (rustls' default of no early data): a call is not
     // safe to replay.
@@ -67,13 +68,22 @@ pub(crate) fn server_tls(
 /// [`server_tls`] as quinn takes it.
 #[cfg(feature = "server")]
 pub(crate) fn server_crypto(
-    cert_chain: Vec<CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
+    certificates: Arc<dyn rustls::server::ResolvesServerCert>,
     alpn: &[u8],
 ) -> Result<quinn::crypto::rustls::QuicServerConfig, QuicError> {
-    let config = server_tls(cert_chain, key, alpn)?;
+    let config = server_tls(certificates, alpn)?;
     quinn::crypto::rustls::QuicServerConfig::try_from(config)
         .map_err(|e| QuicError::QuicTls(e.to_string()))
+}
+
+/// One fixed certificate, as a resolver.
+#[cfg(feature = "server")]
+pub(crate) fn single_cert(
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<dyn rustls::server::ResolvesServerCert>, QuicError> {
+    let certified = rustls::sign::CertifiedKey::from_der(cert_chain, key, &provider())?;
+    Ok(Arc::new(rustls::sign::SingleCertAndKey::from(certified)))
 }
 
 /// A TLS 1.3 client configuration offering `alpn` that trusts as
@@ -101,6 +111,70 @@ pub(crate) fn client_crypto(
     let config = client_tls(verifier, crate::ALPN)?;
     quinn::crypto::rustls::QuicClientConfig::try_from(config)
         .map_err(|e| QuicError::QuicTls(e.to_string()))
+}
+
+/// Whom a TLS client trusts: what `--ca FILE` and `--cert-hash SHA256`
+/// choose, for every TLS transport (QUIC, WebTransport, and TLS over TCP:
+/// `tcps://`, `https://`, `wss://`).
+#[cfg(feature = "client")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trust {
+    /// The system's roots.
+    #[default]
+    System,
+    /// Certificates issued by these CAs (`--ca FILE`).
+    Roots(Vec<CertificateDer<'static>>),
+    /// Exactly the certificate with this SHA-256, while it is valid
+    /// (`--cert-hash`, `?cert_sha256=`).
+    Sha256([u8; 32]),
+}
+
+#[cfg(feature = "client")]
+impl Trust {
+    /// The CA certificates of a PEM file.
+    pub fn ca_file(path: &std::path::Path) -> Result<Self, QuicError> {
+        use rustls::pki_types::pem::PemObject as _;
+        let roots = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| QuicError::QuicTls(format!("{}: {e}", path.display())))?;
+        if roots.is_empty() {
+            return Err(QuicError::QuicTls(format!(
+                "{}: no certificate in the file",
+                path.display()
+            )));
+        }
+        Ok(Self::Roots(roots))
+    }
+
+    /// A certificate's SHA-256 given as 64 hex digits (colons allowed).
+    pub fn sha256_hex(hex: &str) -> Result<Self, QuicError> {
+        let digits: String = hex.chars().filter(|c| *c != ':').collect();
+        crate::client::parse_sha256(&digits)
+            .map(Self::Sha256)
+            .ok_or_else(|| QuicError::QuicTls("a certificate hash is 64 hex digits".into()))
+    }
+
+    pub(crate) fn verifier(&self) -> Result<Arc<dyn ServerCertVerifier>, QuicError> {
+        match self {
+            Self::System => platform_verifier(),
+            Self::Roots(roots) => roots_verifier(roots.clone()),
+            Self::Sha256(sha256) => Ok(Arc::new(PinnedCert::new(*sha256))),
+        }
+    }
+}
+
+/// A TLS client configuration (TLS 1.2 and 1.3, ring) trusting as
+/// `trust` says and offering `alpn`: for the TLS transports over TCP.
+#[cfg(feature = "client")]
+pub fn tls_client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, QuicError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(trust.verifier()?)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
 }
 
 /// The system's trust store (as the WebSocket client's `wss://` uses).

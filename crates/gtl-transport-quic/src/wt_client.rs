@@ -74,6 +74,13 @@ impl WtConnector {
         Ok(self)
     }
 
+    /// Trusts as `trust` says, instead of the URL's pin or the system's
+    /// roots.
+    pub fn with_trust(mut self, trust: &crate::Trust) -> Result<Self, QuicError> {
+        self.target = self.target.with_trust(trust)?;
+        Ok(self)
+    }
+
     /// Sends `origin` as the `CONNECT`'s `Origin` header, as a browser
     /// sends its page's.
     pub fn with_origin(mut self, origin: impl Into<String>) -> Self {

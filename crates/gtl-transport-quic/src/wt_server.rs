@@ -47,8 +47,18 @@ impl WtGateway {
         cert_chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<quinn::ServerConfig, QuicError> {
+        self.server_config_with(crate::tls::single_cert(cert_chain, key)?)
+    }
+
+    /// [`server_config`](Self::server_config) presenting whatever
+    /// `certificates` resolves at each handshake: a certificate rotated
+    /// there is used by the next connection, with no restart.
+    pub fn server_config_with(
+        &self,
+        certificates: Arc<dyn rustls::server::ResolvesServerCert>,
+    ) -> Result<quinn::ServerConfig, QuicError> {
         let alpn = wtransport::tls::WEBTRANSPORT_ALPN;
-        let crypto = crate::tls::server_crypto(cert_chain, key, alpn)?;
+        let crypto = crate::tls::server_crypto(certificates, alpn)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(Arc::new(crate::h3_transport_config(
             self.service.limits().max_calls,

@@ -82,16 +82,31 @@ pub fn peer_info(
         .with_uid(uid)
 }
 
-/// Opens GTL connections to `host:port`.
+/// Opens GTL connections to `host:port`, in cleartext or (feature `tls`)
+/// inside TLS.
 #[derive(Debug, Clone)]
 pub struct TcpConnector {
     addr: String,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl TcpConnector {
     /// A connector for `host:port`.
     pub fn new(addr: impl Into<String>) -> Self {
-        Self { addr: addr.into() }
+        Self {
+            addr: addr.into(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// Speaks TLS with `config` (`tcps://`), checking the certificate
+    /// against the host of `host:port`.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 }
 
@@ -102,11 +117,35 @@ impl Connector for TcpConnector {
         stream.set_nodelay(true)?;
         let addr = stream.peer_addr()?;
         let peer = PeerInfo::new("tcp", addr.to_string()).with_same_host(addr.ip().is_loopback());
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let host = self
+                .addr
+                .rsplit_once(':')
+                .map_or(self.addr.as_str(), |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                TransportError::Endpoint {
+                    endpoint: self.endpoint(),
+                    reason: format!("`{host}` is not a TLS server name: {e}"),
+                }
+            })?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, stream)
+                .await?;
+            let (read, write) = tokio::io::split(stream);
+            return Ok(stream_connection(read, write, peer, Encoding::Json));
+        }
         let (read, write) = stream.into_split();
         Ok(stream_connection(read, write, peer, Encoding::Json))
     }
 
     fn endpoint(&self) -> String {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return format!("tcps://{}", self.addr);
+        }
         format!("tcp://{}", self.addr)
     }
 }

@@ -108,6 +108,7 @@ pub(crate) struct Driver {
     hello: Hello,
     policy: ReconnectPolicy,
     connect_timeout: Duration,
+    trust: Option<crate::endpoint::Trust>,
     embedded: EmbeddedGateway,
     /// Index of the endpoint in use (or last used).
     current: usize,
@@ -144,6 +145,7 @@ impl Driver {
             hello,
             policy: opts.reconnect,
             connect_timeout: opts.connect_timeout,
+            trust: opts.trust.clone(),
             embedded: EmbeddedGateway::default(),
             current: 0,
             link: None,
@@ -217,8 +219,9 @@ impl Driver {
         let url = endpoint.to_string();
         let embedded = &mut self.embedded;
         let hello = self.hello.clone();
+        let trust = self.trust.as_ref();
         let attempt = async {
-            let mut conn = endpoint.open(embedded).await?;
+            let mut conn = endpoint.open(embedded, trust).await?;
             let hello = Hello {
                 encodings: conn.encodings.iter().map(|e| *e as i32).collect(),
                 ..hello

@@ -8,6 +8,7 @@ mod calls;
 mod faults;
 mod harness;
 mod resume;
+mod tls;
 mod webtransport;
 
 /// Runs each scenario once per transport.
