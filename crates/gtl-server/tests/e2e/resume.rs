@@ -296,3 +296,111 @@ async fn a_server_restart_replays_what_was_persisted() {
     );
     assert!(all.iter().all(|e| !matches!(e.body, Body::Done(_))));
 }
+
+/// A UDP relay between one QUIC client and the gateway that can stop
+/// relaying at once: the network path is gone, nothing is closed.
+struct UdpRelay {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl UdpRelay {
+    async fn start(server: std::net::SocketAddr) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(server).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let client = Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
+        let upstream = {
+            let (front, back, cut, client) =
+                (front.clone(), back.clone(), cut.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65_536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().unwrap() = Some(from);
+                    if !cut.load(Ordering::Relaxed) {
+                        let _ = back.send(&buf[..n]).await;
+                    }
+                }
+            })
+        };
+        let downstream = {
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65_536];
+                while let Ok(n) = back.recv(&mut buf).await {
+                    let to = *client.lock().unwrap();
+                    if let Some(to) = to
+                        && !cut.load(Ordering::Relaxed)
+                    {
+                        let _ = front.send_to(&buf[..n], to).await;
+                    }
+                }
+            })
+        };
+        Self {
+            addr,
+            cut,
+            tasks: vec![upstream, downstream],
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for UdpRelay {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
+/// A stream starts on QUIC; the network path is cut (the QUIC connection
+/// is not closed, it just goes silent); the caller resumes from where it
+/// was over WebSocket, then, cut again, over gRPC — every event exactly
+/// once, without waiting for QUIC to notice the dead path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_moves_from_quic_to_websocket_to_grpc() {
+    let gateway = Gateway::start().await;
+    let quic = gateway.endpoint(crate::harness::Transport::Quic);
+    let (authority, pin) = quic.trim_start_matches("quic://").split_once('?').unwrap();
+    let relay = UdpRelay::start(authority.parse().unwrap()).await;
+    let via_relay = format!("quic://{}?{pin}", relay.addr);
+    let client = connect(ConnectOpts::new([via_relay]).with_reconnect(patient()))
+        .await
+        .unwrap();
+    let request = echo("from QUIC onwards", &[("tokens", "300"), ("delay_ms", "5")]);
+    let mut events = client.stream(request.clone()).await.unwrap();
+    let mut all = take(&mut events, 25).await;
+    relay.cut();
+    let point = events.resume_point();
+    drop(events);
+
+    let http = gateway.http.replace("http://", "tcp://");
+    let ws = Proxy::tcp(&http).await;
+    let ws_url = format!("{}/gtl/v1/ws", ws.endpoint.replace("tcp://", "ws://"));
+    let grpc_url = gateway.endpoint(crate::harness::Transport::Grpc);
+    let moved =
+        connect(ConnectOpts::new([ws_url.clone(), grpc_url.clone()]).with_reconnect(patient()))
+            .await
+            .unwrap();
+    assert_eq!(moved.endpoint(), ws_url);
+    let mut events = moved.resume(point).await.unwrap();
+    all.extend(take(&mut events, 10).await);
+    ws.cut(Cut::Everything);
+    let (rest, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(moved.endpoint(), grpc_url, "finished over gRPC");
+    all.extend(rest);
+    assert_contiguous(&all);
+    assert_eq!(
+        bodies(&all),
+        expected(&request).await,
+        "no loss, no duplicate"
+    );
+}
