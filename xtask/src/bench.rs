@@ -135,7 +135,11 @@ fn render(micro: &str, e2e: &str) -> String {
          (asserted by `crates/gtl-core/tests/alloc.rs` with a counting allocator).\n\n\
          {micro}\n\
          ## End to end (gtl-load, echo provider, one client connection)\n\n\
-         Streamed events: one `chat.stream` of 200,000 echo tokens (median of 3).\n\
+         Connect: 30 new connections one after another, each through the\n\
+         hello/welcome exchange (and, for QUIC and WebTransport, the 1-RTT TLS\n\
+         handshake): p50. First token: 300 sequential `chat.stream` calls, time\n\
+         to the first token event. Streamed events: one `chat.stream` of 200,000\n\
+         echo tokens (median of 3).\n\
          Latency: 2,000 sequential `chat.complete` calls after 100 warm-up calls.\n\
          Concurrent: 200 streams of 200 tokens at once on the same connection.\n\
          Sessions are persisted to redb as in the default configuration (embedded\n\

@@ -31,6 +31,10 @@ const LATENCY_CALLS: usize = 2_000;
 /// Concurrent streams, and tokens in each.
 const CONCURRENT: usize = 200;
 const CONCURRENT_TOKENS: usize = 200;
+/// New connections per connect-time run.
+const CONNECTS: usize = 30;
+/// Streams per first-token run (after a warm-up).
+const FIRST_TOKENS: usize = 300;
 
 /// `gtl-load [GTL_SERVER_BIN]` runs everything (the stdio row needs the
 /// binary); `gtl-load --compat` only the compatible-API table.
@@ -86,6 +90,8 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
             transports.push(("grpc (h2c)", format!("grpc://{addr}")));
         } else if endpoint.starts_with("quic://") {
             transports.push(("quic", endpoint.clone()));
+        } else if endpoint.starts_with("wt://") {
+            transports.push(("webtransport (HTTP/3)", endpoint.clone()));
         } else if endpoint.starts_with("unix:") {
             transports.push(("uds", endpoint.clone()));
         } else {
@@ -109,21 +115,25 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
     }
 
     println!(
-        "| transport | streamed events/s (1 connection) | chat.complete p50 | chat.complete p99 | {CONCURRENT} concurrent streams: events/s |"
+        "| transport | connect + handshake p50 | first token p50 | chat.complete p50 | chat.complete p99 | streamed events/s (1 connection) | {CONCURRENT} concurrent streams: events/s |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (name, endpoint) in transports {
+        let handshake = connect_time(&endpoint).await?;
         let client = connect(ConnectOpts::new([endpoint.clone()]))
             .await
             .with_context(|| format!("connecting to {endpoint}"))?;
-        let throughput = median(3, || stream_rate(&client)).await?;
+        let first = first_token(&client).await?;
         let (p50, p99) = latency(&client).await?;
+        let throughput = median(3, || stream_rate(&client)).await?;
         let concurrent = concurrent_rate(&client).await?;
         println!(
-            "| {name} | {} | {} | {} | {} |",
-            rate(throughput),
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            micros(handshake),
+            micros(first),
             micros(p50),
             micros(p99),
+            rate(throughput),
             rate(concurrent)
         );
         eprintln!("gtl-load: {name} done");
@@ -170,6 +180,48 @@ async fn count_tokens(client: &Client, request: CompletionRequest) -> Result<usi
         }
     }
     Ok(tokens)
+}
+
+/// New connections, one at a time, each through the hello/welcome
+/// exchange (for QUIC and WebTransport the 1-RTT TLS handshake too): p50.
+async fn connect_time(endpoint: &str) -> Result<Duration> {
+    let mut samples = Vec::with_capacity(CONNECTS);
+    for _ in 0..CONNECTS {
+        let start = Instant::now();
+        let client = connect(ConnectOpts::new([endpoint.to_owned()])).await?;
+        samples.push(start.elapsed());
+        drop(client);
+    }
+    samples.sort_unstable();
+    Ok(samples[samples.len() / 2])
+}
+
+/// Time from asking for a stream to its first token event, one stream at
+/// a time: p50.
+async fn first_token(client: &Client) -> Result<Duration> {
+    let request = CompletionRequest {
+        model: "echo".into(),
+        messages: vec![user_message("first token")],
+        stream: true,
+        ..CompletionRequest::default()
+    };
+    let mut samples = Vec::with_capacity(FIRST_TOKENS);
+    for i in 0..FIRST_TOKENS + 50 {
+        let start = Instant::now();
+        let mut events = client.stream(request.clone()).await?;
+        let mut first = None;
+        while let Some(event) = events.next().await {
+            if first.is_none() && matches!(event?.body, Body::Token(_)) {
+                first = Some(start.elapsed());
+            }
+        }
+        // The first 50 warm up.
+        if i >= 50 {
+            samples.push(first.context("a stream without a token")?);
+        }
+    }
+    samples.sort_unstable();
+    Ok(samples[samples.len() / 2])
 }
 
 /// chat.complete round trips, one at a time: (p50, p99).
