@@ -17,7 +17,9 @@ const AFTER_HELP: &str = "\
 Endpoints: --endpoint URL (repeat it for a fallback order), else $GTL_ENDPOINT
 (comma-separated), else the gateway's defaults: its Unix socket
 ($XDG_RUNTIME_DIR/gtl/gtl.sock, or gtl.sock in $GTL_DATA_DIR or
-~/.local/share/gtl), then tcp://127.0.0.1:7301.
+~/.local/share/gtl), then, in the seeds' order, quic://127.0.0.1:7302,
+grpc://127.0.0.1:7300, ws://127.0.0.1:7300/gtl/v1/ws, sse://127.0.0.1:7300,
+and tcp://127.0.0.1:7301.
 URLs: stdio://COMMAND [ARGS…], unix:///PATH, tcp[s]://HOST:PORT,
 ws[s]://HOST:PORT, sse://HOST:PORT, http[s]://HOST:PORT, grpc[s]://HOST:PORT,
 quic://HOST:PORT, wt://HOST:PORT[/PATH], embedded://

@@ -314,9 +314,11 @@ fn pem_certificate(der: &[u8]) -> String {
     )
 }
 
-/// The gateway's default TCP port (`DEFAULT_TCP_PORT` in
+/// The gateway's default ports (`DEFAULT_*_PORT` in
 /// `crates/gtl-server/src/config.rs`).
 const DEFAULT_TCP_PORT: u16 = 7301;
+const DEFAULT_HTTP_PORT: u16 = 7300;
+const DEFAULT_QUIC_PORT: u16 = 7302;
 
 /// The environment variable that overrides the default endpoints: one URL,
 /// or several separated by commas.
@@ -532,7 +534,9 @@ fn local_certificate() -> PathBuf {
 
 /// The endpoints a client tries when none are given: the URLs in
 /// `$GTL_ENDPOINT` (comma-separated) when set, else where `gtl-server`
-/// listens by default — its Unix socket, then `tcp://127.0.0.1:7301`.
+/// listens by default, in the seeds' order: the same-host path first (its
+/// Unix socket), then QUIC, gRPC, WebSocket and SSE, then plain TCP. A
+/// scheme this build lacks is left out.
 pub fn default_endpoints() -> Vec<String> {
     if let Some(value) = std::env::var_os(ENDPOINT_ENV) {
         let list = split_list(&value.to_string_lossy());
@@ -540,10 +544,22 @@ pub fn default_endpoints() -> Vec<String> {
             return list;
         }
     }
-    vec![
-        format!("unix://{}", default_socket_path().display()),
-        format!("tcp://127.0.0.1:{DEFAULT_TCP_PORT}"),
-    ]
+    let http = format!("127.0.0.1:{DEFAULT_HTTP_PORT}");
+    let network = [
+        ("quic", format!("quic://127.0.0.1:{DEFAULT_QUIC_PORT}")),
+        ("grpc", format!("grpc://{http}")),
+        ("ws", format!("ws://{http}/gtl/v1/ws")),
+        ("sse", format!("sse://{http}")),
+    ];
+    std::iter::once(format!("unix://{}", default_socket_path().display()))
+        .chain(
+            network
+                .into_iter()
+                .filter(|(scheme, _)| Remote::of(scheme).is_some())
+                .map(|(_, url)| url),
+        )
+        .chain([format!("tcp://127.0.0.1:{DEFAULT_TCP_PORT}")])
+        .collect()
 }
 
 /// Splits a comma-separated endpoint list, dropping empty entries.
@@ -763,15 +779,23 @@ mod tests {
     }
 
     #[test]
-    fn defaults_end_with_the_default_tcp_port() {
+    fn defaults_follow_the_seeds_order() {
         // GTL_ENDPOINT may be set in the environment running the tests; the
         // fallback list is what the server listens on by default.
         if std::env::var_os(ENDPOINT_ENV).is_none() {
             let defaults = default_endpoints();
-            assert_eq!(defaults.len(), 2);
-            assert!(defaults[0].starts_with("unix:///") || defaults[0].starts_with("unix://"));
+            assert!(defaults[0].starts_with("unix://"));
             assert!(defaults[0].ends_with("gtl.sock"));
-            assert_eq!(defaults[1], "tcp://127.0.0.1:7301");
+            assert_eq!(
+                defaults[1..],
+                [
+                    "quic://127.0.0.1:7302",
+                    "grpc://127.0.0.1:7300",
+                    "ws://127.0.0.1:7300/gtl/v1/ws",
+                    "sse://127.0.0.1:7300",
+                    "tcp://127.0.0.1:7301",
+                ]
+            );
             for url in defaults {
                 parse(&url).unwrap();
             }

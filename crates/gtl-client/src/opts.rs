@@ -95,7 +95,8 @@ impl ConnectOpts {
 
 impl Default for ConnectOpts {
     /// The default endpoints: `$GTL_ENDPOINT`, else the gateway's Unix
-    /// socket, then `tcp://127.0.0.1:7301`.
+    /// socket, then QUIC, gRPC, WebSocket, SSE and TCP on loopback (see
+    /// [`default_endpoints`](crate::default_endpoints)).
     fn default() -> Self {
         Self::new(default_endpoints())
     }

@@ -234,6 +234,7 @@ impl QuicConnector {
             reason,
         };
         let addr = target.resolve().await?;
+        refuse_if_unbound(addr)?;
         let crypto =
             client_crypto(target.verifier.clone()).map_err(|e| endpoint_error(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -274,6 +275,22 @@ impl Connector for QuicConnector {
     fn endpoint(&self) -> String {
         self.target.url.clone()
     }
+}
+
+/// Fails at once when `addr` is on this host and nothing is bound to its
+/// UDP port: a handshake there would wait for its timeout, since QUIC
+/// hears no refusal. (A stopped local gateway then fails like a closed TCP
+/// port, and a list of endpoints moves on without a pause.)
+pub(crate) fn refuse_if_unbound(addr: SocketAddr) -> Result<(), TransportError> {
+    if addr.ip().is_loopback()
+        && gtl_transport::peer_uid::udp_port_bound(addr.port()) == Some(false)
+    {
+        return Err(TransportError::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("nothing listens on UDP port {} of this host", addr.port()),
+        )));
+    }
+    Ok(())
 }
 
 /// A SHA-256 written as 64 hex digits (either case, `:` separators

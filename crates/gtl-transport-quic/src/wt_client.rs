@@ -118,6 +118,7 @@ impl WtConnector {
             reason,
         };
         let addr = target.resolve().await?;
+        crate::client::refuse_if_unbound(addr)?;
         let tls =
             crate::tls::client_tls(target.verifier.clone(), wtransport::tls::WEBTRANSPORT_ALPN)
                 .map_err(|e| endpoint_error(e.to_string()))?;

@@ -70,6 +70,31 @@ pub fn loopback_udp_peer_uid(peer: SocketAddr) -> Option<u32> {
     None
 }
 
+/// Whether any UDP socket on this host is bound to `port`: `Some(false)`
+/// lets a client fail at once where a QUIC handshake to a loopback port
+/// nobody listens on would wait for its timeout (UDP gets no refusal a
+/// QUIC stack reports). `None` when the OS does not say.
+pub fn udp_port_bound(port: u16) -> Option<bool> {
+    let port = format!("{port:04X}");
+    let mut read = false;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        read = true;
+        let bound = text.lines().skip(1).any(|row| {
+            row.split_whitespace()
+                .nth(1)
+                .and_then(|local| local.rsplit_once(':'))
+                .is_some_and(|(_, p)| p == port)
+        });
+        if bound {
+            return Some(true);
+        }
+    }
+    read.then_some(false)
+}
+
 /// IPv4 as the IPv4-mapped IPv6 address a dual-stack socket lists; the
 /// wildcard stays the wildcard.
 fn to_v6(ip: IpAddr) -> IpAddr {
@@ -124,6 +149,18 @@ fn find_row_uid(table: &str, local: &str, remote: Option<&str>) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_udp_port_is_seen_and_a_free_one_is_not() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        if udp_port_bound(port).is_none() {
+            return; // not Linux
+        }
+        assert_eq!(udp_port_bound(port), Some(true));
+        drop(socket);
+        assert_eq!(udp_port_bound(port), Some(false));
+    }
 
     const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1C95 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
