@@ -54,7 +54,7 @@ static SUPPORTED: LazyLock<String> = LazyLock::new(|| {
         schemes.push("quic://HOST:PORT[?cert_sha256=HEX]");
     }
     if cfg!(feature = "wt") {
-        schemes.push("wt://HOST:PORT[/PATH][?cert_sha256=HEX]");
+        schemes.push("wt://HOST:PORT[/PATH][?cert_sha256=HEX] (or h3://)");
     }
     if cfg!(feature = "embedded") {
         schemes.push("embedded://");
@@ -91,7 +91,9 @@ impl Remote {
             "grpc" if cfg!(feature = "grpc") => Some(Self::Grpc),
             "grpcs" if cfg!(feature = "grpc") && tls => Some(Self::Grpc),
             "quic" if cfg!(feature = "quic") => Some(Self::Quic),
-            "wt" if cfg!(feature = "wt") => Some(Self::Wt),
+            // `h3://` names the same thing: GTL over HTTP/3, which is its
+            // WebTransport session.
+            "wt" | "h3" if cfg!(feature = "wt") => Some(Self::Wt),
             "tcps" if tls => Some(Self::Tcps),
             _ => None,
         }
@@ -160,7 +162,11 @@ impl Remote {
             }
             #[cfg(feature = "wt")]
             Self::Wt => {
-                let connector = gtl_transport_quic::WtConnector::new(url)
+                let url = match url.strip_prefix("h3://") {
+                    Some(rest) => format!("wt://{rest}"),
+                    None => url.to_owned(),
+                };
+                let connector = gtl_transport_quic::WtConnector::new(&url)
                     .map_err(|e| endpoint_error(e.to_string()))?;
                 match trust {
                     #[cfg(feature = "tls")]
@@ -708,6 +714,7 @@ mod tests {
             ("quic://127.0.0.1:7302", Remote::Quic),
             ("wt://127.0.0.1:7300/gtl/v1/wt", Remote::Wt),
             ("wt://localhost", Remote::Wt),
+            ("h3://127.0.0.1:7300", Remote::Wt),
         ] {
             assert_eq!(
                 parse(url).unwrap(),

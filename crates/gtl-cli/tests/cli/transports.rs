@@ -66,3 +66,71 @@ async fn gtl_chat_works_over_every_network_transport() {
         );
     }
 }
+
+/// The TLS endpoints as a user types them: the local gateway's certificate
+/// trusted from its data dir, `--cert-hash` elsewhere, a wrong hash refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtl_chat_over_tls_trusts_the_local_certificate_or_a_given_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut config = gtl_server::Config::default();
+    config.set_data_dir(data_dir.clone());
+    config.listen.uds.enabled = false;
+    config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.tcp.tls = true;
+    config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.listen.http.tls = true;
+    config.listen.quic.enabled = false;
+    config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
+    let registry = gtl_server::default_registry(&config).unwrap();
+    let server = gtl_server::Server::bind(&config, registry).await.unwrap();
+    let endpoints = server.endpoints();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let find = |scheme: &str| {
+        let url = endpoints.iter().find(|e| e.starts_with(scheme)).unwrap();
+        let (base, pin) = url.split_once("?cert_sha256=").unwrap();
+        (base.to_owned(), pin.to_owned())
+    };
+    let (tcps, hash) = find("tcps://");
+    let (https, _) = find("https://");
+    let (wt, _) = find("wt://");
+    let h3 = wt.replacen("wt://", "h3://", 1);
+    let wss = format!("{}/gtl/v1/ws", https.replacen("https://", "wss://", 1));
+    let elsewhere = dir.path().join("another-users-data");
+    let wrong = "0".repeat(64);
+    let runs: [(&str, Vec<&str>, &std::path::Path, bool); 6] = [
+        (&tcps, vec![], &data_dir, true),
+        (&wss, vec![], &data_dir, true),
+        (&h3, vec![], &data_dir, true),
+        (&https, vec!["--cert-hash", &hash], &elsewhere, true),
+        (&tcps, vec!["--cert-hash", &hash], &elsewhere, true),
+        (&https, vec!["--cert-hash", &wrong], &data_dir, false),
+    ];
+    for (url, flags, data, works) in runs {
+        let (url, data) = (url.to_owned(), data.to_owned());
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_gtl"))
+                .args(["chat", "--endpoint", &url])
+                .args(&flags)
+                .arg("hello over TLS")
+                .env_remove("GTL_ENDPOINT")
+                .env("GTL_DATA_DIR", data)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if works {
+            assert!(output.status.success(), "{stderr}");
+            assert_eq!(String::from_utf8_lossy(&output.stdout), "hello over TLS\n");
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{stderr}");
+            assert!(stderr.contains("certificate"), "{stderr}");
+        }
+    }
+}
