@@ -171,8 +171,47 @@ pub struct Tls {
 pub struct Auth {
     /// Trust same-host peers (stdio, Unix sockets, loopback TCP) without a
     /// token: the OS already says who they are. Each user is its own subject
-    /// (`uid:<n>`), owning its own sessions.
+    /// (`uid:<n>`), owning its own sessions. Once tokens are verified, only
+    /// Unix-socket and stdio peers running as the server's own user are.
     pub trust_same_host: bool,
+    /// GhostTokens must have this `iss` (defaults to `oidc_issuer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// GhostTokens' `aud` must include this.
+    pub audience: String,
+    /// Where the issuer's keys are: an `http(s)://` URL or a file path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// An OIDC issuer whose `/.well-known/openid-configuration` names its
+    /// keys (`jwks_uri`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer: Option<String>,
+    /// A PEM public key (RSA, EC P-256/P-384, Ed25519) tokens are signed
+    /// with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<PathBuf>,
+    /// The environment variable holding an HS256 secret (32 bytes or more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hs256_secret_env: Option<String>,
+    /// A file holding an HS256 secret (e.g. a mounted secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// The claim holding a token's scopes (the standard `scope` string is
+    /// read too).
+    pub scopes_claim: String,
+}
+
+impl Auth {
+    /// Whether GhostTokens are verified (any key source is set).
+    pub fn verifies_tokens(&self) -> bool {
+        self.jwks_url.is_some()
+            || self.oidc_issuer.is_some()
+            || self.public_key.is_some()
+            || self.hs256_secret_env.is_some()
+            || self.hs256_secret_file.is_some()
+    }
 }
 
 /// Session limits (see docs/protocol.md, "Sessions and resume").
@@ -294,8 +333,18 @@ impl Default for Http {
 
 impl Default for Auth {
     fn default() -> Self {
+        let verify = gtl_auth::Settings::default();
         Self {
             trust_same_host: true,
+            issuer: None,
+            audience: verify.audience,
+            jwks_url: None,
+            oidc_issuer: None,
+            public_key: None,
+            hs256_secret_env: None,
+            hs256_secret_file: None,
+            leeway_secs: verify.leeway_secs,
+            scopes_claim: verify.scopes_claim,
         }
     }
 }

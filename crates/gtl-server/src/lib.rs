@@ -27,11 +27,13 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+mod auth;
 pub mod config;
 mod providers;
 mod server;
 pub mod tls;
 
+pub use auth::AuthConfigError;
 pub use config::{Config, ConfigError};
 pub use gtl_service::{
     Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, Principal,

@@ -13,7 +13,7 @@ use gtl_transport_uds::UdsListener;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use gtl_service::{Authenticator, CallService, serve_framed};
+use gtl_service::{CallService, serve_framed};
 use gtl_transport_http::{HttpGateway, WebTransportInfo};
 use gtl_transport_quic::{QuicGateway, WtGateway};
 
@@ -33,6 +33,9 @@ pub enum ServerError {
         /// Why it failed.
         source: TransportError,
     },
+    /// `[auth]` could not be set up (a key source missing or unusable).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthConfigError),
     /// The TLS certificate could not be created or loaded.
     #[error("TLS: {0}")]
     Tls(String),
@@ -123,7 +126,7 @@ impl Server {
         let service = CallService::new(
             engine,
             registry,
-            Authenticator::new(config.auth.trust_same_host),
+            crate::auth::authenticator(config).await?,
             config.connection_limits(),
         );
         let service = Arc::new(service);

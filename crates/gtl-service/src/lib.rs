@@ -49,7 +49,7 @@ mod events;
 mod framed;
 mod service;
 
-pub use auth::{AuthError, Authenticator, Principal};
+pub use auth::{AuthError, Authenticator, Principal, TokenVerifier};
 pub use events::{BATCH, CallEvents};
 pub use framed::{SERVER_NAME, serve as serve_framed, serve_calls};
 pub use service::{Admission, CallError, CallService, ConnectionLimits};

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gtl_auth::Operation;
 use gtl_core::{Call, Engine, MemoryBudget, StartCall};
 use gtl_proto::{CompletionRequest, ErrorCode, Input, ProviderInfo};
 use gtl_providers::Registry;
@@ -214,6 +215,10 @@ impl CallService {
         session_id: Option<String>,
         mut request: CompletionRequest,
     ) -> Result<Call, CallError> {
+        principal.check(Operation::Chat, now())?;
+        if !request.tools.is_empty() {
+            principal.check(Operation::Tools, now())?;
+        }
         let provider = self.registry.resolve(&mut request)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
         let mut start = StartCall::new(&principal.subject, provider, request);
@@ -231,6 +236,7 @@ impl CallService {
         after_seq: u64,
         resume_token: &str,
     ) -> Result<Call, CallError> {
+        principal.check(Operation::ReadSession, now())?;
         Ok(self
             .engine
             .resume(&principal.subject, session_id, after_seq, resume_token)?)
@@ -245,6 +251,7 @@ impl CallService {
         resume_token: &str,
         reason: &str,
     ) -> Result<(), CallError> {
+        principal.check(Operation::ControlSession, now())?;
         Ok(self
             .engine
             .cancel(&principal.subject, session_id, resume_token, reason)?)
@@ -259,13 +266,19 @@ impl CallService {
         resume_token: &str,
         input: Input,
     ) -> Result<(), CallError> {
+        principal.check(Operation::ControlSession, now())?;
         Ok(self
             .engine
             .input(&principal.subject, session_id, resume_token, input)?)
     }
 
     /// models.list: every provider's models, or one provider's.
-    pub async fn models(&self, provider: Option<&str>) -> Result<Vec<ProviderInfo>, CallError> {
+    pub async fn models(
+        &self,
+        principal: &Principal,
+        provider: Option<&str>,
+    ) -> Result<Vec<ProviderInfo>, CallError> {
+        principal.check(Operation::Models, now())?;
         if let Some(name) = provider
             && self.registry.get(name).is_none()
         {
@@ -293,6 +306,7 @@ impl CallService {
         principal: &Principal,
         mut request: CompletionRequest,
     ) -> Result<u64, CallError> {
+        principal.check(Operation::Models, now())?;
         let provider = self.registry.resolve(&mut request)?;
         tracing::debug!(
             subject = %principal.subject,
@@ -308,6 +322,13 @@ impl CallService {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The wall clock in Unix seconds, for token expiry.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Whom a connection counts against: its user where the OS says, else its

@@ -211,11 +211,14 @@ impl Gtl for GrpcGateway {
         &self,
         request: Request<ModelsRequest>,
     ) -> Result<Response<ModelsResponse>, Status> {
-        self.principal(&request)?;
+        let principal = self.principal(&request)?;
         let provider = request.into_inner().provider;
         let providers = self
             .service
-            .models((!provider.is_empty()).then_some(provider.as_str()))
+            .models(
+                &principal,
+                (!provider.is_empty()).then_some(provider.as_str()),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(ModelsResponse { providers }))

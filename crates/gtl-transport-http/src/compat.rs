@@ -65,7 +65,7 @@ async fn serve(
             count_tokens(service, &principal, request).await
         }
         (&Method::GET, "/v1/models") => {
-            let (providers, aliases) = models(service, dialect).await?;
+            let (providers, aliases) = models(service, &principal, dialect).await?;
             let aliases = borrowed(&aliases);
             let body = match dialect {
                 Dialect::OpenAi => openai::models_response(&providers, &aliases, now()),
@@ -75,7 +75,7 @@ async fn serve(
         }
         (&Method::GET, path) if path.starts_with("/v1/models/") => {
             let id = respond::percent_decode(&path["/v1/models/".len()..]);
-            let (providers, aliases) = models(service, dialect).await?;
+            let (providers, aliases) = models(service, &principal, dialect).await?;
             let aliases = borrowed(&aliases);
             let body = match dialect {
                 Dialect::OpenAi => openai::model_response(&providers, &aliases, &id, now()),
@@ -255,10 +255,11 @@ async fn count_tokens(
 
 async fn models(
     service: &CallService,
+    principal: &Principal,
     dialect: Dialect,
 ) -> Result<(Vec<gtl_proto::ProviderInfo>, Vec<(String, String)>), ErrorReply> {
     let providers = service
-        .models(None)
+        .models(principal, None)
         .await
         .map_err(|e| dialect.call_error(&e))?;
     Ok((providers, service.aliases()))

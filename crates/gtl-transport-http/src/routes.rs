@@ -86,7 +86,7 @@ async fn route(
     match (method, path.as_str()) {
         (Method::POST, "/gtl/v1/complete") => complete(service, &principal, request).await,
         (Method::POST, "/gtl/v1/stream") => stream(service, &principal, request).await,
-        (Method::GET, "/gtl/v1/models") => models(service, request).await,
+        (Method::GET, "/gtl/v1/models") => models(service, &principal, request).await,
         (method, path) => match path.strip_prefix("/gtl/v1/sessions/") {
             Some(rest) => session_route(service, &principal, method, rest, request).await,
             None => Err(fail(not_found(CallError::new(
@@ -336,11 +336,12 @@ async fn session_route(
 /// `GET /gtl/v1/models[?provider=…]`: `{"providers": [provider_info…]}`.
 async fn models(
     service: &CallService,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Failure> {
     let provider = respond::query_param(request.uri().query(), "provider");
     let infos = service
-        .models(provider.as_deref().filter(|p| !p.is_empty()))
+        .models(principal, provider.as_deref().filter(|p| !p.is_empty()))
         .await
         .map_err(fail)?;
     let providers: Vec<Value> = infos

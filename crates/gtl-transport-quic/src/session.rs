@@ -207,7 +207,7 @@ where
         ),
         Some(Body::ModelsRequest(request)) => {
             let only = (!request.provider.is_empty()).then_some(request.provider.as_str());
-            match conn.service.models(only).await {
+            match conn.service.models(&conn.principal, only).await {
                 Ok(infos) => {
                     for info in infos {
                         let _ = write.write_frame(

@@ -4,6 +4,7 @@
 //! test per transport, so a new transport adds one line to `Transport` and
 //! one to the macro, not a copy of the suite.
 
+mod auth;
 mod calls;
 mod faults;
 mod harness;

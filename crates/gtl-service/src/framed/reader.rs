@@ -248,10 +248,11 @@ impl Reader<'_> {
         };
         let service = self.service.clone();
         let to_writer = self.to_writer.clone();
+        let principal = self.principal.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let only = (!provider.is_empty()).then_some(provider.as_str());
-            let frames = match service.models(only).await {
+            let frames = match service.models(&principal, only).await {
                 Ok(infos) => infos
                     .into_iter()
                     .map(|info| Frame::control(call_id, Body::ProviderInfo(info)))

@@ -1,0 +1,264 @@
+//! GhostTokens on every transport: each kind of bad token refused with
+//! `UNAUTHENTICATED`, a missing scope with `PERMISSION_DENIED`, another
+//! subject's session indistinguishable from an unknown one, and nothing
+//! reaching the provider when a caller is refused. Same-host trust narrows
+//! to the server's own user over a Unix socket or stdio.
+
+use gtl_auth::{Mint, SigningKey, mint};
+use gtl_client::proto::ErrorCode;
+use gtl_client::{ConnectOpts, ReconnectPolicy, ResumePoint, connect};
+
+use crate::harness::{Gateway, Transport, echo};
+
+const SECRET: &[u8] = b"a test secret of at least 32 bytes, never used elsewhere";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(subject: &str, scopes: &[&str]) -> String {
+    mint(
+        &SigningKey::Hs256(SECRET.to_vec()),
+        &Mint::new(subject, scopes, now(), 600),
+    )
+    .unwrap()
+}
+
+/// A gateway verifying HS256 tokens, and the file holding the secret.
+async fn gateway() -> (Gateway, tempfile::TempDir) {
+    let secret = tempfile::tempdir().unwrap();
+    let path = secret.path().join("hs256.secret");
+    std::fs::write(&path, SECRET).unwrap();
+    let gateway = Gateway::start_with(|config| {
+        config.auth.hs256_secret_file = Some(path);
+    })
+    .await;
+    (gateway, secret)
+}
+
+fn opts(gateway: &Gateway, transport: Transport, token: Option<&str>) -> ConnectOpts {
+    let opts = ConnectOpts::new([gateway.endpoint(transport)])
+        .with_reconnect(ReconnectPolicy::default().with_attempts_per_endpoint(1));
+    match token {
+        Some(token) => opts.with_token(token),
+        None => opts,
+    }
+}
+
+/// The code a call through `opts` ends with (`None`: it succeeded).
+async fn outcome(opts: ConnectOpts) -> Option<ErrorCode> {
+    let client = match connect(opts).await {
+        Ok(client) => client,
+        Err(e) => return Some(e.code().unwrap_or(ErrorCode::Unspecified)),
+    };
+    match client.complete(echo("who am I", &[])).await {
+        Ok(_) => None,
+        Err(e) => Some(e.code().unwrap_or(ErrorCode::Unspecified)),
+    }
+}
+
+async fn every_bad_token_is_refused_and_nothing_reaches_the_provider(transport: Transport) {
+    let (gateway, _secret) = gateway().await;
+    let good = token("alice", &["chat:*"]);
+    let (header, rest) = good.split_once('.').unwrap();
+    let payload = rest.split('.').next().unwrap();
+    let expired = mint(
+        &SigningKey::Hs256(SECRET.to_vec()),
+        &Mint::new("alice", &["chat:*"], now() - 7200, 60),
+    )
+    .unwrap();
+    let mut other_audience = Mint::new("alice", &["chat:*"], now(), 600);
+    other_audience.audience = "someone-else".into();
+    let other_audience = mint(&SigningKey::Hs256(SECRET.to_vec()), &other_audience).unwrap();
+    let other_key = mint(
+        &SigningKey::Hs256(b"another secret of at least 32 bytes....".to_vec()),
+        &Mint::new("alice", &["chat:*"], now(), 600),
+    )
+    .unwrap();
+    let bad = [
+        ("garbage", "not-a-token".to_owned()),
+        (
+            "alg none",
+            format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."),
+        ),
+        (
+            "tampered",
+            format!("{header}.{payload}x.{}", rest.split('.').nth(1).unwrap()),
+        ),
+        ("expired", expired),
+        ("wrong audience", other_audience),
+        ("another key", other_key),
+    ];
+    for (name, token) in &bad {
+        let code = outcome(opts(&gateway, transport, Some(token))).await;
+        assert_eq!(
+            code,
+            Some(ErrorCode::Unauthenticated),
+            "{transport:?}: {name}"
+        );
+    }
+    // Without a token: only the server's own user over a Unix socket or
+    // stdio is trusted.
+    let code = outcome(opts(&gateway, transport, None)).await;
+    match transport {
+        Transport::Uds | Transport::Stdio => assert_eq!(code, None, "{transport:?}"),
+        _ => assert_eq!(code, Some(ErrorCode::Unauthenticated), "{transport:?}"),
+    }
+    // A valid token without the scope: refused before any provider runs.
+    let read_only = token("alice", &["chat:read"]);
+    let code = outcome(opts(&gateway, transport, Some(&read_only))).await;
+    assert_eq!(code, Some(ErrorCode::PermissionDenied), "{transport:?}");
+    if transport != Transport::Stdio {
+        assert_eq!(
+            gateway.echo.stats().started,
+            u64::from(matches!(transport, Transport::Uds)),
+            "{transport:?}: only the trusted call reached the provider"
+        );
+    }
+    let client = connect(opts(&gateway, transport, Some(&read_only)))
+        .await
+        .unwrap();
+    assert!(
+        !client.models().await.unwrap().is_empty(),
+        "chat:read lists models"
+    );
+    // The right token works.
+    assert_eq!(outcome(opts(&gateway, transport, Some(&good))).await, None);
+}
+
+async fn another_subjects_session_is_as_unknown_as_a_missing_one(transport: Transport) {
+    let (gateway, _secret) = gateway().await;
+    let alice = connect(opts(
+        &gateway,
+        transport,
+        Some(&token("alice", &["chat:*", "session:*"])),
+    ))
+    .await
+    .unwrap();
+    let mut events = alice
+        .stream(echo("alice's words", &[("stall_after", "1")]))
+        .await
+        .unwrap();
+    let _ = futures::StreamExt::next(&mut events).await;
+    let point = events.resume_point();
+    let bob = connect(opts(
+        &gateway,
+        transport,
+        Some(&token("bob", &["chat:*", "session:*"])),
+    ))
+    .await
+    .unwrap();
+    let stolen = bob.resume(point.clone()).await;
+    let unknown = bob
+        .resume(ResumePoint {
+            session_id: "no-such-session".into(),
+            ..point
+        })
+        .await;
+    let code = |r: Result<gtl_client::EventStream, gtl_client::ClientError>| async {
+        match r {
+            Err(e) => e.code(),
+            Ok(mut stream) => match futures::StreamExt::next(&mut stream).await {
+                Some(Err(e)) => e.code(),
+                other => panic!("resumed: {other:?}"),
+            },
+        }
+    };
+    let (stolen, unknown) = (code(stolen).await, code(unknown).await);
+    assert_eq!(stolen, Some(ErrorCode::ResumeNotFound), "{transport:?}");
+    assert_eq!(stolen, unknown, "{transport:?}");
+}
+
+crate::per_transport!(
+    every_bad_token_is_refused_and_nothing_reaches_the_provider,
+    another_subjects_session_is_as_unknown_as_a_missing_one,
+);
+
+/// An EC P-256 signing key as PEM, and its public half as a JWKS entry.
+fn ec_key(kid: &str) -> (Vec<u8>, serde_json::Value) {
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let pem = pair.serialize_pem().into_bytes();
+    let encoding = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, jsonwebtoken::Algorithm::ES256)
+            .unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    (pem, serde_json::to_value(jwk).unwrap())
+}
+
+fn signed_by(pem: &[u8], kid: &str, issuer: &str) -> String {
+    let mut claims = Mint::new("carol", &["chat:*"], now(), 600);
+    claims.issuer = Some(issuer.to_owned());
+    let key = SigningKey::Pem {
+        pem: pem.to_vec(),
+        kid: Some(kid.to_owned()),
+    };
+    mint(&key, &claims).unwrap()
+}
+
+/// OIDC discovery names the JWKS; a token signed with a key added to it
+/// later is accepted once the gateway has fetched the set again, which a
+/// token naming the unknown key asks for; the key rotated out is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_discovery_and_a_jwks_rotation() {
+    use gtl_test::{ReplayServer, Reply};
+    let issuer = ReplayServer::sequence([]).await;
+    let url = issuer.url();
+    let discovery = serde_json::json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
+    let (first_pem, first_jwk) = ec_key("k1");
+    let (second_pem, second_jwk) = ec_key("k2");
+    issuer.push(Reply::json(200, discovery.to_string()));
+    issuer.push(Reply::json(
+        200,
+        serde_json::json!({"keys": [first_jwk]}).to_string(),
+    ));
+    let issuer_url = url.clone();
+    let gateway = Gateway::start_with(move |config| {
+        config.auth.oidc_issuer = Some(issuer_url);
+    })
+    .await;
+    let paths: Vec<String> = issuer.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/.well-known/openid-configuration", "/jwks"]);
+
+    let first = signed_by(&first_pem, "k1", &url);
+    assert_eq!(
+        outcome(opts(&gateway, Transport::Tcp, Some(&first))).await,
+        None
+    );
+
+    // The issuer rotates: k2 in, k1 out.
+    issuer.push(Reply::json(200, discovery.to_string()));
+    issuer.push(Reply::json(
+        200,
+        serde_json::json!({"keys": [second_jwk]}).to_string(),
+    ));
+    let second = signed_by(&second_pem, "k2", &url);
+    let refused = outcome(opts(&gateway, Transport::Tcp, Some(&second))).await;
+    assert_eq!(
+        refused,
+        Some(ErrorCode::Unauthenticated),
+        "k2 is not known yet"
+    );
+    // That refusal asked for the set again; once fetched, k2 is accepted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while issuer.requests().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the JWKS was not fetched again"
+        );
+        tokio::task::yield_now().await;
+    }
+    let mut accepted = None;
+    while std::time::Instant::now() < deadline {
+        accepted = outcome(opts(&gateway, Transport::Tcp, Some(&second))).await;
+        if accepted.is_none() {
+            break;
+        }
+    }
+    assert_eq!(accepted, None, "k2 accepted after the refresh");
+    let rotated_out = outcome(opts(&gateway, Transport::Tcp, Some(&first))).await;
+    assert_eq!(rotated_out, Some(ErrorCode::Unauthenticated));
+}
