@@ -23,6 +23,9 @@ pub struct Settings {
     /// The claim holding the scopes (an array, or a space-separated
     /// string); the standard `scope` string is read too.
     pub scopes_claim: String,
+    /// The scopes of a valid token that names none (ID tokens from Google
+    /// or GitHub Actions carry no scopes); empty grants nothing.
+    pub default_scopes: Vec<String>,
 }
 
 impl Default for Settings {
@@ -32,6 +35,7 @@ impl Default for Settings {
             audience: "gtl".into(),
             leeway_secs: 30,
             scopes_claim: "scopes".into(),
+            default_scopes: Vec::new(),
         }
     }
 }
@@ -183,7 +187,10 @@ impl Verifier {
             ),
             Some(Value::String(spaced)) => Scopes::parse(spaced),
             Some(_) => return Err(TokenError::Claim(self.settings.scopes_claim.clone())),
-            None => string("scope").map(Scopes::parse).unwrap_or_default(),
+            None => match string("scope") {
+                Some(spaced) => Scopes::parse(spaced),
+                None => Scopes::new(self.settings.default_scopes.iter().cloned()),
+            },
         };
         let provider_keys = match claims.get("provider_keys") {
             None | Some(Value::Null) => BTreeMap::new(),

@@ -62,6 +62,7 @@ fn settings(auth: &Auth) -> Settings {
     settings.audience = auth.audience.clone();
     settings.leeway_secs = auth.leeway_secs;
     settings.scopes_claim = auth.scopes_claim.clone();
+    settings.default_scopes = auth.default_scopes.clone();
     settings
 }
 

@@ -201,6 +201,10 @@ pub struct Auth {
     /// The claim holding a token's scopes (the standard `scope` string is
     /// read too).
     pub scopes_claim: String,
+    /// Scopes of a valid token that names none (e.g. `["chat:*"]` for an
+    /// issuer whose ID tokens carry no scopes); empty grants nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub default_scopes: Vec<String>,
 }
 
 impl Auth {
@@ -345,6 +349,7 @@ impl Default for Auth {
             hs256_secret_file: None,
             leeway_secs: verify.leeway_secs,
             scopes_claim: verify.scopes_claim,
+            default_scopes: verify.default_scopes,
         }
     }
 }

@@ -252,6 +252,20 @@ fn scopes_come_from_the_configured_claim_or_the_standard_scope_string() {
         "the other claim is not read"
     );
 
+    // A token naming no scopes gets the configured defaults, else none.
+    let mut defaults = Settings::default();
+    defaults.default_scopes = vec!["chat:write".into()];
+    let bare = json!({"sub": "ci", "aud": "gtl", "exp": now() + 60});
+    let token = signed(Algorithm::HS256, SECRET, None, &bare);
+    let granted = Verifier::new(Keys::from_secret(SECRET).unwrap(), defaults)
+        .verify(&token)
+        .unwrap();
+    assert!(granted.scopes.allows(Operation::Chat));
+    let none = Verifier::new(Keys::from_secret(SECRET).unwrap(), Settings::default())
+        .verify(&token)
+        .unwrap();
+    assert!(!none.scopes.allows(Operation::Chat));
+
     let verifier = Verifier::new(Keys::from_secret(SECRET).unwrap(), Settings::default());
     let body = json!({"sub": "bob", "aud": ["gtl", "other"], "scope": "chat:read",
                       "exp": now() + 60});
