@@ -1,5 +1,7 @@
 //! `gtl`: the GTL command-line client.
 
+mod token;
+
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -77,6 +79,8 @@ enum Command {
     Chat(Chat),
     /// List the providers and models the gateway serves.
     Models,
+    /// Mint or inspect GhostTokens (no gateway needed).
+    Token(token::Token),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(chat) if chat.resume.is_some() => Some((chat, String::new())),
         Command::Chat(chat) => Some((chat, prompt(chat)?)),
         Command::Models => None,
+        Command::Token(token) => return token::run(token).await,
     };
     let mut opts = if cli.global.endpoints.is_empty() {
         ConnectOpts::default()

@@ -32,10 +32,22 @@ pub struct AuthConfigError(String);
 
 /// The authenticator `config` describes.
 pub(crate) async fn authenticator(config: &Config) -> Result<Authenticator, AuthConfigError> {
+    let plain = Authenticator::new(config.auth.trust_same_host);
+    Ok(match token_verifier(config).await? {
+        Some(verifier) => plain.with_tokens(verifier, own_uid()),
+        None => plain,
+    })
+}
+
+/// The GhostToken verifier `[auth]` describes (its keys loaded, a JWKS
+/// kept fresh), or `None` when it sets no key source. `gtl token inspect`
+/// checks a token with it exactly as the server would.
+pub async fn token_verifier(
+    config: &Config,
+) -> Result<Option<Arc<dyn TokenVerifier>>, AuthConfigError> {
     let auth = &config.auth;
-    let plain = Authenticator::new(auth.trust_same_host);
     if !auth.verifies_tokens() {
-        return Ok(plain);
+        return Ok(None);
     }
     let settings = settings(auth);
     let verifier: Arc<dyn TokenVerifier> = match source(auth)? {
@@ -53,7 +65,7 @@ pub(crate) async fn authenticator(config: &Config) -> Result<Authenticator, Auth
             refreshing
         }
     };
-    Ok(plain.with_tokens(verifier, own_uid()))
+    Ok(Some(verifier))
 }
 
 fn settings(auth: &Auth) -> Settings {

@@ -33,7 +33,7 @@ mod providers;
 mod server;
 pub mod tls;
 
-pub use auth::AuthConfigError;
+pub use auth::{AuthConfigError, token_verifier};
 pub use config::{Config, ConfigError};
 pub use gtl_service::{
     Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, Principal,

@@ -3,5 +3,6 @@
 
 mod providers;
 mod resume;
+mod token;
 mod transports;
 mod usage;

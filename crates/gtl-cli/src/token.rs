@@ -1,0 +1,151 @@
+//! `gtl token`: mint GhostTokens for development and tests, and inspect
+//! one against a server's `[auth]`, saying which check fails.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use gtl_auth::{Mint as Claims, SigningKey, mint};
+
+#[derive(Debug, Args)]
+pub(crate) struct Token {
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Sign a GhostToken with an HS256 secret or a PEM private key.
+    Mint(Mint),
+    /// Decode a token, and with --config check it as that server would.
+    Inspect(Inspect),
+}
+
+#[derive(Debug, Args)]
+struct Mint {
+    /// The subject (`sub`): who owns the sessions the token starts.
+    #[arg(long)]
+    sub: String,
+    /// A scope to grant (repeat it), e.g. chat:* or session:read.
+    #[arg(long = "scope", value_name = "SCOPE", default_value = "chat:*")]
+    scopes: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    ttl: u64,
+    /// The issuer (`iss`), when the server checks one.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// The audience (`aud`).
+    #[arg(long, default_value = "gtl")]
+    audience: String,
+    /// The environment variable holding the HS256 secret.
+    #[arg(long, value_name = "VAR", group = "key_source")]
+    secret_env: Option<String>,
+    /// A file holding the HS256 secret.
+    #[arg(long, value_name = "FILE", group = "key_source")]
+    secret_file: Option<PathBuf>,
+    /// A PEM private key (RSA: RS256, EC P-256: ES256, Ed25519: EdDSA).
+    #[arg(long, value_name = "FILE", group = "key_source")]
+    key: Option<PathBuf>,
+    /// The key id (`kid`) its JWKS entry has.
+    #[arg(long, requires = "key")]
+    kid: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct Inspect {
+    /// The token.
+    token: String,
+    /// A gtl-server config file whose [auth] checks the token.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Runs `gtl token …`; the result is printed, the error is the caller's.
+pub(crate) async fn run(token: &Token) -> anyhow::Result<()> {
+    match &token.command {
+        TokenCommand::Mint(args) => {
+            println!("{}", mint_token(args)?);
+            Ok(())
+        }
+        TokenCommand::Inspect(args) => inspect(args).await,
+    }
+}
+
+fn mint_token(args: &Mint) -> anyhow::Result<String> {
+    let key = if let Some(var) = &args.secret_env {
+        let secret = std::env::var(var).with_context(|| format!("${var} is not set"))?;
+        SigningKey::Hs256(secret.into_bytes())
+    } else if let Some(path) = &args.secret_file {
+        let mut secret =
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        while secret.last().is_some_and(u8::is_ascii_whitespace) {
+            secret.pop();
+        }
+        SigningKey::Hs256(secret)
+    } else if let Some(path) = &args.key {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        SigningKey::Pem {
+            pem,
+            kid: args.kid.clone(),
+        }
+    } else {
+        bail!("give the signing key: --secret-env VAR, --secret-file FILE or --key FILE");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let scopes: Vec<&str> = args.scopes.iter().map(String::as_str).collect();
+    let mut claims = Claims::new(&args.sub, &scopes, now, args.ttl);
+    claims.issuer = args.issuer.clone();
+    claims.audience = args.audience.clone();
+    Ok(mint(&key, &claims)?)
+}
+
+async fn inspect(args: &Inspect) -> anyhow::Result<()> {
+    let parts: Vec<&str> = args.token.trim().split('.').collect();
+    if parts.len() != 3 {
+        bail!("not a JWT: a token has three dot-separated parts");
+    }
+    let decode = |part: &str, what: &str| -> anyhow::Result<serde_json::Value> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .with_context(|| format!("the {what} is not base64url"))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("the {what} is not JSON"))
+    };
+    let header = decode(parts[0], "header")?;
+    let mut payload = decode(parts[1], "payload")?;
+    // Provider keys are secrets even encrypted: never echoed.
+    if let Some(keys) = payload
+        .get_mut("provider_keys")
+        .and_then(|k| k.as_object_mut())
+    {
+        for value in keys.values_mut() {
+            *value = "(encrypted, not shown)".into();
+        }
+    }
+    println!("header: {header}");
+    println!("claims: {}", serde_json::to_string_pretty(&payload)?);
+    let Some(path) = &args.config else {
+        println!("(not verified: give --config FILE to check it as that server would)");
+        return Ok(());
+    };
+    let config = gtl_server::Config::from_file(path)?;
+    let Some(verifier) = gtl_server::token_verifier(&config).await? else {
+        bail!(
+            "{} verifies no tokens: its [auth] sets no key source",
+            path.display()
+        );
+    };
+    match verifier.verify(args.token.trim()) {
+        Ok(claims) => {
+            println!(
+                "valid: subject sub:{}, scopes [{}], expires at {}",
+                claims.subject, claims.scopes, claims.expires_at
+            );
+            Ok(())
+        }
+        Err(e) => bail!("refused: {e}"),
+    }
+}
