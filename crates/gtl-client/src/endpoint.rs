@@ -638,6 +638,8 @@ impl EmbeddedGateway {
                 config.listen.quic.enabled = false;
                 config.listen.h3.enabled = false;
                 config.sessions.persist = false;
+                // In-process: nothing written to the user's data dir.
+                config.audit.enabled = false;
                 let server = gtl_server::Server::bind(
                     &config,
                     gtl_server::default_registry(&config).map_err(|e| e.to_string())?,

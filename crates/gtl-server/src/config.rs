@@ -41,6 +41,8 @@ pub struct Config {
     pub sessions: Sessions,
     /// Per-connection limits.
     pub limits: Limits,
+    /// The audit log.
+    pub audit: Audit,
     /// Providers besides echo and those the environment switches on
     /// (`[[providers]]` tables).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -162,6 +164,37 @@ pub struct Tls {
     /// Its PEM private key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+}
+
+/// The audit log: one JSON line per call (who, what, how much, how it
+/// ended; never the prompt or the answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Audit {
+    /// Whether calls are recorded.
+    pub enabled: bool,
+    /// The file; `<data dir>/audit.log` when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Write to standard output instead of a file (for a log collector).
+    pub stdout: bool,
+    /// The file is rotated (`audit.log.1`, …) when it reaches this size.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub keep: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            stdout: false,
+            max_bytes: 64 * 1024 * 1024,
+            keep: 3,
+        }
+    }
 }
 
 /// Authentication settings.
@@ -305,6 +338,7 @@ impl Default for Config {
             tls: Tls::default(),
             sessions: Sessions::default(),
             limits: Limits::default(),
+            audit: Audit::default(),
             providers: Vec::new(),
             aliases: std::collections::BTreeMap::new(),
         }

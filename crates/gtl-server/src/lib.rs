@@ -27,6 +27,7 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+mod audit;
 mod auth;
 pub mod config;
 mod providers;

@@ -129,6 +129,10 @@ impl Server {
             crate::auth::authenticator(config).await?,
             config.connection_limits(),
         );
+        let service = match crate::audit::sink(config) {
+            Some(sink) => service.with_audit(sink),
+            None => service,
+        };
         let service = Arc::new(service);
         let listen = &config.listen;
         let identity = if listen.quic.enabled

@@ -34,6 +34,8 @@ pub struct Principal {
     pub scopes: Option<Scopes>,
     /// When the caller's token expires (Unix seconds), if it has one.
     pub expires_at: Option<u64>,
+    /// The transport the caller came in on, for the audit log.
+    pub transport: &'static str,
 }
 
 impl Principal {
@@ -43,6 +45,7 @@ impl Principal {
             subject: subject.into(),
             scopes: None,
             expires_at: None,
+            transport: "",
         }
     }
 
@@ -168,6 +171,7 @@ impl Authenticator {
                     subject: format!("sub:{}", claims.subject),
                     scopes: Some(claims.scopes),
                     expires_at: Some(claims.expires_at),
+                    transport: peer.transport,
                 }),
                 Err(e) => Err(AuthError {
                     code: ErrorCode::Unauthenticated,
@@ -180,7 +184,10 @@ impl Authenticator {
                 Some(uid) => format!("uid:{uid}"),
                 None => "local".into(),
             };
-            return Ok(Principal::local(subject));
+            return Ok(Principal {
+                transport: peer.transport,
+                ..Principal::local(subject)
+            });
         }
         Err(AuthError {
             code: ErrorCode::Unauthenticated,

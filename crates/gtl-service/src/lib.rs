@@ -44,11 +44,13 @@
 
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+mod audit;
 mod auth;
 mod events;
 mod framed;
 mod service;
 
+pub use audit::{AuditRecord, AuditSink};
 pub use auth::{AuthError, Authenticator, Principal, TokenVerifier};
 pub use events::{BATCH, CallEvents};
 pub use framed::{SERVER_NAME, serve as serve_framed, serve_calls};

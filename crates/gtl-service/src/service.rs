@@ -17,6 +17,7 @@ use gtl_proto::{CompletionRequest, ErrorCode, Input, ProviderInfo};
 use gtl_providers::Registry;
 use gtl_transport::PeerInfo;
 
+use crate::audit::{AuditSink, Audited, CallAudit};
 use crate::auth::{Authenticator, Principal};
 
 /// Why the service refused an operation: a GTL code and what to do about it.
@@ -106,6 +107,8 @@ pub struct CallService {
     limits: ConnectionLimits,
     /// Open connections per peer key, and their total.
     connections: Mutex<(usize, HashMap<String, usize>)>,
+    /// Where each call's audit record goes, if anywhere.
+    audit: Option<Arc<dyn AuditSink>>,
 }
 
 /// A connection's place among the open ones; dropping it frees the place.
@@ -142,7 +145,14 @@ impl CallService {
             auth,
             limits,
             connections: Mutex::new((0, HashMap::new())),
+            audit: None,
         }
+    }
+
+    /// Records every call in `sink` (see [`AuditRecord`](crate::AuditRecord)).
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
     }
 
     /// The engine holding the sessions.
@@ -219,13 +229,40 @@ impl CallService {
         if !request.tools.is_empty() {
             principal.check(Operation::Tools, now())?;
         }
-        let provider = self.registry.resolve(&mut request)?;
+        let mut provider = self.registry.resolve(&mut request)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
+        let mut named = None;
+        if let Some(sink) = &self.audit {
+            let session_id = Arc::new(std::sync::OnceLock::new());
+            let route = if request.pipe {
+                "session.pipe"
+            } else if request.stream {
+                "chat.stream"
+            } else {
+                "chat.complete"
+            };
+            let audit = CallAudit {
+                sink: sink.clone(),
+                subject: principal.subject.clone(),
+                transport: principal.transport.to_owned(),
+                route,
+                session_id: session_id.clone(),
+            };
+            provider = Arc::new(Audited {
+                inner: provider,
+                audit: Arc::new(audit),
+            });
+            named = Some(session_id);
+        }
         let mut start = StartCall::new(&principal.subject, provider, request);
         if let Some(id) = session_id {
             start = start.with_session_id(id);
         }
-        Ok(self.engine.start(start)?)
+        let call = self.engine.start(start)?;
+        if let Some(named) = named {
+            let _ = named.set(call.session_id().to_owned());
+        }
+        Ok(call)
     }
 
     /// Re-attaches `principal` to one of its sessions after `after_seq`.

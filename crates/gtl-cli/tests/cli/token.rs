@@ -112,7 +112,11 @@ async fn a_minted_token_is_inspected_and_accepted_by_the_server() {
         })
     };
     let without = chat(None).await.unwrap();
-    assert_eq!(without.status.code(), Some(3), "a GTL error: the gateway refused");
+    assert_eq!(
+        without.status.code(),
+        Some(3),
+        "a GTL error: the gateway refused"
+    );
     assert!(String::from_utf8_lossy(&without.stderr).contains("UNAUTHENTICATED"));
     let with = chat(Some(token)).await.unwrap();
     assert!(

@@ -142,3 +142,47 @@ async fn unknown_model(transport: Transport) {
         "still here"
     );
 }
+
+/// Every call leaves one audit line — who, which route and transport, the
+/// provider and model, tokens, outcome, session — and never its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_audited_without_their_text() {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(Transport::Tcp).await;
+    client
+        .complete(echo("a private sentence", &[]))
+        .await
+        .unwrap();
+    let failed = client
+        .complete(echo("also private", &[("error", "RATE_LIMIT")]))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), Some(ErrorCode::RateLimit));
+    let log = gateway.dir.path().join("data/audit.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert!(!lines.contains("private"), "{lines}");
+    let records: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{lines}");
+    let ok = &records[0];
+    assert_eq!(ok["route"], "chat.complete");
+    assert_eq!(ok["transport"], "tcp");
+    assert_eq!(ok["provider"], "echo");
+    assert_eq!(ok["model"], "echo");
+    assert_eq!(ok["outcome"], "ok");
+    assert_eq!(ok["tokens_in"], 3);
+    assert_eq!(ok["tokens_out"], 3);
+    assert!(!ok["session_id"].as_str().unwrap().is_empty());
+    assert!(ok["subject"].as_str().unwrap().starts_with("uid:"));
+    assert_eq!(records[1]["outcome"], "error");
+    assert_eq!(records[1]["error_code"], "RATE_LIMIT");
+}

@@ -1,0 +1,160 @@
+//! The audit log's writer: records arrive through a bounded queue and a
+//! thread of their own writes them, one JSON line each, so a slow or full
+//! disk never slows a call down or fails it. When the queue is full a
+//! record is dropped and counted in the log.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+
+use gtl_service::{AuditRecord, AuditSink};
+
+use crate::config::Config;
+
+/// Records waiting for the writer.
+const QUEUE: usize = 4096;
+
+/// The audit sink `config` describes, if recording is on.
+pub(crate) fn sink(config: &Config) -> Option<std::sync::Arc<dyn AuditSink>> {
+    let audit = &config.audit;
+    if !audit.enabled {
+        return None;
+    }
+    let target = if audit.stdout {
+        Target::Stdout
+    } else {
+        Target::File {
+            path: audit
+                .path
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("audit.log")),
+            max_bytes: audit.max_bytes.max(1),
+            keep: audit.keep,
+        }
+    };
+    let (queue, records) = std::sync::mpsc::sync_channel(QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("gtl-audit".into())
+        .spawn(move || write_all(&records, &target));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "the audit log is off: its writer could not start");
+        return None;
+    }
+    Some(std::sync::Arc::new(FileSink {
+        queue,
+        dropped: AtomicU64::new(0),
+    }))
+}
+
+#[derive(Debug)]
+struct FileSink {
+    queue: SyncSender<AuditRecord>,
+    dropped: AtomicU64,
+}
+
+impl AuditSink for FileSink {
+    fn record(&self, record: AuditRecord) {
+        match self.queue.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(dropped, "audit records dropped: the writer is behind");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Target {
+    Stdout,
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+        keep: u32,
+    },
+}
+
+/// Writes records until every sender is gone.
+fn write_all(records: &Receiver<AuditRecord>, target: &Target) {
+    let mut failing = false;
+    for record in records {
+        let Ok(mut line) = serde_json::to_vec(&record) else {
+            continue;
+        };
+        line.push(b'\n');
+        let written = match target {
+            Target::Stdout => std::io::stdout().lock().write_all(&line),
+            Target::File {
+                path,
+                max_bytes,
+                keep,
+            } => append(path, &line, *max_bytes, *keep),
+        };
+        // One warning per failing stretch, not one per call.
+        match written {
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "audit records are not being written");
+                failing = true;
+            }
+            Err(_) => {}
+            Ok(()) => failing = false,
+        }
+    }
+}
+
+/// Appends `line`, first rotating the file if it would grow past
+/// `max_bytes`: `audit.log` → `audit.log.1` → … → `audit.log.<keep>`.
+fn append(path: &Path, line: &[u8], max_bytes: u64, keep: u32) -> std::io::Result<()> {
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    if size > 0 && size + line.len() as u64 > max_bytes {
+        rotate(path, keep)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(line)
+}
+
+fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    if keep == 0 {
+        return std::fs::remove_file(path);
+    }
+    let _ = std::fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    std::fs::rename(path, numbered(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_is_rotated_and_old_ones_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        for i in 0..10 {
+            append(&path, format!("{i:09}\n").as_bytes(), 25, 2).unwrap();
+        }
+        // Two 10-byte lines fit in 25 bytes; ten lines make five files, of
+        // which the newest three are kept.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "000000008\n000000009\n"
+        );
+        let first = std::fs::read_to_string(dir.path().join("audit.log.1")).unwrap();
+        assert_eq!(first, "000000006\n000000007\n");
+        assert!(dir.path().join("audit.log.2").exists());
+        assert!(!dir.path().join("audit.log.3").exists());
+    }
+}

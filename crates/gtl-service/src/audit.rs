@@ -1,0 +1,206 @@
+//! The audit trail: one record per call, whatever the transport.
+//!
+//! [`CallService::start`](crate::CallService::start) wraps the routed
+//! provider so that its event stream, as the engine drains it, is watched
+//! for usage and the terminal event; when the stream ends (done, error, or
+//! dropped by a cancel) one [`AuditRecord`] goes to the [`AuditSink`]. The
+//! record never holds prompt or completion text. Sinks must not block: the
+//! server's writes to a file off the hot path, and a failed write never
+//! fails a call.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use gtl_core::{EventStream, Provider, ProviderError};
+use gtl_proto::{Body, CompletionRequest, ProviderInfo, Usage};
+use serde::Serialize;
+
+/// One call, as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct AuditRecord {
+    /// When the call started (Unix milliseconds).
+    pub time_ms: u64,
+    /// The caller's subject.
+    pub subject: String,
+    /// `chat.complete`, `chat.stream` or `session.pipe`.
+    pub route: &'static str,
+    /// The transport the call came in on (`uds`, `tcp`, `http`, `quic`, …).
+    pub transport: String,
+    /// The provider that served it.
+    pub provider: String,
+    /// The provider's model.
+    pub model: String,
+    /// Input tokens, as the provider reported them.
+    pub tokens_in: u64,
+    /// Output tokens.
+    pub tokens_out: u64,
+    /// Cost in USD, when the price is known.
+    pub cost: f64,
+    /// From start to the end of the provider's stream, in milliseconds.
+    pub duration_ms: u64,
+    /// `ok`, `error` or `cancelled`.
+    pub outcome: &'static str,
+    /// The GTL error code, for an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The session.
+    pub session_id: String,
+}
+
+/// Where audit records go. `record` is called from the call's task and
+/// must return at once.
+pub trait AuditSink: std::fmt::Debug + Send + Sync {
+    /// Takes one record.
+    fn record(&self, record: AuditRecord);
+}
+
+/// What a call's audit record knows before its stream runs.
+#[derive(Debug)]
+pub(crate) struct CallAudit {
+    pub(crate) sink: Arc<dyn AuditSink>,
+    pub(crate) subject: String,
+    pub(crate) transport: String,
+    pub(crate) route: &'static str,
+    /// Set once the engine has named the session.
+    pub(crate) session_id: Arc<OnceLock<String>>,
+}
+
+/// A provider whose streams are audited.
+#[derive(Debug)]
+pub(crate) struct Audited {
+    pub(crate) inner: Arc<dyn Provider>,
+    pub(crate) audit: Arc<CallAudit>,
+}
+
+#[async_trait::async_trait]
+impl Provider for Audited {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
+        self.inner.models().await
+    }
+
+    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
+        self.inner.count_tokens(request).await
+    }
+
+    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+        let started = Instant::now();
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let watch = Watch {
+            audit: self.audit.clone(),
+            provider: self.inner.name().to_owned(),
+            model: request.model.clone(),
+            started,
+            time_ms,
+            usage: Usage::default(),
+            end: None,
+        };
+        match self.inner.stream(request).await {
+            Ok(events) => Ok(Box::pin(Watched {
+                events,
+                watch: Some(watch),
+            })),
+            Err(error) => {
+                watch.finish(Some(End::Error(error.code.to_string())));
+                Err(error)
+            }
+        }
+    }
+}
+
+enum End {
+    Done,
+    Error(String),
+}
+
+struct Watch {
+    audit: Arc<CallAudit>,
+    provider: String,
+    model: String,
+    started: Instant,
+    time_ms: u64,
+    usage: Usage,
+    end: Option<End>,
+}
+
+impl Watch {
+    fn see(&mut self, body: &Body) {
+        match body {
+            Body::Usage(usage) => gtl_providers::merge_usage(&mut self.usage, usage),
+            Body::Done(_) => self.end = Some(End::Done),
+            Body::Error(error) => self.end = Some(End::Error(error.code().to_string())),
+            _ => {}
+        }
+    }
+
+    fn finish(self, end: Option<End>) {
+        let (outcome, error_code) = match end {
+            Some(End::Done) => ("ok", None),
+            Some(End::Error(code)) => ("error", Some(code)),
+            None => ("cancelled", None),
+        };
+        let audit = &self.audit;
+        audit.sink.record(AuditRecord {
+            time_ms: self.time_ms,
+            subject: audit.subject.clone(),
+            route: audit.route,
+            transport: audit.transport.clone(),
+            provider: self.provider,
+            model: self.model,
+            tokens_in: self.usage.tokens_in,
+            tokens_out: self.usage.tokens_out,
+            cost: self.usage.cost,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            outcome,
+            error_code,
+            session_id: audit.session_id.get().cloned().unwrap_or_default(),
+        });
+    }
+}
+
+/// A provider stream that records its call when it ends or is dropped.
+struct Watched {
+    events: EventStream,
+    watch: Option<Watch>,
+}
+
+impl Stream for Watched {
+    type Item = Body;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Body>> {
+        let next = self.events.as_mut().poll_next(cx);
+        match &next {
+            Poll::Ready(Some(body)) => {
+                if let Some(watch) = self.watch.as_mut() {
+                    watch.see(body);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(mut watch) = self.watch.take() {
+                    let end = watch.end.take();
+                    watch.finish(end);
+                }
+            }
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(mut watch) = self.watch.take() {
+            let end = watch.end.take();
+            watch.finish(end);
+        }
+    }
+}
