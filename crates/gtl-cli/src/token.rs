@@ -57,7 +57,7 @@ struct Mint {
 struct Inspect {
     /// The token.
     token: String,
-    /// A gtl-server config file whose [auth] checks the token.
+    /// A gtl-server config file: the token is checked by its auth section.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }

@@ -299,6 +299,12 @@ pub struct Limits {
     /// Memory of the events waiting to be delivered on one connection, in
     /// bytes; while it is spent, that connection's calls pause.
     pub connection_memory_bytes: usize,
+    /// Calls running at once for one subject, on all its connections; more
+    /// are refused with `RATE_LIMIT`.
+    pub max_calls_per_subject: usize,
+    /// Calls one token subject may start per minute (0: no limit); more are
+    /// refused with `RATE_LIMIT`. Trusted local users are not limited.
+    pub calls_per_minute_per_subject: u32,
     /// Seconds the server takes at most to stop on SIGTERM.
     pub shutdown_timeout_secs: u64,
 }
@@ -413,6 +419,8 @@ impl Default for Limits {
             idle_timeout_secs: 300,
             send_timeout_secs: 30,
             connection_memory_bytes: 64 << 20,
+            max_calls_per_subject: 256,
+            calls_per_minute_per_subject: 600,
             shutdown_timeout_secs: 10,
         }
     }
@@ -542,6 +550,8 @@ impl Config {
         out.idle_timeout = timeout(limits.idle_timeout_secs);
         out.send_timeout = timeout(limits.send_timeout_secs);
         out.connection_memory = limits.connection_memory_bytes;
+        out.max_calls_per_subject = limits.max_calls_per_subject.max(1);
+        out.calls_per_minute_per_subject = limits.calls_per_minute_per_subject;
         out
     }
 

@@ -80,6 +80,12 @@ pub struct ConnectionLimits {
     pub send_timeout: Duration,
     /// Memory of the events not yet delivered to one connection.
     pub connection_memory: usize,
+    /// Calls running at once for one subject (a session.pipe counts while
+    /// it is open), on every connection together.
+    pub max_calls_per_subject: usize,
+    /// Calls one token subject may start per minute (0: no limit). Trusted
+    /// local users are not rate-limited.
+    pub calls_per_minute_per_subject: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -93,6 +99,8 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(300),
             send_timeout: Duration::from_secs(30),
             connection_memory: 64 << 20,
+            max_calls_per_subject: 256,
+            calls_per_minute_per_subject: 600,
         }
     }
 }
@@ -109,6 +117,10 @@ pub struct CallService {
     connections: Mutex<(usize, HashMap<String, usize>)>,
     /// Where each call's audit record goes, if anywhere.
     audit: Option<Arc<dyn AuditSink>>,
+    /// Running calls per subject.
+    subject_calls: Arc<Mutex<HashMap<String, usize>>>,
+    /// Calls started per subject, per minute.
+    subject_rate: Option<governor::DefaultKeyedRateLimiter<String>>,
 }
 
 /// A connection's place among the open ones; dropping it frees the place.
@@ -139,6 +151,8 @@ impl CallService {
         auth: Authenticator,
         limits: ConnectionLimits,
     ) -> Self {
+        let subject_rate = std::num::NonZeroU32::new(limits.calls_per_minute_per_subject)
+            .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
         Self {
             engine,
             registry,
@@ -146,6 +160,8 @@ impl CallService {
             limits,
             connections: Mutex::new((0, HashMap::new())),
             audit: None,
+            subject_calls: Arc::default(),
+            subject_rate,
         }
     }
 
@@ -229,8 +245,15 @@ impl CallService {
         if !request.tools.is_empty() {
             principal.check(Operation::Tools, now())?;
         }
+        // The place first: a call refused for it does not use up the rate.
+        let slot = self.call_slot(principal)?;
+        self.admit_call(principal)?;
         let mut provider = self.registry.resolve(&mut request)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
+        provider = Arc::new(Counted {
+            inner: provider,
+            _slot: slot,
+        });
         let mut named = None;
         if let Some(sink) = &self.audit {
             let session_id = Arc::new(std::sync::OnceLock::new());
@@ -327,6 +350,61 @@ impl CallService {
         Ok(self.registry.models(provider).await)
     }
 
+    /// `RATE_LIMIT` once the subject has started its calls for this minute.
+    fn admit_call(&self, principal: &Principal) -> Result<(), CallError> {
+        use governor::clock::Clock as _;
+        // Token subjects only: a trusted local user is this machine's own,
+        // bounded by its connections and memory.
+        let Some(rate) = self
+            .subject_rate
+            .as_ref()
+            .filter(|_| principal.scopes.is_some())
+        else {
+            return Ok(());
+        };
+        if let Err(refused) = rate.check_key(&principal.subject) {
+            let wait = refused.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Err(CallError::new(
+                ErrorCode::RateLimit,
+                format!(
+                    "{} started its {} calls for this minute: retry in {} s",
+                    principal.subject,
+                    self.limits.calls_per_minute_per_subject,
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+        // Forget subjects that have been quiet, so the table stays small.
+        if rate.len() > 4096 {
+            rate.retain_recent();
+        }
+        Ok(())
+    }
+
+    /// A place among the subject's running calls, or `RATE_LIMIT` when
+    /// they are all taken.
+    fn call_slot(&self, principal: &Principal) -> Result<CallSlot, CallError> {
+        let mut calls = self
+            .subject_calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let running = calls.entry(principal.subject.clone()).or_default();
+        if *running >= self.limits.max_calls_per_subject {
+            return Err(CallError::new(
+                ErrorCode::RateLimit,
+                format!(
+                    "{} has its maximum of {} calls running: wait for one to end or cancel one",
+                    principal.subject, self.limits.max_calls_per_subject
+                ),
+            ));
+        }
+        *running += 1;
+        Ok(CallSlot {
+            calls: self.subject_calls.clone(),
+            subject: principal.subject.clone(),
+        })
+    }
+
     /// The configured aliases, `(alias, "provider/model")`, sorted by alias.
     pub fn aliases(&self) -> Vec<(String, String)> {
         self.registry
@@ -391,5 +469,58 @@ mod tests {
         let tcp = PeerInfo::new("tcp", "127.0.0.1:50000");
         assert_eq!(peer_key(&tcp), "127.0.0.1");
         assert_eq!(peer_key(&PeerInfo::new("stdio", "-")), "stdio");
+    }
+}
+
+/// One running call of a subject; dropping it (when the session's
+/// provider is let go) frees the place.
+#[derive(Debug)]
+struct CallSlot {
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+    subject: String,
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = calls.get_mut(&self.subject) {
+            *running -= 1;
+            if *running == 0 {
+                calls.remove(&self.subject);
+            }
+        }
+    }
+}
+
+/// The routed provider, holding its call's place for as long as the
+/// session's driver holds the provider.
+#[derive(Debug)]
+struct Counted {
+    inner: Arc<dyn gtl_core::Provider>,
+    _slot: CallSlot,
+}
+
+#[async_trait::async_trait]
+impl gtl_core::Provider for Counted {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn models(&self) -> Result<ProviderInfo, gtl_core::ProviderError> {
+        self.inner.models().await
+    }
+
+    async fn count_tokens(
+        &self,
+        request: CompletionRequest,
+    ) -> Result<u64, gtl_core::ProviderError> {
+        self.inner.count_tokens(request).await
+    }
+
+    async fn stream(
+        &self,
+        request: CompletionRequest,
+    ) -> Result<gtl_core::EventStream, gtl_core::ProviderError> {
+        self.inner.stream(request).await
     }
 }

@@ -262,3 +262,61 @@ async fn oidc_discovery_and_a_jwks_rotation() {
     let rotated_out = outcome(opts(&gateway, Transport::Tcp, Some(&first))).await;
     assert_eq!(rotated_out, Some(ErrorCode::Unauthenticated));
 }
+
+/// A subject's calls per minute and calls at once are bounded, on all its
+/// connections together; the refusal is `RATE_LIMIT` and says when to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_is_held_to_its_rate_and_its_running_calls() {
+    let secret = tempfile::tempdir().unwrap();
+    let path = secret.path().join("hs256.secret");
+    std::fs::write(&path, SECRET).unwrap();
+    let gateway = Gateway::start_with(|config| {
+        config.auth.hs256_secret_file = Some(path);
+        config.limits.calls_per_minute_per_subject = 2;
+        config.limits.max_calls_per_subject = 1;
+    })
+    .await;
+    let alice = token("alice", &["chat:*"]);
+    let one = connect(opts(&gateway, Transport::Tcp, Some(&alice)))
+        .await
+        .unwrap();
+    let two = connect(opts(&gateway, Transport::Ws, Some(&alice)))
+        .await
+        .unwrap();
+    // One call running (stalled) takes alice's only place …
+    let mut running = one
+        .stream(echo("hold on", &[("stall_after", "1")]))
+        .await
+        .unwrap();
+    let _ = futures::StreamExt::next(&mut running).await;
+    let busy = two.complete(echo("me too", &[])).await.unwrap_err();
+    assert_eq!(busy.code(), Some(ErrorCode::RateLimit), "{busy}");
+    assert!(busy.to_string().contains("calls running"), "{busy}");
+    // … until it is cancelled.
+    running.cancel("done waiting");
+    let mut freed = None;
+    for _ in 0..100 {
+        match two.complete(echo("now", &[])).await {
+            Err(e) if e.to_string().contains("calls running") => tokio::task::yield_now().await,
+            other => {
+                freed = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(freed.unwrap().unwrap().text, "now");
+    // Two calls started this minute (refusals for a place do not count):
+    // the next is refused for the rate, with a retry delay.
+    let limited = one.complete(echo("again", &[])).await.unwrap_err();
+    assert_eq!(limited.code(), Some(ErrorCode::RateLimit), "{limited}");
+    assert!(limited.to_string().contains("retry in"), "{limited}");
+    // Another subject is not affected.
+    let bob = connect(opts(
+        &gateway,
+        Transport::Tcp,
+        Some(&token("bob", &["chat:*"])),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bob.complete(echo("bob", &[])).await.unwrap().text, "bob");
+}
