@@ -22,8 +22,8 @@
 //!
 //! | key | value | effect |
 //! |---|---|---|
-//! | `delay_ms` | ms, default 0 | wait this long (tokio timer) before each token; 0 never sleeps |
-//! | `tokens` | N | send N generated tokens instead of echoing |
+//! | `delay_ms` | ms ≤ 60,000, default 0 | wait this long (tokio timer) before each token; 0 never sleeps |
+//! | `tokens` | N ≤ 10,000,000 | send N generated tokens instead of echoing |
 //! | `token_bytes` | B in 1..=1048576, default 4 | size of each generated token (needs `tokens`): B-1 letters and a space |
 //! | `tool_call` | function name | send no tokens but one `tool_call` (id `call_0`, arguments `{"text":"<echoed text>"}`), then `done` with `"tool_calls"`; when the last message is a tool result, echo it instead (as a model answers a tool result) |
 //! | `error` | an error code name, e.g. `RATE_LIMIT` | fail the call with this code |
@@ -55,6 +55,10 @@ const ECHO: &str = "echo";
 const KNOB_PREFIX: &str = "echo.";
 /// The largest generated token, in bytes.
 const MAX_TOKEN_BYTES: usize = 1 << 20;
+/// The most tokens one call may ask to be generated.
+const MAX_TOKENS: u64 = 10_000_000;
+/// The longest delay before each token, in milliseconds.
+const MAX_DELAY_MS: u64 = 60_000;
 /// The size of a generated token when `token_bytes` is not given.
 const DEFAULT_TOKEN_BYTES: usize = 4;
 
@@ -215,8 +219,10 @@ impl Knobs {
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), ProviderError> {
         match key {
-            "delay_ms" => self.delay = Duration::from_millis(number(key, value)?),
-            "tokens" => self.tokens = Some(number(key, value)?),
+            "delay_ms" => {
+                self.delay = Duration::from_millis(bounded(key, value, MAX_DELAY_MS)?);
+            }
+            "tokens" => self.tokens = Some(bounded(key, value, MAX_TOKENS)?),
             "token_bytes" => {
                 let bytes = number(key, value)?;
                 let bytes = usize::try_from(bytes)
@@ -275,6 +281,16 @@ fn number(key: &str, value: &str) -> Result<u64, ProviderError> {
             "knob `{key}` must be a non-negative integer, not `{value}`"
         ))
     })
+}
+
+/// [`number`], at most `max`: a knob cannot ask the gateway for unbounded
+/// work.
+fn bounded(key: &str, value: &str, max: u64) -> Result<u64, ProviderError> {
+    let n = number(key, value)?;
+    if n > max {
+        return Err(invalid(format!("knob `{key}` is at most {max}, not {n}")));
+    }
+    Ok(n)
 }
 
 /// What a call sends, decided before its stream starts.
@@ -591,6 +607,22 @@ mod tests {
         assert_eq!(split_words("   "), ["   "]);
         assert!(split_words("").is_empty());
         assert_eq!(split_words("né ü"), ["né ", "ü"]);
+    }
+
+    #[test]
+    fn knobs_cannot_ask_for_unbounded_work() {
+        assert_eq!(
+            bounded("tokens", "10000000", MAX_TOKENS).unwrap(),
+            10_000_000
+        );
+        let error = bounded("tokens", "10000001", MAX_TOKENS).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(
+            error.message.contains("at most 10000000"),
+            "{}",
+            error.message
+        );
+        assert!(bounded("delay_ms", "60001", MAX_DELAY_MS).is_err());
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct Config {
     pub limits: Limits,
     /// The audit log.
     pub audit: Audit,
+    /// The built-in echo provider.
+    pub echo: Echo,
     /// Providers besides echo and those the environment switches on
     /// (`[[providers]]` tables).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -164,6 +166,22 @@ pub struct Tls {
     /// Its PEM private key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+}
+
+/// The built-in echo provider: on by default (the two-command start and
+/// load tests use it); a server facing real users may turn it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Echo {
+    /// Whether `echo` is served.
+    pub enabled: bool,
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// The audit log: one JSON line per call (who, what, how much, how it
@@ -345,6 +363,7 @@ impl Default for Config {
             sessions: Sessions::default(),
             limits: Limits::default(),
             audit: Audit::default(),
+            echo: Echo::default(),
             providers: Vec::new(),
             aliases: std::collections::BTreeMap::new(),
         }
@@ -618,6 +637,20 @@ mod tests {
         Config::default().validate().unwrap();
         let tls = Config::from_toml("[listen.tcp]\naddr = \"0.0.0.0:7301\"\ntls = true\n").unwrap();
         tls.validate().unwrap();
+    }
+
+    #[test]
+    fn the_echo_provider_can_be_switched_off() {
+        let mut config = Config::from_toml("[echo]\nenabled = false\n").unwrap();
+        config.set_data_dir(std::env::temp_dir().join("gtl-echo-off"));
+        let registry = crate::default_registry(&config).unwrap();
+        assert!(registry.get("echo").is_none());
+        assert!(
+            crate::default_registry(&Config::default())
+                .unwrap()
+                .get("echo")
+                .is_some()
+        );
     }
 
     #[test]

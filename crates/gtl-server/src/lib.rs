@@ -43,11 +43,12 @@ pub use providers::{ProviderEntry, ProvidersError, registry};
 pub use server::{Gateway, Server, ServerError};
 
 /// The providers `config` and this process's environment switch on, with
-/// the built-in echo provider always among them.
+/// the built-in echo provider unless `[echo] enabled = false`.
 pub fn default_registry(config: &Config) -> Result<gtl_providers::Registry, ProvidersError> {
-    registry(
+    providers::build(
         &config.providers,
         &config.aliases,
         &gtl_providers::Env::from_process(),
+        config.echo.enabled,
     )
 }

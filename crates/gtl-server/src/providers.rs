@@ -104,8 +104,20 @@ pub fn registry(
     aliases: &BTreeMap<String, String>,
     env: &Env,
 ) -> Result<Registry, ProvidersError> {
+    build(entries, aliases, env, true)
+}
+
+/// [`registry`], with the echo provider only when `echo` says.
+pub(crate) fn build(
+    entries: &[ProviderEntry],
+    aliases: &BTreeMap<String, String>,
+    env: &Env,
+    echo: bool,
+) -> Result<Registry, ProvidersError> {
     let mut registry = Registry::new();
-    registry.add(Arc::new(EchoProvider::new()));
+    if echo {
+        registry.add(Arc::new(EchoProvider::new()));
+    }
     let from_env =
         gtl_providers::providers_from_env(env).map_err(|e| ProvidersError(e.to_string()))?;
     for provider in from_env {
