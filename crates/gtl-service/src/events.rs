@@ -76,6 +76,23 @@ impl CallEvents {
         }
     }
 
+    /// Reads the call to its end and folds its events into one answer
+    /// (unary APIs), acknowledging them all.
+    pub async fn complete(&mut self) -> gtl_core::Completion {
+        let mut completion = gtl_core::Completion::default();
+        let mut last = 0;
+        while self
+            .next_batch(|t| {
+                completion.push(t.body);
+                last = t.seq;
+            })
+            .await
+            .is_some()
+        {}
+        self.ack(last);
+        completion
+    }
+
     /// The events as owned frames on call `call_id`, for APIs that need
     /// them owned (each is a copy of the logged event).
     pub fn into_frames(self, call_id: u64) -> impl Stream<Item = Frame> + Send {

@@ -12,7 +12,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 use gtl_compat::{DialectError, ErrorReply, Flow, anthropic, openai};
-use gtl_core::Completion;
 use gtl_proto::{Body as FrameBody, CompletionRequest, Error, ErrorCode, Phase};
 use gtl_service::{CallError, CallEvents, CallService, Principal};
 use gtl_transport::PeerInfo;
@@ -136,17 +135,7 @@ async fn unary(
 ) -> Result<Response<Body>, ErrorReply> {
     let session_id = events.session_id().to_owned();
     let resume_token = events.resume_token().unwrap_or_default().to_owned();
-    let mut completion = Completion::default();
-    let mut last = 0;
-    while events
-        .next_batch(|t| {
-            completion.push(t.body);
-            last = t.seq;
-        })
-        .await
-        .is_some()
-    {}
-    events.ack(last);
+    let completion = events.complete().await;
     let body = match dialect {
         Dialect::OpenAi => openai::completion_response(&completion, &session_id, model, now()),
         Dialect::Anthropic => anthropic::completion_response(&completion, &session_id, model),

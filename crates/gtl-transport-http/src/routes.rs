@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt as _;
-use gtl_core::Completion;
 use gtl_proto::{Accepted, Body as FrameBody, Encoding, ErrorCode, Frame, sse};
 use gtl_service::{CallError, CallEvents, CallService, Principal, SERVER_NAME};
 use gtl_transport::{HandshakeError, PeerInfo};
@@ -190,17 +189,7 @@ async fn complete(
 ) -> Result<Response<Body>, Failure> {
     let mut events = start(service, principal, request).await?;
     let session_id = events.session_id().to_owned();
-    let mut completion = Completion::default();
-    let mut last = 0;
-    while events
-        .next_batch(|t| {
-            completion.push(t.body);
-            last = t.seq;
-        })
-        .await
-        .is_some()
-    {}
-    events.ack(last);
+    let completion = events.complete().await;
     let completion = completion
         .into_result()
         .map_err(|e| (CallError::from(e), session_id.clone()))?;
