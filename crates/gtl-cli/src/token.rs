@@ -20,6 +20,20 @@ enum TokenCommand {
     Mint(Mint),
     /// Decode a token, and with --config check it as that server would.
     Inspect(Inspect),
+    /// Encrypt a provider API key to a server (`gtl-server
+    /// --print-recipient`), for a token's provider_keys. The key is read
+    /// from --key-env or standard input, never from the command line.
+    EncryptKey(EncryptKey),
+}
+
+#[derive(Debug, Args)]
+struct EncryptKey {
+    /// The server's age recipient (`age1…`).
+    #[arg(long)]
+    recipient: String,
+    /// The environment variable holding the key; else standard input.
+    #[arg(long, value_name = "VAR")]
+    key_env: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -70,7 +84,31 @@ pub(crate) async fn run(token: &Token) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Inspect(args) => inspect(args).await,
+        TokenCommand::EncryptKey(args) => {
+            print!("{}", encrypt_key(args)?);
+            Ok(())
+        }
     }
+}
+
+fn encrypt_key(args: &EncryptKey) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    use std::str::FromStr as _;
+    let recipient = age::x25519::Recipient::from_str(args.recipient.trim())
+        .map_err(|e| anyhow::anyhow!("--recipient: {e}"))?;
+    let key = match &args.key_env {
+        Some(var) => std::env::var(var).with_context(|| format!("${var} is not set"))?,
+        None => {
+            let mut key = String::new();
+            std::io::stdin().read_to_string(&mut key)?;
+            key
+        }
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        bail!("no key to encrypt: give --key-env VAR or pipe it in");
+    }
+    Ok(age::encrypt_and_armor(&recipient, key.as_bytes())?)
 }
 
 fn mint_token(args: &Mint) -> anyhow::Result<String> {

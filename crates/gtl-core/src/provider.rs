@@ -44,6 +44,22 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
     /// the stream started are its final `error` event.
     async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError>;
 
+    /// This provider, calling with `key` instead of its configured
+    /// credential: a caller's own provider key, for one call. The key lives
+    /// only in the returned value. Providers without a key to replace (a
+    /// local model, one signed with cloud credentials) answer
+    /// `INVALID_REQUEST` (the default).
+    fn with_api_key(&self, key: &str) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+        let _ = key;
+        Err(ProviderError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "provider `{}` does not take a caller's own key: leave it out of provider_keys",
+                self.name()
+            ),
+        ))
+    }
+
     /// How many input tokens `request` is, counted as the provider counts
     /// them for billing, without generating anything.
     ///

@@ -30,6 +30,7 @@
 mod audit;
 mod auth;
 pub mod config;
+pub mod provider_keys;
 mod providers;
 mod server;
 pub mod tls;
@@ -37,7 +38,8 @@ pub mod tls;
 pub use auth::{AuthConfigError, token_verifier};
 pub use config::{Config, ConfigError};
 pub use gtl_service::{
-    Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, Principal,
+    Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, KeyOpener,
+    Principal,
 };
 pub use providers::{ProviderEntry, ProvidersError, registry};
 pub use server::{Gateway, Server, ServerError};

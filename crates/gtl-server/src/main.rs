@@ -20,6 +20,10 @@ struct Args {
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Print the age recipient callers encrypt their provider keys to (for
+    /// a token's provider_keys), creating the identity if needed, and exit.
+    #[arg(long)]
+    print_recipient: bool,
     /// Speak GTL on stdin/stdout (for editors) instead of listening.
     #[arg(long)]
     stdio: bool,
@@ -54,6 +58,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.print_config {
         print!("{}", config.to_toml());
+        return Ok(());
+    }
+    if args.print_recipient {
+        let keys = gtl_server::provider_keys::ProviderKeys::load_or_create(&config.data_dir)
+            .map_err(anyhow::Error::msg)?;
+        println!("{}", keys.recipient());
         return Ok(());
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;

@@ -36,6 +36,9 @@ pub enum ServerError {
     /// `[auth]` could not be set up (a key source missing or unusable).
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthConfigError),
+    /// The identity that opens callers' provider keys is unusable.
+    #[error("provider-key identity: {0}")]
+    ProviderKeys(String),
     /// The TLS certificate could not be created or loaded.
     #[error("TLS: {0}")]
     Tls(String),
@@ -132,6 +135,14 @@ impl Server {
         let service = match crate::audit::sink(config) {
             Some(sink) => service.with_audit(sink),
             None => service,
+        };
+        // Callers' own provider keys arrive in tokens, so only with tokens.
+        let service = if config.auth.verifies_tokens() {
+            let keys = crate::provider_keys::ProviderKeys::load_or_create(&config.data_dir)
+                .map_err(ServerError::ProviderKeys)?;
+            service.with_key_opener(Arc::new(keys))
+        } else {
+            service
         };
         let service = Arc::new(service);
         let listen = &config.listen;

@@ -36,6 +36,9 @@ pub struct Principal {
     pub expires_at: Option<u64>,
     /// The transport the caller came in on, for the audit log.
     pub transport: &'static str,
+    /// The caller's own provider keys, sealed to the server (a token's
+    /// `provider_keys`), by provider name: opened for one call at a time.
+    pub provider_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Principal {
@@ -46,6 +49,7 @@ impl Principal {
             scopes: None,
             expires_at: None,
             transport: "",
+            provider_keys: std::collections::BTreeMap::new(),
         }
     }
 
@@ -89,6 +93,13 @@ pub struct AuthError {
     pub code: ErrorCode,
     /// What to do about it.
     pub message: String,
+}
+
+/// Opens a provider key sealed to the server (age, to its X25519
+/// recipient). The opened key must not be logged or kept.
+pub trait KeyOpener: std::fmt::Debug + Send + Sync {
+    /// The key, or why it cannot be opened.
+    fn open(&self, sealed: &str) -> Result<String, String>;
 }
 
 /// Checks GhostTokens: a [`gtl_auth::Verifier`], or one whose keys a server
@@ -172,6 +183,7 @@ impl Authenticator {
                     scopes: Some(claims.scopes),
                     expires_at: Some(claims.expires_at),
                     transport: peer.transport,
+                    provider_keys: claims.provider_keys,
                 }),
                 Err(e) => Err(AuthError {
                     code: ErrorCode::Unauthenticated,

@@ -51,7 +51,7 @@ mod framed;
 mod service;
 
 pub use audit::{AuditRecord, AuditSink};
-pub use auth::{AuthError, Authenticator, Principal, TokenVerifier};
+pub use auth::{AuthError, Authenticator, KeyOpener, Principal, TokenVerifier};
 pub use events::{BATCH, CallEvents};
 pub use framed::{SERVER_NAME, serve as serve_framed, serve_calls};
 pub use service::{Admission, CallError, CallService, ConnectionLimits};

@@ -18,7 +18,7 @@ use gtl_providers::Registry;
 use gtl_transport::PeerInfo;
 
 use crate::audit::{AuditSink, Audited, CallAudit};
-use crate::auth::{Authenticator, Principal};
+use crate::auth::{Authenticator, KeyOpener, Principal};
 
 /// Why the service refused an operation: a GTL code and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +121,8 @@ pub struct CallService {
     subject_calls: Arc<Mutex<HashMap<String, usize>>>,
     /// Calls started per subject, per minute.
     subject_rate: Option<governor::DefaultKeyedRateLimiter<String>>,
+    /// Opens callers' own provider keys.
+    key_opener: Option<Arc<dyn KeyOpener>>,
 }
 
 /// A connection's place among the open ones; dropping it frees the place.
@@ -162,7 +164,15 @@ impl CallService {
             audit: None,
             subject_calls: Arc::default(),
             subject_rate,
+            key_opener: None,
         }
+    }
+
+    /// Opens the provider keys callers' tokens carry with `opener`; without
+    /// one, a token with provider keys is refused.
+    pub fn with_key_opener(mut self, opener: Arc<dyn KeyOpener>) -> Self {
+        self.key_opener = Some(opener);
+        self
     }
 
     /// Records every call in `sink` (see [`AuditRecord`](crate::AuditRecord)).
@@ -250,6 +260,9 @@ impl CallService {
         self.admit_call(principal)?;
         let mut provider = self.registry.resolve(&mut request)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
+        if let Some(sealed) = principal.provider_keys.get(&request.provider) {
+            provider = self.with_callers_key(&provider, &request.provider, sealed)?;
+        }
         provider = Arc::new(Counted {
             inner: provider,
             _slot: slot,
@@ -348,6 +361,32 @@ impl CallService {
             ));
         }
         Ok(self.registry.models(provider).await)
+    }
+
+    /// `provider` calling with the caller's own key, opened from `sealed`
+    /// for this call only.
+    fn with_callers_key(
+        &self,
+        provider: &Arc<dyn gtl_core::Provider>,
+        name: &str,
+        sealed: &str,
+    ) -> Result<Arc<dyn gtl_core::Provider>, CallError> {
+        let opener = self.key_opener.as_ref().ok_or_else(|| {
+            CallError::new(
+                ErrorCode::InvalidRequest,
+                "this server opens no provider keys: leave provider_keys out of the token",
+            )
+        })?;
+        let key = opener.open(sealed).map_err(|reason| {
+            CallError::new(
+                ErrorCode::Unauthenticated,
+                format!(
+                    "the token's provider key for `{name}` cannot be opened ({reason}): \
+                     encrypt it to this server's recipient (gtl-server --print-recipient)"
+                ),
+            )
+        })?;
+        Ok(provider.with_api_key(&key)?)
     }
 
     /// `RATE_LIMIT` once the subject has started its calls for this minute.

@@ -129,3 +129,32 @@ async fn a_minted_token_is_inspected_and_accepted_by_the_server() {
         "hello with a token\n"
     );
 }
+
+#[test]
+fn a_provider_key_is_encrypted_to_the_servers_recipient() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = gtl_server::provider_keys::ProviderKeys::load_or_create(dir.path()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gtl"))
+        .args(["token", "encrypt-key", "--recipient", &keys.recipient()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sk-from-stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let sealed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        sealed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{sealed}"
+    );
+    assert!(!sealed.contains("sk-from-stdin"));
+    use gtl_server::KeyOpener as _;
+    assert_eq!(keys.open(&sealed).unwrap(), "sk-from-stdin");
+}

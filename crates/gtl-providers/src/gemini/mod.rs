@@ -195,6 +195,13 @@ pub(crate) fn from_config(config: ProviderConfig) -> Result<Arc<dyn Provider>, C
 
 #[async_trait::async_trait]
 impl Provider for GeminiProvider {
+    fn with_api_key(&self, key: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+        let config = self.config.clone().with_api_key(key);
+        let keyed = Self::new(config)
+            .map_err(|e| ProviderError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+        Ok(Arc::new(keyed))
+    }
+
     fn name(&self) -> &str {
         &self.config.name
     }

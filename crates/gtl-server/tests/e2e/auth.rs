@@ -320,3 +320,154 @@ async fn a_subject_is_held_to_its_rate_and_its_running_calls() {
     .unwrap();
     assert_eq!(bob.complete(echo("bob", &[])).await.unwrap().text, "bob");
 }
+
+/// The `age` CLI on `PATH` (`.ci/run` installs it); `None` with a note
+/// outside CI, a failure in CI.
+fn age_cli() -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&paths)
+        .map(|dir| dir.join("age"))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "age is missing: .ci/run installs it"
+        );
+        eprintln!("skipped: the age CLI is not installed (bash .ci/run installs it)");
+    }
+    found
+}
+
+/// `recipient`'s encryption of `key`, by the stock `age` CLI.
+fn age_encrypt(age: &std::path::Path, recipient: &str, key: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(age)
+        .args(["--encrypt", "--armor", "--recipient", recipient])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A caller's own provider key, encrypted with the `age` CLI to the
+/// server's recipient, is what the provider sees for that caller's calls
+/// only; the audit log and the session store never hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_own_provider_key_reaches_the_provider_and_nothing_else() {
+    use gtl_providers::{EchoProvider, ProviderConfig, ProviderKind, Registry};
+    use gtl_test::{ReplayServer, Reply, provider_fixture, read, served_sse};
+    let Some(age) = age_cli() else {
+        return;
+    };
+    let upstream = ReplayServer::start(Reply::sse(served_sse(&read(provider_fixture(
+        "openai/chat_text.sse",
+    )))))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hs256.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let mut config = crate::harness::config_for(dir.path());
+    config.auth.hs256_secret_file = Some(secret);
+    let mut registry = Registry::new();
+    registry.add(std::sync::Arc::new(EchoProvider::new()));
+    registry.add(
+        gtl_providers::build(
+            ProviderConfig::new(ProviderKind::OpenAi)
+                .with_base_url(format!("{}/v1", upstream.url()))
+                .with_api_key("sk-server-key"),
+        )
+        .unwrap(),
+    );
+    let server = gtl_server::Server::bind(&config, registry).await.unwrap();
+    let tcp = server
+        .endpoints()
+        .into_iter()
+        .find(|e| e.starts_with("tcp://"))
+        .unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let recipient = gtl_server::provider_keys::ProviderKeys::load_or_create(&config.data_dir)
+        .unwrap()
+        .recipient();
+
+    let with_key = |sealed: String| {
+        let mut claims = Mint::new("dana", &["chat:*"], now(), 600);
+        claims.provider_keys.insert("openai".into(), sealed);
+        mint(&SigningKey::Hs256(SECRET.to_vec()), &claims).unwrap()
+    };
+    let call = |token: String| {
+        let tcp = tcp.clone();
+        async move {
+            let client = connect(
+                ConnectOpts::new([tcp])
+                    .with_token(token)
+                    .with_reconnect(ReconnectPolicy::default().with_attempts_per_endpoint(1)),
+            )
+            .await
+            .unwrap();
+            let mut request = echo("hi", &[]);
+            request.model = "openai/gpt-4o".into();
+            // Streamed: the replay answers with the recorded stream.
+            let mut events = client.stream(request).await?;
+            let mut text = String::new();
+            while let Some(event) = futures::StreamExt::next(&mut events).await {
+                if let gtl_client::proto::Body::Token(token) = event?.body {
+                    text.push_str(&token.text);
+                }
+            }
+            Ok::<_, gtl_client::ClientError>(text)
+        }
+    };
+    let user_key = "sk-user-own-789";
+    let answer = call(with_key(age_encrypt(&age, &recipient, user_key))).await;
+    assert!(answer.unwrap().starts_with("I'm unable"));
+    let seen = upstream.requests();
+    assert_eq!(
+        seen.last().unwrap().header("authorization"),
+        Some(format!("Bearer {user_key}").as_str())
+    );
+    // Another caller without a key of its own: the server's.
+    call(token("erin", &["chat:*"])).await.unwrap();
+    assert_eq!(
+        upstream.requests().last().unwrap().header("authorization"),
+        Some("Bearer sk-server-key")
+    );
+    // A key sealed to someone else cannot be opened: refused, nothing sent.
+    let stranger = age::x25519::Identity::generate().to_public().to_string();
+    let before = upstream.requests().len();
+    let refused = call(with_key(age_encrypt(&age, &stranger, user_key)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::Unauthenticated),
+        "{refused}"
+    );
+    assert_eq!(upstream.requests().len(), before);
+    // The key is nowhere on disk: not in the audit log, not in the sessions.
+    for file in ["audit.log", "sessions.redb"] {
+        let path = config.data_dir.join(file);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !path.exists() && std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(user_key.len())
+                .any(|w| w == user_key.as_bytes()),
+            "{file} holds the caller's key"
+        );
+    }
+}
