@@ -125,6 +125,17 @@ async fn every_bad_token_is_refused_and_nothing_reaches_the_provider(transport: 
         !client.models().await.unwrap().is_empty(),
         "chat:read lists models"
     );
+    // Starting calls does not allow listing models.
+    let write_only = token("alice", &["chat:write"]);
+    let client = connect(opts(&gateway, transport, Some(&write_only)))
+        .await
+        .unwrap();
+    let refused = client.models().await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::PermissionDenied),
+        "{transport:?}"
+    );
     // The right token works.
     assert_eq!(outcome(opts(&gateway, transport, Some(&good))).await, None);
 }
@@ -144,6 +155,7 @@ async fn another_subjects_session_is_as_unknown_as_a_missing_one(transport: Tran
         .unwrap();
     let _ = futures::StreamExt::next(&mut events).await;
     let point = events.resume_point();
+    let point_again = point.clone();
     let bob = connect(opts(
         &gateway,
         transport,
@@ -170,6 +182,16 @@ async fn another_subjects_session_is_as_unknown_as_a_missing_one(transport: Tran
     let (stolen, unknown) = (code(stolen).await, code(unknown).await);
     assert_eq!(stolen, Some(ErrorCode::ResumeNotFound), "{transport:?}");
     assert_eq!(stolen, unknown, "{transport:?}");
+    // Her own session, with a token that may chat but not resume.
+    let chat_only = connect(opts(
+        &gateway,
+        transport,
+        Some(&token("alice", &["chat:*"])),
+    ))
+    .await
+    .unwrap();
+    let denied = code(chat_only.resume(point_again).await).await;
+    assert_eq!(denied, Some(ErrorCode::PermissionDenied), "{transport:?}");
 }
 
 crate::per_transport!(
