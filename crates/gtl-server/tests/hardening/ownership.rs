@@ -183,3 +183,71 @@ for frame in [
         dones += usize::from(frame["type"] == "done");
     }
 }
+
+/// With tokens on, a Unix-socket peer is trusted without one only when it
+/// runs as the server's own user: another local user who can open the
+/// socket is refused until it presents a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_on_another_users_socket_peer_needs_one() {
+    if !second_user_available() {
+        eprintln!("skipped: needs root and runuser to act as a second user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hs256.secret");
+    std::fs::write(
+        &secret,
+        "a test secret of at least 32 bytes, never used elsewhere",
+    )
+    .unwrap();
+    let server = ServerProcess::start(
+        dir.path(),
+        &format!(
+            "[auth]\nhs256_secret_file = {:?}\n",
+            secret.display().to_string()
+        ),
+    )
+    .await;
+    // Let the other user reach the socket: the check under test is the
+    // server's, not the file system's.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = crate::support::socket(dir.path());
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.write(json.dumps({"type": "hello", "versions": ["1.0"]}) + "\n"); f.flush()
+frames = [json.loads(line) for line in f]
+print(frames[-1].get("code", frames[-1]["type"]))
+"#;
+    let out = tokio::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c", script])
+        .arg(&socket)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "UNAUTHENTICATED"
+    );
+    // The server's own user is still trusted on the same socket.
+    let _ = server;
+    let mut own = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    own.write_all(b"{\"type\":\"hello\",\"versions\":[\"1.0\"]}\n{\"type\":\"models_request\",\"call_id\":1}\n")
+        .await
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(own).lines();
+    let welcome = lines.next_line().await.unwrap().unwrap();
+    assert!(welcome.contains("welcome"), "{welcome}");
+    let answer = lines.next_line().await.unwrap().unwrap();
+    assert!(answer.contains("provider_info"), "{answer}");
+}
