@@ -239,7 +239,6 @@ print(frames[-1].get("code", frames[-1]["type"]))
         "UNAUTHENTICATED"
     );
     // The server's own user is still trusted on the same socket.
-    let _ = server;
     let mut own = tokio::net::UnixStream::connect(&socket).await.unwrap();
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
     own.write_all(b"{\"type\":\"hello\",\"versions\":[\"1.0\"]}\n{\"type\":\"models_request\",\"call_id\":1}\n")
