@@ -200,7 +200,7 @@ async fn with_tokens_on_another_users_socket_peer_needs_one() {
         "a test secret of at least 32 bytes, never used elsewhere",
     )
     .unwrap();
-    let server = ServerProcess::start(
+    let _server = ServerProcess::start(
         dir.path(),
         &format!(
             "[auth]\nhs256_secret_file = {:?}\n",
