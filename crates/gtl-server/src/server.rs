@@ -104,6 +104,29 @@ impl Server {
     /// configured listeners. Must run inside a tokio runtime.
     pub async fn bind(config: &Config, registry: Registry) -> Result<Self, ServerError> {
         config.validate()?;
+        // Allowed, but said plainly: cleartext reachable from the network.
+        for (listener, enabled, addr, tls) in [
+            (
+                "tcp",
+                config.listen.tcp.enabled,
+                config.listen.tcp.addr,
+                config.listen.tcp.tls,
+            ),
+            (
+                "http",
+                config.listen.http.enabled,
+                config.listen.http.addr,
+                config.listen.http.tls,
+            ),
+        ] {
+            if enabled && !tls && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    %addr,
+                    "[listen.{listener}] serves cleartext beyond this host (insecure = true): only \
+                     a TLS-terminating proxy on this host should reach it; set tls = true otherwise"
+                );
+            }
+        }
         let store: Arc<dyn SessionStore> = if config.sessions.persist {
             let path = config.data_dir.join("sessions.redb");
             let opened = std::fs::create_dir_all(&config.data_dir)
