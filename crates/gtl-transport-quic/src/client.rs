@@ -282,9 +282,7 @@ impl Connector for QuicConnector {
 /// hears no refusal. (A stopped local gateway then fails like a closed TCP
 /// port, and a list of endpoints moves on without a pause.)
 pub(crate) fn refuse_if_unbound(addr: SocketAddr) -> Result<(), TransportError> {
-    if addr.ip().is_loopback()
-        && gtl_transport::peer_uid::udp_port_bound(addr.port()) == Some(false)
-    {
+    if addr.ip().is_loopback() && gtl_transport::peer_uid::udp_port_bound(addr) == Some(false) {
         return Err(TransportError::Io(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             format!("nothing listens on UDP port {} of this host", addr.port()),

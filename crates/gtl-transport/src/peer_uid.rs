@@ -164,12 +164,23 @@ mod diag {
     }
 }
 
-/// Whether any UDP socket on this host is bound to `port`: `Some(false)`
+/// Whether any UDP socket on this host is bound to `addr`'s port: `Some(false)`
 /// lets a client fail at once where a QUIC handshake to a loopback port
 /// nobody listens on would wait for its timeout (UDP gets no refusal a
 /// QUIC stack reports). `None` when the OS does not say.
-pub fn udp_port_bound(port: u16) -> Option<bool> {
-    let port = format!("{port:04X}");
+pub fn udp_port_bound(addr: SocketAddr) -> Option<bool> {
+    // A socket that would receive a datagram sent to `addr`, if any.
+    #[cfg(target_os = "linux")]
+    {
+        let anywhere = match addr {
+            SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        };
+        if diag::owner(diag::Protocol::Udp, anywhere, addr).is_some() {
+            return Some(true);
+        }
+    }
+    let port = format!("{:04X}", addr.port());
     let mut read = false;
     for table in ["/proc/net/udp", "/proc/net/udp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -279,12 +290,13 @@ mod tests {
     fn a_bound_udp_port_is_seen_and_a_free_one_is_not() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = socket.local_addr().unwrap().port();
-        if udp_port_bound(port).is_none() {
+        let addr: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+        if udp_port_bound(addr).is_none() {
             return; // not Linux
         }
-        assert_eq!(udp_port_bound(port), Some(true));
+        assert_eq!(udp_port_bound(addr), Some(true));
         drop(socket);
-        assert_eq!(udp_port_bound(port), Some(false));
+        assert_eq!(udp_port_bound(addr), Some(false));
     }
 
     const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
