@@ -101,6 +101,12 @@ fn generate_messages(fds: FileDescriptorSet, out: &Path) -> Result<String> {
         config.type_attribute(ty, "#[derive(serde::Serialize, serde::Deserialize)]");
         config.type_attribute(ty, "#[serde(default)]");
     }
+    // A model's breaker state is left out until the router has one, so
+    // frames without it read as before.
+    config.field_attribute(
+        ".gtl.v1.ModelInfo.health",
+        "#[serde(skip_serializing_if = \"::prost::alloc::string::String::is_empty\")]",
+    );
     // The seeds' patch op: {"Replace":{...}}, serde's external tagging.
     config.type_attribute(
         ".gtl.v1.PatchOp.kind",

@@ -172,6 +172,7 @@ mod tests {
                 state: "streaming".into(),
                 provider: "echo".into(),
                 model: "echo".into(),
+                reason: String::new(),
             }),
             token("Hel"),
             token("lo, "),
@@ -199,6 +200,7 @@ mod tests {
                 state: "started".into(),
                 provider: "openai".into(),
                 model: "gpt".into(),
+                reason: String::new(),
             }),
             Body::Status(Status {
                 state: "streaming".into(),

@@ -133,6 +133,7 @@ impl Provider for EchoProvider {
                 supports_vision: false,
                 cost_per_1k_input: 0.0,
                 cost_per_1k_output: 0.0,
+                health: String::new(),
             }],
         })
     }
@@ -503,6 +504,7 @@ impl Generator {
                         state: "streaming".to_owned(),
                         provider: ECHO.to_owned(),
                         model: ECHO.to_owned(),
+                        reason: String::new(),
                     }));
                 }
                 Stage::Tokens => {

@@ -21,6 +21,7 @@ fn sample_events() -> Vec<(u64, Body)> {
                 state: "streaming".into(),
                 provider: "echo".into(),
                 model: "echo".into(),
+                reason: String::new(),
             }),
         ),
         (2, token("Hello, ")),

@@ -386,15 +386,22 @@ pub struct Routing {
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Status {
     /// "streaming": a provider is answering (provider and model say which).
-    /// It is the one state sent today; a client ignores states it does not
-    /// know, so later ones (e.g. a failover's) can be added.
+    /// The router adds "retrying" (an attempt failed before its first token;
+    /// the next one follows), "restarted" (discard the partial answer: the
+    /// next provider answers from the start) and "continuing" (the next
+    /// provider continues the partial answer). A client ignores states it
+    /// does not know.
     #[prost(string, tag = "1")]
     pub state: ::prost::alloc::string::String,
-    /// The provider and model serving the call, once chosen.
+    /// The provider and model serving the call, once chosen; for the
+    /// router's states, the target that failed.
     #[prost(string, tag = "2")]
     pub provider: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub model: ::prost::alloc::string::String,
+    /// Why the state changed, for people (the router's states).
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
 }
 /// JSON type "token": a piece of generated text.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -553,6 +560,11 @@ pub struct ModelInfo {
     pub cost_per_1k_input: f64,
     #[prost(double, tag = "8")]
     pub cost_per_1k_output: f64,
+    /// The router's circuit breaker for this model: "closed", "open" or
+    /// "half_open"; empty when the router has not called it.
+    #[prost(string, tag = "9")]
+    #[serde(skip_serializing_if = "::prost::alloc::string::String::is_empty")]
+    pub health: ::prost::alloc::string::String,
 }
 /// gRPC only: the request of `Complete` and `Stream`.
 #[derive(Clone, PartialEq, ::prost::Message)]

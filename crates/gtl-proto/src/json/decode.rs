@@ -445,7 +445,9 @@ impl<'de> Hot<'de> {
             .frame_type()
             .map_err(E::custom)?;
         if is_hot(ty) {
-            return self.write_hot(ty, out).map_err(E::custom);
+            // A status's `reason` is the one cold key a hot frame reads.
+            let reason = flat.map(|flat| flat.reason).unwrap_or_default();
+            return self.write_hot(ty, reason, out).map_err(E::custom);
         }
         let mut flat = flat.unwrap_or_default();
         std::mem::take(self).fill(&mut flat);
@@ -455,12 +457,13 @@ impl<'de> Hot<'de> {
 
     /// Writes the frame of a hot type to `out`. (Other types go through the
     /// full mapping.)
-    fn write_hot(&mut self, ty: FrameType, out: &mut Frame) -> Result<(), String> {
+    fn write_hot(&mut self, ty: FrameType, reason: String, out: &mut Frame) -> Result<(), String> {
         let body = match ty {
             FrameType::Status => Body::Status(Status {
                 state: self.state.take().unwrap_or_default(),
                 provider: self.provider.take().unwrap_or_default(),
                 model: self.model.take().unwrap_or_default(),
+                reason,
             }),
             FrameType::Token => Body::Token(Token {
                 text: self.text.take().flatten().unwrap_or_default(),
@@ -766,7 +769,7 @@ struct Flat {
 }
 
 impl Flat {
-    fn into_frame(self) -> Result<Frame, String> {
+    fn into_frame(mut self) -> Result<Frame, String> {
         let ty = self.ty.frame_type()?;
         let body = match ty {
             FrameType::Patch => Body::Patch(Patch {
@@ -837,7 +840,8 @@ impl Flat {
             | FrameType::Ping
             | FrameType::Pong => {
                 let mut frame = Frame::default();
-                Hot::from_flat(self).write_hot(ty, &mut frame)?;
+                let reason = std::mem::take(&mut self.reason);
+                Hot::from_flat(self).write_hot(ty, reason, &mut frame)?;
                 return Ok(frame);
             }
         };

@@ -110,6 +110,7 @@ impl Serialize for FrameRef<'_> {
                 out.str("state", &b.state)?;
                 out.str("provider", &b.provider)?;
                 out.str("model", &b.model)?;
+                out.str("reason", &b.reason)?;
             }
             Body::Token(b) => out.0.serialize_entry("text", &b.text)?,
             Body::ToolCall(b) => {

@@ -92,6 +92,7 @@ fn model_info() -> impl Strategy<Value = ModelInfo> {
                 supports_vision: v,
                 cost_per_1k_input: cin,
                 cost_per_1k_output: cout,
+                health: String::new(),
             },
         )
 }
@@ -215,11 +216,14 @@ fn encodings() -> impl Strategy<Value = Vec<i32>> {
 /// Any body of any frame type.
 pub(crate) fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        (text(), text(), text()).prop_map(|(state, provider, model)| Body::Status(Status {
-            state,
-            provider,
-            model
-        })),
+        (text(), text(), text(), text()).prop_map(|(state, provider, model, reason)| {
+            Body::Status(Status {
+                state,
+                provider,
+                model,
+                reason,
+            })
+        }),
         text().prop_map(|text| Body::Token(Token { text })),
         tool_call().prop_map(Body::ToolCall),
         (option::of(patch_kind()), any::<u64>()).prop_map(|(kind, rev)| Body::Patch(Patch {

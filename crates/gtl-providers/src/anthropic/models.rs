@@ -146,6 +146,7 @@ impl Model {
             supports_vision: true,
             cost_per_1k_input: price.input_per_1k,
             cost_per_1k_output: price.output_per_1k,
+            health: String::new(),
         }
     }
 }

@@ -255,6 +255,7 @@ impl Decoder {
                 state: "streaming".to_owned(),
                 provider: self.provider.clone(),
                 model: self.model.clone(),
+                reason: String::new(),
             }));
         }
     }
@@ -471,6 +472,7 @@ pub(crate) fn message(decoder: &Decoder, body: &[u8], out: &mut Vec<Body>) {
         state: "streaming".to_owned(),
         provider: decoder.provider.clone(),
         model,
+        reason: String::new(),
     }));
     let mut tools = ToolCalls::new();
     for block in message.content {

@@ -65,6 +65,7 @@ pub(crate) fn builtin(provider: &str, prices: &PriceTable) -> Vec<ModelInfo> {
                 supports_vision: vision,
                 cost_per_1k_input: price.map_or(0.0, |p| p.input_per_1k),
                 cost_per_1k_output: price.map_or(0.0, |p| p.output_per_1k),
+                health: String::new(),
             }
         })
         .collect()

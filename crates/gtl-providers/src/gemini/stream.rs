@@ -285,6 +285,7 @@ impl Decoder {
                 state: "streaming".to_owned(),
                 provider: self.provider.clone(),
                 model: self.model.clone(),
+                reason: String::new(),
             }));
         }
     }

@@ -66,6 +66,7 @@ impl StreamMeta {
                 state: "streaming".to_owned(),
                 provider: provider.to_owned(),
                 model: model.to_owned(),
+                reason: String::new(),
             }),
             price: None,
         }

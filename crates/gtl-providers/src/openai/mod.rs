@@ -345,6 +345,7 @@ fn builtin_models() -> Vec<ModelInfo> {
             supports_vision: vision,
             cost_per_1k_input: 0.0,
             cost_per_1k_output: 0.0,
+            health: String::new(),
         })
         .collect()
 }

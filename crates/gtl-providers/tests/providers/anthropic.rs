@@ -138,6 +138,7 @@ fn status(model: &str) -> Body {
         state: "streaming".into(),
         provider: "anthropic".into(),
         model: model.into(),
+        reason: String::new(),
     })
 }
 

@@ -89,6 +89,7 @@ fn status() -> Body {
         state: "streaming".into(),
         provider: "bedrock".into(),
         model: MODEL.into(),
+        reason: String::new(),
     })
 }
 

@@ -63,6 +63,7 @@ fn status() -> Body {
         state: "streaming".into(),
         provider: "echo".into(),
         model: "echo".into(),
+        reason: String::new(),
     })
 }
 

@@ -146,6 +146,7 @@ fn status(model: &str) -> Body {
         state: "streaming".into(),
         provider: "gemini".into(),
         model: model.into(),
+        reason: String::new(),
     })
 }
 

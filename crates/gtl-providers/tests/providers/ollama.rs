@@ -89,6 +89,7 @@ fn status() -> Body {
         state: "streaming".into(),
         provider: "ollama".into(),
         model: "llama3.2".into(),
+        reason: String::new(),
     })
 }
 

@@ -101,6 +101,7 @@ fn status(provider: &str, model: &str) -> Body {
         state: "streaming".into(),
         provider: provider.into(),
         model: model.into(),
+        reason: String::new(),
     })
 }
 

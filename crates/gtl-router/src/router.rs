@@ -1,0 +1,372 @@
+//! The router: from a request's model to a provider.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use gtl_core::{Provider, ProviderError};
+use gtl_proto::types::Content;
+use gtl_proto::{CompletionRequest, ErrorCode, ProviderInfo, Routing};
+use gtl_providers::{PriceTable, Registry};
+
+use crate::breaker::{Breaker, Health};
+use crate::route::{Budget, Route};
+use crate::routed::Routed;
+use crate::target::{Target, TargetStats};
+use crate::{AfterFirstToken, CallContext, RouteConfig, RouterConfig, TargetConfig};
+
+/// The model name that picks a route by the request's routing hints.
+pub const AUTO: &str = "auto";
+
+/// The metadata key of the request-level after-first-token policy.
+pub const AFTER_FIRST_TOKEN_KEY: &str = "after_first_token";
+
+/// A route could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouterError {
+    /// Two routes, or a route and an alias, share a name.
+    #[error("route `{0}` is defined twice (or is also an alias)")]
+    Duplicate(String),
+    /// A route lists no target.
+    #[error("route `{0}` has no targets")]
+    NoTargets(String),
+    /// A target names no configured provider.
+    #[error("route `{route}`: target `{model}`: {reason}")]
+    Target {
+        /// The route.
+        route: String,
+        /// The target's model.
+        model: String,
+        /// Why it cannot be resolved.
+        reason: String,
+    },
+    /// `[router] auto` names no route.
+    #[error("[router] auto = `{0}` names no route")]
+    UnknownAuto(String),
+}
+
+/// Builds a [`Router`].
+#[derive(Debug)]
+pub struct RouterBuilder {
+    registry: Registry,
+    config: RouterConfig,
+    routes: Vec<RouteConfig>,
+    prices: PriceTable,
+}
+
+impl RouterBuilder {
+    /// The settings shared by every route.
+    #[must_use]
+    pub fn config(mut self, config: RouterConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a route.
+    #[must_use]
+    pub fn route(mut self, route: RouteConfig) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Adds routes.
+    #[must_use]
+    pub fn routes(mut self, routes: impl IntoIterator<Item = RouteConfig>) -> Self {
+        self.routes.extend(routes);
+        self
+    }
+
+    /// The prices for the `cheapest` strategy and budgets (default: the
+    /// built-in table).
+    #[must_use]
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
+        self
+    }
+
+    /// Resolves every route's targets against the registry.
+    pub fn build(self) -> Result<Router, RouterError> {
+        let mut router = Router {
+            registry: self.registry,
+            routes: HashMap::new(),
+            order: Vec::new(),
+            stats: Mutex::new(BTreeMap::new()),
+            prices: self.prices,
+            config: self.config,
+        };
+        for config in self.routes {
+            let name = config.name.clone();
+            if router.routes.contains_key(&name)
+                || router.registry.aliases().any(|(a, _)| a == name)
+            {
+                return Err(RouterError::Duplicate(name));
+            }
+            if config.targets.is_empty() {
+                return Err(RouterError::NoTargets(name));
+            }
+            let targets = config
+                .targets
+                .iter()
+                .map(|target| {
+                    router
+                        .target(&target.model, target.weight)
+                        .map_err(|e| RouterError::Target {
+                            route: name.clone(),
+                            model: target.model.clone(),
+                            reason: e.message,
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let timeouts = router.config.timeouts().with(&config.timeouts);
+            let route = Arc::new(Route::new(config, timeouts, targets));
+            router.order.push(route.clone());
+            router.routes.insert(name, route);
+        }
+        if let Some(auto) = &router.config.auto
+            && !router.routes.contains_key(auto)
+        {
+            return Err(RouterError::UnknownAuto(auto.clone()));
+        }
+        Ok(router)
+    }
+}
+
+/// Routes requests to providers: plain models and aliases as the
+/// [`Registry`] does, route names through [`Routed`], a request's
+/// `providers` list as a failover route, and model [`AUTO`] by its
+/// routing hints.
+#[derive(Debug)]
+pub struct Router {
+    registry: Registry,
+    routes: HashMap<String, Arc<Route>>,
+    /// The routes in configuration order (model "auto" takes the first
+    /// that fits).
+    order: Vec<Arc<Route>>,
+    /// Health and speed per target, `provider/model`.
+    stats: Mutex<BTreeMap<String, Arc<TargetStats>>>,
+    prices: PriceTable,
+    config: RouterConfig,
+}
+
+impl Router {
+    /// A router over `registry`'s providers and aliases; add routes with
+    /// the builder.
+    pub fn builder(registry: Registry) -> RouterBuilder {
+        RouterBuilder {
+            registry,
+            config: RouterConfig::default(),
+            routes: Vec::new(),
+            prices: PriceTable::builtin(),
+        }
+    }
+
+    /// The registry under the routes.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The route names, in configuration order.
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(|route| route.name())
+    }
+
+    /// Picks the provider for `request`, rewriting its provider and model
+    /// when a plain model or alias is asked for (as
+    /// [`Registry::resolve`]). A route's provider picks its targets per
+    /// call.
+    pub fn resolve(
+        &self,
+        request: &mut CompletionRequest,
+        context: &CallContext,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
+        if request.provider.is_empty() {
+            if let Some(route) = self.routes.get(&request.model) {
+                return Ok(self.routed(route.clone(), request, context, None));
+            }
+            if request.model == AUTO {
+                let route = self.auto(request.routing.as_ref())?;
+                let budget = request
+                    .routing
+                    .as_ref()
+                    .and_then(|r| r.budget)
+                    .map(|usd| estimate(request, usd));
+                return Ok(self.routed(route, request, context, budget));
+            }
+            if !request.providers.is_empty() {
+                let route = self.providers_route(request)?;
+                return Ok(self.routed(Arc::new(route), request, context, None));
+            }
+        }
+        self.registry.resolve(request)
+    }
+
+    /// Each configured provider's models, with each model's breaker state
+    /// in `health` where the router has called it.
+    pub async fn models(&self, only: Option<&str>) -> Vec<ProviderInfo> {
+        let mut infos = self.registry.models(only).await;
+        let stats = self.lock_stats();
+        for info in &mut infos {
+            for model in &mut info.models {
+                if let Some(stats) = stats.get(&format!("{}/{}", info.provider, model.name)) {
+                    model.health = stats.health().as_str().to_owned();
+                }
+            }
+        }
+        infos
+    }
+
+    /// Every target the router has set up, `provider/model`, with its
+    /// breaker state.
+    pub fn health(&self) -> Vec<(String, Health)> {
+        self.lock_stats()
+            .iter()
+            .map(|(label, stats)| (label.clone(), stats.health()))
+            .collect()
+    }
+
+    fn routed(
+        &self,
+        route: Arc<Route>,
+        request: &CompletionRequest,
+        context: &CallContext,
+        budget: Option<Budget>,
+    ) -> Arc<dyn Provider> {
+        let policy = request
+            .metadata
+            .get(AFTER_FIRST_TOKEN_KEY)
+            .and_then(|p| AfterFirstToken::parse(p))
+            .unwrap_or_else(|| route.policy());
+        Arc::new(Routed::new(
+            route,
+            policy,
+            self.config.backoff,
+            budget,
+            context.clone(),
+        ))
+    }
+
+    /// Resolves `model` (`provider/model` or an alias) to a target.
+    fn target(&self, model: &str, weight: u32) -> Result<Target, ProviderError> {
+        let mut probe = CompletionRequest {
+            model: model.to_owned(),
+            ..CompletionRequest::default()
+        };
+        let provider = self.registry.resolve(&mut probe)?;
+        let label = format!("{}/{}", probe.provider, probe.model);
+        let stats = self
+            .lock_stats()
+            .entry(label.clone())
+            .or_insert_with(|| Arc::new(TargetStats::new(Breaker::new(self.config.breaker))))
+            .clone();
+        Ok(Target {
+            label,
+            price: self.prices.lookup(&probe.provider, &probe.model),
+            provider,
+            model: probe.model,
+            weight,
+            stats,
+        })
+    }
+
+    /// The request's `providers` list as a failover route: each provider
+    /// with the request's model when it is bare or names that provider,
+    /// else with the provider's default model.
+    fn providers_route(&self, request: &CompletionRequest) -> Result<Route, ProviderError> {
+        let mut targets = Vec::new();
+        for provider in &request.providers {
+            if self.registry.get(provider).is_none() {
+                return Err(ProviderError::new(
+                    ErrorCode::ModelNotFound,
+                    format!("`providers` names `{provider}`, which is not configured"),
+                ));
+            }
+            let model = match request.model.split_once('/') {
+                None if !request.model.is_empty() => request.model.clone(),
+                Some((prefix, model)) if prefix == provider => model.to_owned(),
+                _ => match self.config.default_models.get(provider) {
+                    Some(model) => model.clone(),
+                    None => continue,
+                },
+            };
+            targets.push(self.target(&format!("{provider}/{model}"), 1)?);
+        }
+        if targets.is_empty() {
+            return Err(ProviderError::new(
+                ErrorCode::ModelNotFound,
+                format!(
+                    "no provider in `providers` serves `{}` and none has a default model \
+                     ([router.default_models])",
+                    request.model
+                ),
+            ));
+        }
+        let config = RouteConfig::new(
+            request.providers.join(","),
+            targets.iter().map(|t| TargetConfig::new(t.label.clone())),
+        );
+        Ok(Route::new(config, self.config.timeouts(), targets))
+    }
+
+    /// The route for model "auto": the first (in configuration order)
+    /// whose intents, latency class and locality fit the hints; else
+    /// `[router] auto`.
+    fn auto(&self, routing: Option<&Routing>) -> Result<Arc<Route>, ProviderError> {
+        let fallback = self
+            .config
+            .auto
+            .as_ref()
+            .and_then(|name| self.routes.get(name));
+        self.order
+            .iter()
+            .find(|route| fits(&route.config, routing, true))
+            // prefer_local is a preference: a remote route still serves.
+            .or_else(|| {
+                self.order
+                    .iter()
+                    .find(|route| fits(&route.config, routing, false))
+            })
+            .or(fallback)
+            .cloned()
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ErrorCode::ModelNotFound,
+                    "model `auto`: no route fits the request's routing hints and [router] auto \
+                     names none",
+                )
+            })
+    }
+
+    fn lock_stats(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<TargetStats>>> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether `route` fits the routing hints: its intents include the
+/// request's (or it lists none), its latency class is the request's (or it
+/// has none) and, with `local`, it is local when the request prefers that.
+fn fits(route: &RouteConfig, hints: Option<&Routing>, local: bool) -> bool {
+    let Some(hints) = hints else {
+        return true;
+    };
+    (hints.intent.is_empty() || route.intents.is_empty() || route.intents.contains(&hints.intent))
+        && (hints.latency.is_empty() || route.latency.as_ref().is_none_or(|l| *l == hints.latency))
+        && (!local || !hints.prefer_local || route.local)
+}
+
+/// A budget for `request`: input tokens estimated from its text (four
+/// characters a token), output tokens from `max_tokens` (0 when unset).
+fn estimate(request: &CompletionRequest, usd: f64) -> Budget {
+    let chars: usize = request
+        .messages
+        .iter()
+        .map(|m| match &m.content {
+            Some(Content::Text(text)) => text.len(),
+            _ => 0,
+        })
+        .sum();
+    Budget {
+        usd,
+        tokens_in: chars as f64 / 4.0,
+        tokens_out: f64::from(request.max_tokens.unwrap_or(0)),
+    }
+}

@@ -1,0 +1,10 @@
+//! The router against scripted providers: strategies, failover before the
+//! first token, the after-first-token policies, breakers and timeouts (on
+//! paused virtual time where time matters).
+
+mod after_first_token;
+mod breakers;
+mod failover;
+mod strategies;
+mod support;
+mod timeouts;
