@@ -148,6 +148,21 @@ pub struct Router {
     config: RouterConfig,
 }
 
+/// A router without routes: every request resolves as the registry
+/// resolves it.
+impl From<Registry> for Router {
+    fn from(registry: Registry) -> Self {
+        Self {
+            registry,
+            routes: HashMap::new(),
+            order: Vec::new(),
+            stats: Mutex::new(BTreeMap::new()),
+            prices: PriceTable::builtin(),
+            config: RouterConfig::default(),
+        }
+    }
+}
+
 impl Router {
     /// A router over `registry`'s providers and aliases; add routes with
     /// the builder.
@@ -163,6 +178,15 @@ impl Router {
     /// The registry under the routes.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The routes, `(name, first target)` with the target as
+    /// `provider/model`, in configuration order.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.order.iter().filter_map(|route| {
+            let first = route.targets.first()?;
+            Some((route.name(), first.label.as_str()))
+        })
     }
 
     /// The route names, in configuration order.

@@ -52,6 +52,13 @@ pub struct Config {
     /// Model aliases: `alias = "provider/model"`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub aliases: std::collections::BTreeMap<String, String>,
+    /// Settings shared by every route: default timeouts, breakers, retry
+    /// delays, providers' default models (docs/routing.md).
+    pub router: gtl_router::RouterConfig,
+    /// Routes: model names clients use, served by weighted targets with
+    /// failover (`[[routes]]` tables, docs/routing.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<gtl_router::RouteConfig>,
 }
 
 /// Where the server listens.
@@ -366,6 +373,8 @@ impl Default for Config {
             echo: Echo::default(),
             providers: Vec::new(),
             aliases: std::collections::BTreeMap::new(),
+            router: gtl_router::RouterConfig::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -717,5 +726,39 @@ mod tests {
     fn unknown_keys_are_errors_with_a_location() {
         let err = Config::from_toml("[listen.tcp]\nadress = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("adress"), "{err}");
+    }
+
+    #[test]
+    fn routes_and_router_defaults_parse_and_round_trip() {
+        let config = Config::from_toml(
+            r#"
+[router]
+timeouts = { first_token_secs = 20, idle_secs = 15 }
+breaker = { consecutive_failures = 3, cooldown_secs = 10 }
+default_models = { anthropic = "claude-sonnet-4-5" }
+
+[[routes]]
+name = "smart"
+strategy = "failover"
+after_first_token = "continue"
+retries = 2
+cache_ttl_secs = 0
+targets = [ { model = "openai/gpt-4o", weight = 3 }, { model = "anthropic/claude-sonnet-4-5", weight = 1 } ]
+"#,
+        )
+        .unwrap();
+        let route = &config.routes[0];
+        assert_eq!(route.name, "smart");
+        assert_eq!(
+            route.after_first_token,
+            gtl_router::AfterFirstToken::Continue
+        );
+        assert_eq!((route.targets[0].weight, route.retries), (3, 2));
+        assert_eq!(config.router.breaker.consecutive_failures, 3);
+        assert_eq!(config.router.timeouts().idle.as_secs(), 15);
+        assert_eq!(Config::from_toml(&config.to_toml()).unwrap(), config);
+        let typo =
+            Config::from_toml("[[routes]]\nname = \"x\"\ntargets = []\nstrategy = \"fastest\"\n");
+        assert!(typo.unwrap_err().to_string().contains("fastest"));
     }
 }

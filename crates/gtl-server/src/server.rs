@@ -45,6 +45,10 @@ pub enum ServerError {
     /// The configuration cannot be served (see [`Config::validate`]).
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
+    /// `[[routes]]` or `[router]` cannot be set up (an unknown provider,
+    /// a duplicate name).
+    #[error("routes: {0}")]
+    Routes(#[from] gtl_router::RouterError),
     /// The session store could not be opened.
     #[error("cannot open the session store {path}: {message}")]
     Store {
@@ -149,9 +153,16 @@ impl Server {
             Ok(n) => tracing::info!(sessions = n, "restored sessions for resume"),
             Err(e) => tracing::warn!(error = %e, "persisted sessions could not be restored"),
         }
+        let router = gtl_router::Router::builder(registry)
+            .config(config.router.clone())
+            .routes(config.routes.iter().cloned())
+            .build()?;
+        for route in router.route_names() {
+            tracing::info!(route, "route configured");
+        }
         let service = CallService::new(
             engine,
-            registry,
+            router,
             crate::auth::authenticator(config).await?,
             config.connection_limits(),
         );

@@ -14,7 +14,7 @@ use std::time::Duration;
 use gtl_auth::Operation;
 use gtl_core::{Call, Engine, MemoryBudget, StartCall};
 use gtl_proto::{CompletionRequest, ErrorCode, Input, ProviderInfo};
-use gtl_providers::Registry;
+use gtl_router::{CallContext, Router};
 use gtl_transport::PeerInfo;
 
 use crate::audit::{AuditSink, Audited, CallAudit};
@@ -110,7 +110,7 @@ impl Default for ConnectionLimits {
 #[derive(Debug)]
 pub struct CallService {
     engine: Engine,
-    registry: Registry,
+    router: Router,
     auth: Authenticator,
     limits: ConnectionLimits,
     /// Open connections per peer key, and their total.
@@ -146,10 +146,12 @@ impl Drop for Admission {
 }
 
 impl CallService {
-    /// A service over `engine`, routing with `registry`.
+    /// A service over `engine`, routing with `router` (a
+    /// [`Registry`](gtl_providers::Registry) converts into a router without
+    /// routes).
     pub fn new(
         engine: Engine,
-        registry: Registry,
+        router: impl Into<Router>,
         auth: Authenticator,
         limits: ConnectionLimits,
     ) -> Self {
@@ -157,7 +159,7 @@ impl CallService {
             .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
         Self {
             engine,
-            registry,
+            router: router.into(),
             auth,
             limits,
             connections: Mutex::new((0, HashMap::new())),
@@ -258,7 +260,8 @@ impl CallService {
         // The place first: a call refused for it does not use up the rate.
         let slot = self.call_slot(principal)?;
         self.admit_call(principal)?;
-        let mut provider = self.registry.resolve(&mut request)?;
+        let context = call_context(principal, session_id.as_deref());
+        let mut provider = self.router.resolve(&mut request, &context)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
         if let Some(sealed) = principal.provider_keys.get(&request.provider) {
             provider = self.with_callers_key(&provider, &request.provider, sealed)?;
@@ -353,14 +356,14 @@ impl CallService {
     ) -> Result<Vec<ProviderInfo>, CallError> {
         principal.check(Operation::Models, now())?;
         if let Some(name) = provider
-            && self.registry.get(name).is_none()
+            && self.router.registry().get(name).is_none()
         {
             return Err(CallError::new(
                 ErrorCode::ModelNotFound,
                 format!("no provider `{name}` is configured"),
             ));
         }
-        Ok(self.registry.models(provider).await)
+        Ok(self.router.models(provider).await)
     }
 
     /// `provider` calling with the caller's own key, opened from `sealed`
@@ -444,11 +447,19 @@ impl CallService {
         })
     }
 
-    /// The configured aliases, `(alias, "provider/model")`, sorted by alias.
+    /// The configured aliases, `(alias, "provider/model")`, sorted by
+    /// alias, then the routes, `(route, "provider/model")` with the route's
+    /// first target, in configuration order.
     pub fn aliases(&self) -> Vec<(String, String)> {
-        self.registry
+        let registry = self.router.registry();
+        registry
             .aliases()
             .map(|(alias, target)| (alias.to_owned(), target.to_owned()))
+            .chain(
+                self.router
+                    .routes()
+                    .map(|(route, first)| (route.to_owned(), first.to_owned())),
+            )
             .collect()
     }
 
@@ -461,7 +472,9 @@ impl CallService {
         mut request: CompletionRequest,
     ) -> Result<u64, CallError> {
         principal.check(Operation::Models, now())?;
-        let provider = self.registry.resolve(&mut request)?;
+        let provider = self
+            .router
+            .resolve(&mut request, &call_context(principal, None))?;
         tracing::debug!(
             subject = %principal.subject,
             provider = %request.provider,
@@ -476,6 +489,11 @@ impl CallService {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The router's view of a call by `principal`.
+fn call_context(principal: &Principal, session_id: Option<&str>) -> CallContext {
+    CallContext::new(principal.subject.clone()).with_request_id(session_id.unwrap_or_default())
 }
 
 /// The wall clock in Unix seconds, for token expiry.
