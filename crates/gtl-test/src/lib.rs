@@ -9,7 +9,10 @@
 //!   a body (a string, bytes or a file), streamed in chunks of a chosen size
 //!   (down to 1 byte), optionally cut early (the connection is aborted
 //!   mid-body), stalled (no more bytes until the client gives up) or with
-//!   the headers never sent. It speaks HTTP/1.1 and h2c.
+//!   the headers never sent, or dripped slowly. It speaks HTTP/1.1 and h2c.
+//! - [`SseAnswer`]: a streamed answer in OpenAI's or Anthropic's wire
+//!   format that a [`Reply`] can break at an exact piece (cut, stall,
+//!   malformed event) or drip, for fault-injection tests.
 //! - [`OpenApi`]: validates a JSON value against a component schema of an
 //!   OpenAPI 3.x document (`#/components/schemas/Name`), resolving the
 //!   document's internal `$ref`s, after rewriting OpenAPI 3.0's
@@ -45,7 +48,9 @@
 mod openapi;
 mod paths;
 mod replay;
+mod upstream;
 
 pub use openapi::{OpenApi, OpenApiError, SchemaViolations};
 pub use paths::{provider_fixture, provider_spec, read, served_sse, shared_dir};
 pub use replay::{RecordedRequest, ReplayServer, Reply};
+pub use upstream::SseAnswer;

@@ -59,6 +59,10 @@ pub struct Reply {
     chunk_size: usize,
     end: End,
     stall_headers: bool,
+    /// Explicit chunk boundaries (offsets into the body), sorted.
+    splits: Vec<usize>,
+    /// Waited before each chunk after the first.
+    delay: std::time::Duration,
 }
 
 /// How a reply's body ends.
@@ -82,6 +86,8 @@ impl Reply {
             chunk_size: 0,
             end: End::Complete,
             stall_headers: false,
+            splits: Vec::new(),
+            delay: std::time::Duration::ZERO,
         }
     }
 
@@ -151,6 +157,23 @@ impl Reply {
         self
     }
 
+    /// Sends the body in chunks that end at these offsets (and at its end),
+    /// each written on its own.
+    #[must_use]
+    pub fn split_at(mut self, offsets: impl IntoIterator<Item = usize>) -> Self {
+        self.splits = offsets.into_iter().collect();
+        self.splits.sort_unstable();
+        self.splits.dedup();
+        self
+    }
+
+    /// Waits `delay` before each chunk after the first (a slow upstream).
+    #[must_use]
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
     /// Never sends the response headers (for first-byte timeouts).
     #[must_use]
     pub fn stall_headers(mut self) -> Self {
@@ -173,7 +196,7 @@ impl Reply {
             End::CutAfter(n) | End::StallAfter(n) => (n.min(self.body.len()), self.end),
         };
         let body = self.body.slice(..limit);
-        let body = if self.chunk_size == 0 && end == End::Complete {
+        let body = if self.chunk_size == 0 && self.splits.is_empty() && end == End::Complete {
             Full::new(body)
                 .map_err(|never| match never {})
                 .boxed_unsync()
@@ -183,22 +206,47 @@ impl Reply {
             } else {
                 self.chunk_size
             };
-            let chunks: Vec<Bytes> = (0..body.len())
-                .step_by(size)
-                .map(|start| body.slice(start..(start + size).min(body.len())))
-                .collect();
-            let head = futures::stream::iter(chunks).then(|chunk| async move {
-                // Let the connection write each chunk on its own.
-                tokio::task::yield_now().await;
-                Ok::<_, std::io::Error>(Frame::data(chunk))
-            });
+            let chunks: Vec<Bytes> = if self.splits.is_empty() {
+                (0..body.len())
+                    .step_by(size)
+                    .map(|start| body.slice(start..(start + size).min(body.len())))
+                    .collect()
+            } else {
+                let mut cuts: Vec<usize> = std::iter::once(0)
+                    .chain(
+                        self.splits
+                            .iter()
+                            .copied()
+                            .filter(|&at| at > 0 && at < body.len()),
+                    )
+                    .collect();
+                cuts.push(body.len());
+                cuts.windows(2).map(|w| body.slice(w[0]..w[1])).collect()
+            };
+            let delay = self.delay;
+            let head = futures::stream::iter(chunks.into_iter().enumerate()).then(
+                move |(i, chunk)| async move {
+                    if i > 0 && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    } else {
+                        // Let the connection write each chunk on its own.
+                        tokio::task::yield_now().await;
+                    }
+                    Ok::<_, std::io::Error>(Frame::data(chunk))
+                },
+            );
             let tail = futures::stream::once(async move {
                 match end {
                     End::Complete => None,
-                    End::CutAfter(_) => Some(Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "replay: body cut",
-                    ))),
+                    End::CutAfter(_) => {
+                        // Let the connection write what was sent before
+                        // the cut, so the client receives all of it.
+                        tokio::task::yield_now().await;
+                        Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "replay: body cut",
+                        )))
+                    }
                     End::StallAfter(_) => std::future::pending().await,
                 }
             })

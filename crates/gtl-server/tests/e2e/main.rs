@@ -9,6 +9,7 @@ mod calls;
 mod faults;
 mod harness;
 mod resume;
+mod routing;
 mod tls;
 mod webtransport;
 

@@ -1,0 +1,370 @@
+//! Routes through the real gateway, with OpenAI and Anthropic adapters
+//! pointed at fault-injecting upstreams: each test states the exact event
+//! sequence the client sees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gtl_client::proto::{Body, CompletionRequest};
+use gtl_client::{ConnectOpts, ReconnectPolicy, connect, user_message};
+use gtl_providers::{EchoProvider, ProviderConfig, ProviderKind, Registry};
+use gtl_server::{Config, Server};
+use gtl_test::{ReplayServer, Reply, SseAnswer};
+use tokio::sync::oneshot;
+
+use crate::harness::{config_for, drain};
+
+const OPENAI: &str = "gpt-4o";
+const ANTHROPIC: &str = "claude-sonnet-4-5";
+
+/// The routes, as an operator writes them; each test picks its policy by
+/// the route it asks for.
+const ROUTES: &str = r#"
+[router]
+timeouts = { connect_secs = 1.0, first_token_secs = 2.0, idle_secs = 1.0, total_secs = 30.0 }
+backoff = { initial_ms = 10, max_ms = 50 }
+
+[[routes]]
+name = "smart"
+after_first_token = "continue"
+targets = [ { model = "openai/gpt-4o" }, { model = "anthropic/claude-sonnet-4-5" } ]
+
+[[routes]]
+name = "restarting"
+after_first_token = "restart"
+targets = [ { model = "openai/gpt-4o" }, { model = "anthropic/claude-sonnet-4-5" } ]
+
+[[routes]]
+name = "aborting"
+after_first_token = "abort"
+targets = [ { model = "openai/gpt-4o" }, { model = "anthropic/claude-sonnet-4-5" } ]
+
+[[routes]]
+name = "patient"
+retries = 1
+targets = [ { model = "openai/gpt-4o" }, { model = "anthropic/claude-sonnet-4-5" } ]
+"#;
+
+/// A gateway with the routes above over two fault-injecting upstreams.
+struct Routed {
+    tcp: String,
+    openai: ReplayServer,
+    anthropic: ReplayServer,
+    _dir: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Routed {
+    async fn start(openai: Vec<Reply>, anthropic: Vec<Reply>) -> Self {
+        let openai = ReplayServer::sequence(openai).await;
+        let anthropic = ReplayServer::sequence(anthropic).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_for(dir.path());
+        let routes = Config::from_toml(ROUTES).unwrap();
+        config.router = routes.router;
+        config.routes = routes.routes;
+        let mut registry = Registry::new();
+        registry.add(Arc::new(EchoProvider::new()));
+        for (kind, url) in [
+            (ProviderKind::OpenAi, format!("{}/v1", openai.url())),
+            (ProviderKind::Anthropic, anthropic.url()),
+        ] {
+            let provider = ProviderConfig::new(kind)
+                .with_base_url(url)
+                .with_api_key("test-key");
+            registry.add(gtl_providers::build(provider).unwrap());
+        }
+        let server = Server::bind(&config, registry).await.unwrap();
+        let tcp = server
+            .endpoints()
+            .into_iter()
+            .find(|e| e.starts_with("tcp://"))
+            .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            tcp,
+            openai,
+            anthropic,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    /// Streams `model` and returns what the client saw, compacted.
+    async fn call(&self, model: &str) -> Vec<String> {
+        let client = connect(
+            ConnectOpts::new([self.tcp.clone()])
+                .with_reconnect(ReconnectPolicy::default().with_attempts_per_endpoint(1)),
+        )
+        .await
+        .unwrap();
+        let request = CompletionRequest {
+            model: model.into(),
+            messages: vec![user_message("Tell me about the fox.")],
+            ..CompletionRequest::default()
+        };
+        let mut events = client.stream(request).await.unwrap();
+        let (events, error) = drain(&mut events).await;
+        let mut seen: Vec<String> = events.iter().map(|e| show(&e.body)).collect();
+        if let Some(error) = error {
+            seen.push(format!("client error {error}"));
+        }
+        seen
+    }
+}
+
+fn show(body: &Body) -> String {
+    match body {
+        Body::Status(s) => format!("status {} {}/{}", s.state, s.provider, s.model),
+        Body::Token(t) => format!("token {}", t.text),
+        Body::Usage(u) => format!("usage {} {}", u.tokens_in, u.tokens_out),
+        Body::Done(d) => format!("done {}", d.finish_reason),
+        Body::Error(e) => format!("error {} {}", e.code().name(), e.phase().as_str_name()),
+        other => format!("{other:?}"),
+    }
+}
+
+fn text(seen: &[String]) -> String {
+    seen.iter()
+        .filter_map(|line| line.strip_prefix("token "))
+        .collect()
+}
+
+fn openai(pieces: &[&str]) -> SseAnswer {
+    SseAnswer::openai(OPENAI, pieces, 12)
+}
+
+fn anthropic(pieces: &[&str]) -> SseAnswer {
+    SseAnswer::anthropic(ANTHROPIC, pieces, 14)
+}
+
+/// The issue's acceptance test: an upstream cut mid-stream, one seamless
+/// answer at the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_survives_an_upstream_cut_mid_stream_with_one_answer() {
+    let first = openai(&["The quick", " brown", " never sent"]);
+    let gateway = Routed::start(
+        vec![first.cut_after(2)],
+        vec![anthropic(&[" fox", " jumps."]).reply()],
+    )
+    .await;
+    let seen = gateway.call("smart").await;
+    assert_eq!(
+        seen,
+        [
+            "status streaming openai/gpt-4o",
+            "token The quick",
+            "token  brown",
+            "status continuing openai/gpt-4o",
+            "status streaming anthropic/claude-sonnet-4-5",
+            "token  fox",
+            "token  jumps.",
+            // The cut leg reported no usage; the second leg's is summed in.
+            "usage 14 2",
+            "done stop",
+        ]
+    );
+    // The first leg's partial text plus the continuation: no gap, no
+    // duplicate.
+    assert_eq!(text(&seen), "The quick brown fox jumps.");
+    // The fallback was asked to continue the partial answer.
+    let sent = gateway.anthropic.single_request().json().unwrap();
+    let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["role"], "assistant");
+    assert!(last.to_string().contains("The quick brown"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_before_the_first_token_fails_over() {
+    let gateway = Routed::start(
+        vec![Reply::json(
+            503,
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+        )],
+        vec![anthropic(&["Hi", "!"]).reply()],
+    )
+    .await;
+    let seen = gateway.call("smart").await;
+    assert_eq!(
+        seen,
+        [
+            "status retrying openai/gpt-4o",
+            "status streaming anthropic/claude-sonnet-4-5",
+            "token Hi",
+            "token !",
+            "usage 14 2",
+            "done stop",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_retried_on_the_same_target() {
+    let limited = Reply::json(
+        429,
+        r#"{"error":{"message":"slow down","type":"rate_limit"}}"#,
+    )
+    .header("retry-after", "1");
+    let gateway = Routed::start(vec![limited, openai(&["ok"]).reply()], vec![]).await;
+    let seen = gateway.call("patient").await;
+    assert_eq!(
+        seen,
+        [
+            "status retrying openai/gpt-4o",
+            "status streaming openai/gpt-4o",
+            "token ok",
+            "usage 12 1",
+            "done stop",
+        ]
+    );
+    assert_eq!(gateway.openai.requests().len(), 2);
+    assert!(gateway.anthropic.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_fails_at_once() {
+    let gateway = Routed::start(
+        vec![Reply::json(
+            400,
+            r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,
+        )],
+        vec![],
+    )
+    .await;
+    let seen = gateway.call("smart").await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("INVALID_REQUEST"), "{seen:?}");
+    assert!(gateway.anthropic.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_then_a_stall_before_the_first_byte_then_an_answer() {
+    // Three attempts on `patient`: openai 500, openai (retry) never sends
+    // headers, then anthropic.
+    let gateway = Routed::start(
+        vec![
+            Reply::json(500, r#"{"error":{"message":"boom"}}"#),
+            Reply::new(200).stall_headers(),
+        ],
+        vec![anthropic(&["late"]).reply()],
+    )
+    .await;
+    let seen = gateway.call("patient").await;
+    assert_eq!(
+        seen,
+        [
+            "status retrying openai/gpt-4o",
+            "status retrying openai/gpt-4o",
+            "status streaming anthropic/claude-sonnet-4-5",
+            "token late",
+            "usage 14 1",
+            "done stop",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_a_cut_discards_and_sends_the_whole_answer() {
+    let gateway = Routed::start(
+        vec![openai(&["Partial", " answer"]).cut_after(1)],
+        vec![anthropic(&["Whole", " answer"]).reply()],
+    )
+    .await;
+    let seen = gateway.call("restarting").await;
+    assert_eq!(
+        seen,
+        [
+            "status streaming openai/gpt-4o",
+            "token Partial",
+            "status restarted openai/gpt-4o",
+            "status streaming anthropic/claude-sonnet-4-5",
+            "token Whole",
+            "token  answer",
+            "usage 14 2",
+            "done stop",
+        ]
+    );
+    // The fallback answered the original conversation.
+    let sent = gateway.anthropic.single_request().json().unwrap();
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_a_cut_keeps_the_partial_output() {
+    let gateway = Routed::start(vec![openai(&["Partial", " answer"]).cut_after(1)], vec![]).await;
+    let seen = gateway.call("aborting").await;
+    assert_eq!(
+        seen[..2],
+        ["status streaming openai/gpt-4o", "token Partial"]
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[2].contains("PROVIDER_UNAVAILABLE"), "{seen:?}");
+    assert!(gateway.anthropic.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_mid_stream_hits_the_idle_timeout_and_continues() {
+    let gateway = Routed::start(
+        vec![openai(&["Slow", " start"]).stall_after(1)],
+        vec![anthropic(&[" finish"]).reply()],
+    )
+    .await;
+    let seen = gateway.call("smart").await;
+    assert_eq!(
+        seen,
+        [
+            "status streaming openai/gpt-4o",
+            "token Slow",
+            "status continuing openai/gpt-4o",
+            "status streaming anthropic/claude-sonnet-4-5",
+            "token  finish",
+            "usage 14 1",
+            "done stop",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunk_before_the_first_token_fails_over() {
+    let gateway = Routed::start(
+        vec![openai(&["never"]).malformed_after(0)],
+        vec![anthropic(&["fine"]).reply()],
+    )
+    .await;
+    let seen = gateway.call("smart").await;
+    assert_eq!(
+        seen,
+        [
+            "status streaming openai/gpt-4o",
+            "status retrying openai/gpt-4o",
+            "status streaming anthropic/claude-sonnet-4-5",
+            "token fine",
+            "usage 14 1",
+            "done stop",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_drip_within_the_idle_timeout_is_one_normal_answer() {
+    let gateway = Routed::start(
+        vec![openai(&["drip", " drip", " drop"]).drip(Duration::from_millis(100))],
+        vec![],
+    )
+    .await;
+    let seen = gateway.call("smart").await;
+    assert_eq!(
+        seen,
+        [
+            "status streaming openai/gpt-4o",
+            "token drip",
+            "token  drip",
+            "token  drop",
+            "usage 12 3",
+            "done stop",
+        ]
+    );
+}
