@@ -306,6 +306,8 @@ pub struct RouterConfig {
     /// The route model "auto" falls back to when no route matches the
     /// request's routing hints.
     pub auto: Option<String>,
+    /// The response cache.
+    pub cache: crate::CacheConfig,
 }
 
 impl RouterConfig {

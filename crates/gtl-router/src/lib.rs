@@ -21,6 +21,12 @@
 //! - keeps every attempt within its [`Timeouts`] (the [`Timed`] layer) and
 //!   the call's deadline, and reports the usage of every leg, summed.
 //!
+//! With a [`ResponseCache`] (redb), routes with `cache_ttl_secs` and
+//! requests that opt in are wrapped in the [`Cached`] layer: a complete
+//! answer is kept by its normalised request and replayed after a
+//! `status {state: "cached"}`, and identical requests in flight share one
+//! upstream call.
+//!
 //! A request's `providers` list becomes a failover route, and model
 //! `"auto"` picks a route by the request's routing hints. See
 //! `docs/routing.md` for every option and the event sequences.
@@ -74,6 +80,8 @@
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
 mod breaker;
+mod cache;
+mod cached;
 mod config;
 mod context;
 mod plan;
@@ -84,13 +92,18 @@ mod target;
 mod timeout;
 
 pub use breaker::Health;
+pub use cache::{CacheConfig, CacheError, ResponseCache};
+pub use cached::{CACHED, Cached};
 pub use config::{
     AfterFirstToken, BackoffConfig, BreakerConfig, RouteConfig, RouterConfig, Strategy,
     TargetConfig, TimeoutOverrides, Timeouts,
 };
 pub use context::CallContext;
 pub use routed::Routed;
-pub use router::{AFTER_FIRST_TOKEN_KEY, AUTO, Router, RouterBuilder, RouterError};
+pub use router::{
+    AFTER_FIRST_TOKEN_KEY, AUTO, CACHE_KEY, CACHE_TTL_KEY, NO_STORE, Router, RouterBuilder,
+    RouterError,
+};
 pub use timeout::Timed;
 
 #[doc(no_inline)]

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use gtl_core::{Provider, ProviderError};
 use gtl_proto::types::Content;
@@ -9,6 +10,8 @@ use gtl_proto::{CompletionRequest, ErrorCode, ProviderInfo, Routing};
 use gtl_providers::{PriceTable, Registry};
 
 use crate::breaker::{Breaker, Health};
+use crate::cache::{Key, ResponseCache};
+use crate::cached::Cached;
 use crate::route::{Budget, Route};
 use crate::routed::Routed;
 use crate::target::{Target, TargetStats};
@@ -19,6 +22,17 @@ pub const AUTO: &str = "auto";
 
 /// The metadata key of the request-level after-first-token policy.
 pub const AFTER_FIRST_TOKEN_KEY: &str = "after_first_token";
+
+/// The metadata key that keeps a request out of the cache
+/// (`"no-store"`).
+pub const CACHE_KEY: &str = "cache";
+
+/// [`CACHE_KEY`]'s value that skips the cache.
+pub const NO_STORE: &str = "no-store";
+
+/// The metadata key with which a request opts into the cache for this
+/// many seconds (any model; a route's `cache_ttl_secs` otherwise).
+pub const CACHE_TTL_KEY: &str = "cache_ttl_secs";
 
 /// A route could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +66,7 @@ pub struct RouterBuilder {
     config: RouterConfig,
     routes: Vec<RouteConfig>,
     prices: PriceTable,
+    cache: Option<Arc<ResponseCache>>,
 }
 
 impl RouterBuilder {
@@ -84,6 +99,14 @@ impl RouterBuilder {
         self
     }
 
+    /// Keeps answers in `cache` for routes with `cache_ttl_secs` and
+    /// requests that opt in.
+    #[must_use]
+    pub fn cache(mut self, cache: Arc<ResponseCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     /// Resolves every route's targets against the registry.
     pub fn build(self) -> Result<Router, RouterError> {
         let mut router = Router {
@@ -93,6 +116,7 @@ impl RouterBuilder {
             stats: Mutex::new(BTreeMap::new()),
             prices: self.prices,
             config: self.config,
+            cache: self.cache,
         };
         for config in self.routes {
             let name = config.name.clone();
@@ -146,6 +170,7 @@ pub struct Router {
     stats: Mutex<BTreeMap<String, Arc<TargetStats>>>,
     prices: PriceTable,
     config: RouterConfig,
+    cache: Option<Arc<ResponseCache>>,
 }
 
 /// A router without routes: every request resolves as the registry
@@ -159,6 +184,7 @@ impl From<Registry> for Router {
             stats: Mutex::new(BTreeMap::new()),
             prices: PriceTable::builtin(),
             config: RouterConfig::default(),
+            cache: None,
         }
     }
 }
@@ -172,6 +198,7 @@ impl Router {
             config: RouterConfig::default(),
             routes: Vec::new(),
             prices: PriceTable::builtin(),
+            cache: None,
         }
     }
 
@@ -203,9 +230,45 @@ impl Router {
         request: &mut CompletionRequest,
         context: &CallContext,
     ) -> Result<Arc<dyn Provider>, ProviderError> {
+        let (provider, route_ttl) = self.resolve_uncached(request, context)?;
+        let Some(cache) = &self.cache else {
+            return Ok(provider);
+        };
+        let metadata = &request.metadata;
+        let ttl = match metadata.get(CACHE_KEY).map(String::as_str) {
+            Some(NO_STORE) => 0,
+            _ => metadata
+                .get(CACHE_TTL_KEY)
+                .and_then(|ttl| ttl.parse().ok())
+                .unwrap_or(route_ttl),
+        };
+        let config = cache.config();
+        if ttl == 0
+            || !config.enabled
+            || request.pipe
+            || (!request.tools.is_empty() && !config.tools)
+        {
+            return Ok(provider);
+        }
+        let key = Key::new(request, context.tenant.as_deref());
+        Ok(Arc::new(Cached::new(
+            provider,
+            cache.clone(),
+            key,
+            Duration::from_secs(ttl),
+        )))
+    }
+
+    /// The provider for `request` and its route's cache TTL (0 for none).
+    fn resolve_uncached(
+        &self,
+        request: &mut CompletionRequest,
+        context: &CallContext,
+    ) -> Result<(Arc<dyn Provider>, u64), ProviderError> {
         if request.provider.is_empty() {
             if let Some(route) = self.routes.get(&request.model) {
-                return Ok(self.routed(route.clone(), request, context, None));
+                let ttl = route.config.cache_ttl_secs;
+                return Ok((self.routed(route.clone(), request, context, None), ttl));
             }
             if request.model == AUTO {
                 let route = self.auto(request.routing.as_ref())?;
@@ -214,14 +277,15 @@ impl Router {
                     .as_ref()
                     .and_then(|r| r.budget)
                     .map(|usd| estimate(request, usd));
-                return Ok(self.routed(route, request, context, budget));
+                let ttl = route.config.cache_ttl_secs;
+                return Ok((self.routed(route, request, context, budget), ttl));
             }
             if !request.providers.is_empty() {
                 let route = self.providers_route(request)?;
-                return Ok(self.routed(Arc::new(route), request, context, None));
+                return Ok((self.routed(Arc::new(route), request, context, None), 0));
             }
         }
-        self.registry.resolve(request)
+        Ok((self.registry.resolve(request)?, 0))
     }
 
     /// Each configured provider's models, with each model's breaker state

@@ -45,6 +45,14 @@ pub enum ServerError {
     /// The configuration cannot be served (see [`Config::validate`]).
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
+    /// The response cache could not be opened.
+    #[error("cannot open the response cache {path}: {source}")]
+    Cache {
+        /// The database file.
+        path: PathBuf,
+        /// Why it failed.
+        source: gtl_router::CacheError,
+    },
     /// `[[routes]]` or `[router]` cannot be set up (an unknown provider,
     /// a duplicate name).
     #[error("routes: {0}")]
@@ -153,10 +161,13 @@ impl Server {
             Ok(n) => tracing::info!(sessions = n, "restored sessions for resume"),
             Err(e) => tracing::warn!(error = %e, "persisted sessions could not be restored"),
         }
-        let router = gtl_router::Router::builder(registry)
+        let mut router = gtl_router::Router::builder(registry)
             .config(config.router.clone())
-            .routes(config.routes.iter().cloned())
-            .build()?;
+            .routes(config.routes.iter().cloned());
+        if config.router.cache.enabled {
+            router = router.cache(Arc::new(response_cache(config)?));
+        }
+        let router = router.build()?;
         for route in router.route_names() {
             tracing::info!(route, "route configured");
         }
@@ -617,4 +628,21 @@ fn log_accept_failure(failures: &mut AcceptFailures, e: &str) {
             ACCEPT_BACKOFF.as_millis()
         );
     }
+}
+
+/// The response cache: in the data dir when sessions persist, else in
+/// memory (nothing written for an embedded or ephemeral gateway).
+fn response_cache(config: &Config) -> Result<gtl_router::ResponseCache, ServerError> {
+    let settings = config.router.cache;
+    if !config.sessions.persist {
+        return gtl_router::ResponseCache::in_memory(settings).map_err(|source| {
+            ServerError::Cache {
+                path: PathBuf::from(":memory:"),
+                source,
+            }
+        });
+    }
+    let path = config.data_dir.join("cache.redb");
+    gtl_router::ResponseCache::open(&path, settings)
+        .map_err(|source| ServerError::Cache { path, source })
 }

@@ -492,8 +492,12 @@ impl CallService {
 }
 
 /// The router's view of a call by `principal`.
+/// Cached answers are kept per subject (its tenant), so one caller never
+/// receives an answer another caller's request produced.
 fn call_context(principal: &Principal, session_id: Option<&str>) -> CallContext {
-    CallContext::new(principal.subject.clone()).with_request_id(session_id.unwrap_or_default())
+    CallContext::new(principal.subject.clone())
+        .with_tenant(principal.subject.clone())
+        .with_request_id(session_id.unwrap_or_default())
 }
 
 /// The wall clock in Unix seconds, for token expiry.

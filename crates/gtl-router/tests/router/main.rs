@@ -4,6 +4,7 @@
 
 mod after_first_token;
 mod breakers;
+mod cache;
 mod failover;
 mod strategies;
 mod support;

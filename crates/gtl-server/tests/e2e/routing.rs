@@ -40,6 +40,11 @@ after_first_token = "abort"
 targets = [ { model = "openai/gpt-4o" }, { model = "anthropic/claude-sonnet-4-5" } ]
 
 [[routes]]
+name = "cached"
+cache_ttl_secs = 60
+targets = [ { model = "openai/gpt-4o" } ]
+
+[[routes]]
 name = "patient"
 retries = 1
 targets = [ { model = "openai/gpt-4o" }, { model = "anthropic/claude-sonnet-4-5" } ]
@@ -93,14 +98,24 @@ impl Routed {
         }
     }
 
-    /// Streams `model` and returns what the client saw, compacted.
-    async fn call(&self, model: &str) -> Vec<String> {
-        let client = connect(
+    async fn client(&self) -> gtl_client::Client {
+        connect(
             ConnectOpts::new([self.tcp.clone()])
                 .with_reconnect(ReconnectPolicy::default().with_attempts_per_endpoint(1)),
         )
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Streams `model` and returns what the client saw, compacted.
+    async fn call(&self, model: &str) -> Vec<String> {
+        call_on(&self.client().await, model).await
+    }
+}
+
+/// Streams `model` on `client` and returns what it saw, compacted.
+async fn call_on(client: &gtl_client::Client, model: &str) -> Vec<String> {
+    {
         let request = CompletionRequest {
             model: model.into(),
             messages: vec![user_message("Tell me about the fox.")],
@@ -367,4 +382,40 @@ async fn a_slow_drip_within_the_idle_timeout_is_one_normal_answer() {
             "done stop",
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_route_answers_the_second_identical_request_without_the_upstream() {
+    let gateway = Routed::start(vec![openai(&["Once", " only"]).reply()], vec![]).await;
+    let first = gateway.call("cached").await;
+    let second = gateway.call("cached").await;
+    assert_eq!(
+        second,
+        [
+            "status cached cached/cached",
+            "status streaming openai/gpt-4o",
+            "token Once",
+            "token  only",
+            "usage 12 2",
+            "done stop",
+        ]
+    );
+    assert_eq!(second[1..], first[..]);
+    assert_eq!(gateway.openai.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_identical_concurrent_requests_make_one_upstream_call() {
+    // A slow answer, so the requests overlap with the one upstream call.
+    let slow = openai(&["To", " all", " fifty"]).drip(Duration::from_millis(100));
+    let gateway = Routed::start(vec![slow], vec![]).await;
+    let client = gateway.client().await;
+    let calls = (0..50).map(|_| call_on(&client, "cached"));
+    for seen in futures::future::join_all(calls).await {
+        assert_eq!(text(&seen), "To all fifty", "{seen:?}");
+        assert_eq!(seen.last().unwrap(), "done stop");
+    }
+    // Whether a request joined the call in flight or came after it and
+    // read the cache, the upstream was asked once.
+    assert_eq!(gateway.openai.requests().len(), 1);
 }
