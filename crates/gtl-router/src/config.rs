@@ -127,6 +127,9 @@ pub struct RouteConfig {
     /// (`routing.prefer_local` picks such routes first).
     #[serde(default)]
     pub local: bool,
+    /// The route's budget, for all its callers together.
+    #[serde(default)]
+    pub budget: crate::BudgetConfig,
 }
 
 impl RouteConfig {
@@ -143,6 +146,7 @@ impl RouteConfig {
             intents: Vec::new(),
             latency: None,
             local: false,
+            budget: crate::BudgetConfig::default(),
         }
     }
 
@@ -308,6 +312,8 @@ pub struct RouterConfig {
     pub auto: Option<String>,
     /// The response cache.
     pub cache: crate::CacheConfig,
+    /// Every subject's budget (each subject has its own).
+    pub subject_budget: crate::BudgetConfig,
 }
 
 impl RouterConfig {

@@ -21,6 +21,10 @@
 //! - keeps every attempt within its [`Timeouts`] (the [`Timed`] layer) and
 //!   the call's deadline, and reports the usage of every leg, summed.
 //!
+//! Budgets ([`BudgetConfig`]: tokens per minute, spend per day and month,
+//! per subject and per route) are checked before a provider is called and
+//! charged from each call's usage (the `Metered` layer).
+//!
 //! With a [`ResponseCache`] (redb), routes with `cache_ttl_secs` and
 //! requests that opt in are wrapped in the [`Cached`] layer: a complete
 //! answer is kept by its normalised request and replayed after a
@@ -80,6 +84,7 @@
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
 mod breaker;
+mod budget;
 mod cache;
 mod cached;
 mod config;
@@ -92,6 +97,7 @@ mod target;
 mod timeout;
 
 pub use breaker::Health;
+pub use budget::BudgetConfig;
 pub use cache::{CacheConfig, CacheError, ResponseCache};
 pub use cached::{CACHED, Cached};
 pub use config::{

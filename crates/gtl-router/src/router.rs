@@ -10,6 +10,7 @@ use gtl_proto::{CompletionRequest, ErrorCode, ProviderInfo, Routing};
 use gtl_providers::{PriceTable, Registry};
 
 use crate::breaker::{Breaker, Health};
+use crate::budget::{Ledger, Metered};
 use crate::cache::{Key, ResponseCache};
 use crate::cached::Cached;
 use crate::route::{Budget, Route};
@@ -33,6 +34,9 @@ pub const NO_STORE: &str = "no-store";
 /// The metadata key with which a request opts into the cache for this
 /// many seconds (any model; a route's `cache_ttl_secs` otherwise).
 pub const CACHE_TTL_KEY: &str = "cache_ttl_secs";
+
+/// A resolved provider, and its route if it has one.
+type Resolved = (Arc<dyn Provider>, Option<Arc<Route>>);
 
 /// A route could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +121,7 @@ impl RouterBuilder {
             prices: self.prices,
             config: self.config,
             cache: self.cache,
+            ledger: Arc::default(),
         };
         for config in self.routes {
             let name = config.name.clone();
@@ -171,6 +176,8 @@ pub struct Router {
     prices: PriceTable,
     config: RouterConfig,
     cache: Option<Arc<ResponseCache>>,
+    /// Spend per subject and route, for budgets.
+    ledger: Arc<Ledger>,
 }
 
 /// A router without routes: every request resolves as the registry
@@ -185,6 +192,7 @@ impl From<Registry> for Router {
             prices: PriceTable::builtin(),
             config: RouterConfig::default(),
             cache: None,
+            ledger: Arc::default(),
         }
     }
 }
@@ -230,7 +238,9 @@ impl Router {
         request: &mut CompletionRequest,
         context: &CallContext,
     ) -> Result<Arc<dyn Provider>, ProviderError> {
-        let (provider, route_ttl) = self.resolve_uncached(request, context)?;
+        let (mut provider, route) = self.resolve_uncached(request, context)?;
+        let route_ttl = route.as_ref().map_or(0, |r| r.config.cache_ttl_secs);
+        provider = self.metered(provider, route.as_deref(), context)?;
         let Some(cache) = &self.cache else {
             return Ok(provider);
         };
@@ -259,16 +269,16 @@ impl Router {
         )))
     }
 
-    /// The provider for `request` and its route's cache TTL (0 for none).
+    /// The provider for `request`, and its route if it has one.
     fn resolve_uncached(
         &self,
         request: &mut CompletionRequest,
         context: &CallContext,
-    ) -> Result<(Arc<dyn Provider>, u64), ProviderError> {
+    ) -> Result<Resolved, ProviderError> {
         if request.provider.is_empty() {
             if let Some(route) = self.routes.get(&request.model) {
-                let ttl = route.config.cache_ttl_secs;
-                return Ok((self.routed(route.clone(), request, context, None), ttl));
+                let provider = self.routed(route.clone(), request, context, None);
+                return Ok((provider, Some(route.clone())));
             }
             if request.model == AUTO {
                 let route = self.auto(request.routing.as_ref())?;
@@ -277,15 +287,46 @@ impl Router {
                     .as_ref()
                     .and_then(|r| r.budget)
                     .map(|usd| estimate(request, usd));
-                let ttl = route.config.cache_ttl_secs;
-                return Ok((self.routed(route, request, context, budget), ttl));
+                let provider = self.routed(route.clone(), request, context, budget);
+                return Ok((provider, Some(route)));
             }
             if !request.providers.is_empty() {
-                let route = self.providers_route(request)?;
-                return Ok((self.routed(Arc::new(route), request, context, None), 0));
+                let route = Arc::new(self.providers_route(request)?);
+                let provider = self.routed(route.clone(), request, context, None);
+                return Ok((provider, Some(route)));
             }
         }
-        Ok((self.registry.resolve(request)?, 0))
+        Ok((self.registry.resolve(request)?, None))
+    }
+
+    /// `provider` charged to the subject's and the route's budgets, after
+    /// checking neither is used up (`RATE_LIMIT` with a retry hint).
+    fn metered(
+        &self,
+        provider: Arc<dyn Provider>,
+        route: Option<&Route>,
+        context: &CallContext,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
+        let now = crate::budget::unix_now();
+        let mut keys = Vec::new();
+        if self.config.subject_budget.is_set() {
+            let key = format!("subject `{}`", context.subject);
+            self.ledger.check(&key, &self.config.subject_budget, now)?;
+            keys.push(key);
+        }
+        if let Some(route) = route.filter(|r| r.config.budget.is_set()) {
+            let key = format!("route `{}`", route.name());
+            self.ledger.check(&key, &route.config.budget, now)?;
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Ok(provider);
+        }
+        Ok(Arc::new(Metered {
+            inner: provider,
+            ledger: self.ledger.clone(),
+            keys,
+        }))
     }
 
     /// Each configured provider's models, with each model's breaker state

@@ -4,6 +4,7 @@
 
 mod after_first_token;
 mod breakers;
+mod budgets;
 mod cache;
 mod failover;
 mod strategies;
