@@ -9,10 +9,12 @@
 //! HTTP/1.1 keep-alive pool). A second gateway keeps its
 //! sessions in memory only, so the last row shows what durable sessions
 //! cost. Then what the OpenAI-compatible route adds over calling a mock
-//! upstream directly (`compat.rs`). Prints Markdown tables. Every loop is
+//! upstream directly (`compat.rs`), and what the router adds per call
+//! (`routing.rs`). Prints Markdown tables. Every loop is
 //! bounded in count; nothing leaves loopback.
 
 mod compat;
+mod routing;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -37,7 +39,8 @@ const CONNECTS: usize = 30;
 const FIRST_TOKENS: usize = 300;
 
 /// `gtl-load [GTL_SERVER_BIN]` runs everything (the stdio row needs the
-/// binary); `gtl-load --compat` only the compatible-API table.
+/// binary); `gtl-load --compat` only the compatible-API table,
+/// `gtl-load --routing` only the router-overhead table.
 fn main() -> Result<()> {
     let arg = std::env::args().nth(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -45,6 +48,9 @@ fn main() -> Result<()> {
         .build()?;
     if arg.as_deref() == Some("--compat") {
         return runtime.block_on(compat::run());
+    }
+    if arg.as_deref() == Some("--routing") {
+        return runtime.block_on(routing::run());
     }
     runtime.block_on(run(arg.map(PathBuf::from)))
 }
@@ -142,7 +148,8 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
     let _ = memory_stop.send(());
     serving.await?;
     memory_serving.await?;
-    compat::run().await
+    compat::run().await?;
+    routing::run().await
 }
 
 fn echo(tokens: usize) -> CompletionRequest {
