@@ -1,6 +1,20 @@
 //! What the router knows about the call it routes.
 
+use std::sync::Arc;
+
+use gtl_core::{Provider, ProviderError};
 use tokio::time::Instant;
+
+/// A caller's own provider keys, applied to each target a routed call
+/// tries. The keys stay inside: implementations keep them out of `Debug`.
+pub trait CallerKeys: std::fmt::Debug + Send + Sync {
+    /// `provider` calling with the caller's key for it, when the caller
+    /// has one; `None` to call with the provider's own credential.
+    fn apply(
+        &self,
+        provider: &Arc<dyn Provider>,
+    ) -> Result<Option<Arc<dyn Provider>>, ProviderError>;
+}
 
 /// The call a request belongs to: who makes it, by when it must end, and
 /// how it is named in logs. Limits, budgets and metrics key on it.
@@ -18,6 +32,8 @@ pub struct CallContext {
     pub deadline: Option<Instant>,
     /// The client's attempt number for this request (1 for the first).
     pub attempt: u32,
+    /// The caller's own provider keys, if it brought any.
+    pub keys: Option<Arc<dyn CallerKeys>>,
 }
 
 impl CallContext {
@@ -41,6 +57,13 @@ impl CallContext {
     #[must_use]
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Calls each target with the caller's own key where `keys` has one.
+    #[must_use]
+    pub fn with_keys(mut self, keys: Arc<dyn CallerKeys>) -> Self {
+        self.keys = Some(keys);
         self
     }
 

@@ -104,7 +104,7 @@ pub use config::{
     AfterFirstToken, BackoffConfig, BreakerConfig, RouteConfig, RouterConfig, Strategy,
     TargetConfig, TimeoutOverrides, Timeouts,
 };
-pub use context::CallContext;
+pub use context::{CallContext, CallerKeys};
 pub use routed::Routed;
 pub use router::{
     AFTER_FIRST_TOKEN_KEY, AUTO, CACHE_KEY, CACHE_TTL_KEY, NO_STORE, Router, RouterBuilder,

@@ -84,6 +84,7 @@ impl Provider for Routed {
         let total = start + self.route.timeouts.total;
         let deadline = self.context.deadline.map_or(total, |d| d.min(total));
         let mut call = Call {
+            keys: self.context.keys.clone(),
             plan: Plan::new(
                 self.route.order(self.budget),
                 self.route.config.retries,
@@ -149,6 +150,8 @@ struct Leg {
 
 /// One routed call's state across its attempts.
 struct Call {
+    /// The caller's own provider keys.
+    keys: Option<Arc<dyn crate::CallerKeys>>,
     plan: Plan,
     route: Arc<Route>,
     policy: AfterFirstToken,
@@ -184,11 +187,13 @@ impl Call {
 
     /// Starts an attempt on `target`, recording a failure in its breaker.
     async fn start(&self, target: &Target) -> Result<Leg, ProviderError> {
-        let timed = Timed::new(
-            target.provider.clone(),
-            self.route.timeouts,
-            Some(self.plan.deadline()),
-        );
+        let provider = match &self.keys {
+            Some(keys) => keys
+                .apply(&target.provider)?
+                .unwrap_or_else(|| target.provider.clone()),
+            None => target.provider.clone(),
+        };
+        let timed = Timed::new(provider, self.route.timeouts, Some(self.plan.deadline()));
         let started = Instant::now();
         match timed.stream(self.leg_request(target)).await {
             Ok(events) => Ok(Leg {

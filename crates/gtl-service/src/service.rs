@@ -260,7 +260,13 @@ impl CallService {
         // The place first: a call refused for it does not use up the rate.
         let slot = self.call_slot(principal)?;
         self.admit_call(principal)?;
-        let context = call_context(principal, session_id.as_deref());
+        let mut context = call_context(principal, session_id.as_deref());
+        if !principal.provider_keys.is_empty() {
+            context = context.with_keys(Arc::new(SealedKeys {
+                sealed: principal.provider_keys.clone(),
+                opener: self.key_opener.clone(),
+            }));
+        }
         let mut provider = self.router.resolve(&mut request, &context)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
         if let Some(sealed) = principal.provider_keys.get(&request.provider) {
@@ -374,21 +380,7 @@ impl CallService {
         name: &str,
         sealed: &str,
     ) -> Result<Arc<dyn gtl_core::Provider>, CallError> {
-        let opener = self.key_opener.as_ref().ok_or_else(|| {
-            CallError::new(
-                ErrorCode::InvalidRequest,
-                "this server opens no provider keys: leave provider_keys out of the token",
-            )
-        })?;
-        let key = opener.open(sealed).map_err(|reason| {
-            CallError::new(
-                ErrorCode::Unauthenticated,
-                format!(
-                    "the token's provider key for `{name}` cannot be opened ({reason}): \
-                     encrypt it to this server's recipient (gtl-server --print-recipient)"
-                ),
-            )
-        })?;
+        let key = open_key(self.key_opener.as_deref(), name, sealed)?;
         Ok(provider.with_api_key(&key)?)
     }
 
@@ -489,6 +481,56 @@ impl CallService {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A caller's sealed provider keys, opened for each target a routed call
+/// tries (plain calls open theirs in [`CallService::start`]).
+struct SealedKeys {
+    sealed: std::collections::BTreeMap<String, String>,
+    opener: Option<Arc<dyn KeyOpener>>,
+}
+
+impl std::fmt::Debug for SealedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Provider names only: even sealed keys stay out of logs.
+        f.debug_struct("SealedKeys")
+            .field("providers", &self.sealed.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl gtl_router::CallerKeys for SealedKeys {
+    fn apply(
+        &self,
+        provider: &Arc<dyn gtl_core::Provider>,
+    ) -> Result<Option<Arc<dyn gtl_core::Provider>>, gtl_core::ProviderError> {
+        let name = provider.name();
+        let Some(sealed) = self.sealed.get(name) else {
+            return Ok(None);
+        };
+        let key = open_key(self.opener.as_deref(), name, sealed)
+            .map_err(|e| gtl_core::ProviderError::new(e.code, e.message))?;
+        provider.with_api_key(&key).map(Some)
+    }
+}
+
+/// Opens a caller's sealed key for provider `name`.
+fn open_key(opener: Option<&dyn KeyOpener>, name: &str, sealed: &str) -> Result<String, CallError> {
+    let opener = opener.ok_or_else(|| {
+        CallError::new(
+            ErrorCode::InvalidRequest,
+            "this server opens no provider keys: leave provider_keys out of the token",
+        )
+    })?;
+    opener.open(sealed).map_err(|reason| {
+        CallError::new(
+            ErrorCode::Unauthenticated,
+            format!(
+                "the token's provider key for `{name}` cannot be opened ({reason}): \
+                 encrypt it to this server's recipient (gtl-server --print-recipient)"
+            ),
+        )
+    })
 }
 
 /// The router's view of a call by `principal`.

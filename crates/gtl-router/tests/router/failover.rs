@@ -180,3 +180,37 @@ async fn a_provider_not_serving_the_model_gets_its_default_model() {
     assert_eq!(a.requests()[0].model, "big");
     assert_eq!(b.requests()[0].model, "b-default");
 }
+
+/// Stands in for a provider keyed with the caller's own key.
+#[derive(Debug)]
+struct Keys(Scripted);
+
+impl gtl_router::CallerKeys for Keys {
+    fn apply(
+        &self,
+        provider: &std::sync::Arc<dyn gtl_core::Provider>,
+    ) -> Result<Option<std::sync::Arc<dyn gtl_core::Provider>>, gtl_core::ProviderError> {
+        Ok((provider.name() == "b").then(|| std::sync::Arc::new(self.0.clone()) as _))
+    }
+}
+
+#[tokio::test]
+async fn a_callers_own_keys_apply_to_each_target_it_has_a_key_for() {
+    use futures::StreamExt as _;
+    let a = Scripted::new("a");
+    let b = Scripted::new("b");
+    let b_with_callers_key = Scripted::new("b");
+    a.push([Script::Refuse(ErrorCode::ProviderUnavailable, None)]);
+    b_with_callers_key.push([answer(&["mine"])]);
+    let router = router(&[&a, &b], vec![smart(0)]);
+    let mut req = request("smart");
+    let context = context().with_keys(std::sync::Arc::new(Keys(b_with_callers_key.clone())));
+    let provider = router.resolve(&mut req, &context).unwrap();
+    let events: Vec<Body> = provider.stream(req).await.unwrap().collect().await;
+    assert_eq!(crate::support::text(&events), "mine");
+    // `a` was called with its own credential; `b` only with the caller's.
+    assert_eq!(
+        (a.calls(), b.calls(), b_with_callers_key.calls()),
+        (1, 0, 1)
+    );
+}
