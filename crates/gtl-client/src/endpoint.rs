@@ -610,6 +610,9 @@ fn default_data_dir() -> PathBuf {
 pub(crate) struct EmbeddedGateway {
     #[cfg(feature = "embedded")]
     gateway: Option<gtl_server::Gateway>,
+    /// The configuration to start it with (the defaults when unset).
+    #[cfg(feature = "embedded")]
+    config: Option<Box<gtl_server::Config>>,
 }
 
 impl fmt::Debug for EmbeddedGateway {
@@ -619,6 +622,16 @@ impl fmt::Debug for EmbeddedGateway {
 }
 
 impl EmbeddedGateway {
+    /// A gateway started on first use with `config` (the defaults when
+    /// unset).
+    #[cfg(feature = "embedded")]
+    pub(crate) fn with_config(config: Option<Box<gtl_server::Config>>) -> Self {
+        Self {
+            gateway: None,
+            config,
+        }
+    }
+
     /// A connection to the in-process gateway over an in-memory pipe.
     #[cfg(feature = "embedded")]
     async fn connect(&mut self) -> Result<Connection, String> {
@@ -631,7 +644,7 @@ impl EmbeddedGateway {
         let gateway = match &self.gateway {
             Some(gateway) => gateway.clone(),
             None => {
-                let mut config = gtl_server::Config::default();
+                let mut config = self.config.as_deref().cloned().unwrap_or_default();
                 config.listen.uds.enabled = false;
                 config.listen.tcp.enabled = false;
                 config.listen.http.enabled = false;

@@ -26,6 +26,10 @@ pub struct ConnectOpts {
     pub connect_timeout: Duration,
     /// Whom TLS endpoints trust, when set (see [`with_trust`](Self::with_trust)).
     pub(crate) trust: Option<crate::endpoint::Trust>,
+    /// The in-process gateway's configuration, when set (see
+    /// [`with_embedded_config`](Self::with_embedded_config)).
+    #[cfg(feature = "embedded")]
+    pub(crate) embedded_config: Option<Box<gtl_server::Config>>,
 }
 
 impl ConnectOpts {
@@ -41,6 +45,8 @@ impl ConnectOpts {
             reconnect: ReconnectPolicy::default(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             trust: None,
+            #[cfg(feature = "embedded")]
+            embedded_config: None,
         }
     }
 
@@ -49,6 +55,17 @@ impl ConnectOpts {
     /// starts its own gateway.
     pub fn embedded() -> Self {
         Self::new(["embedded://"])
+    }
+
+    /// Runs the in-process gateway (`embedded://`) with `config`'s
+    /// providers, aliases, routes and router settings instead of the
+    /// defaults. Its listeners are switched off, audit too, and sessions
+    /// are kept in memory: the gateway stays inside this process.
+    #[cfg(feature = "embedded")]
+    #[must_use]
+    pub fn with_embedded_config(mut self, config: gtl_server::Config) -> Self {
+        self.embedded_config = Some(Box::new(config));
+        self
     }
 
     /// Sends `token` in `hello`.

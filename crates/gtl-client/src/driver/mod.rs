@@ -146,6 +146,9 @@ impl Driver {
             policy: opts.reconnect,
             connect_timeout: opts.connect_timeout,
             trust: opts.trust.clone(),
+            #[cfg(feature = "embedded")]
+            embedded: EmbeddedGateway::with_config(opts.embedded_config.clone()),
+            #[cfg(not(feature = "embedded"))]
             embedded: EmbeddedGateway::default(),
             current: 0,
             link: None,

@@ -233,3 +233,28 @@ async fn many_events_are_acked_and_all_delivered() {
     assert_eq!(completion.usage.unwrap().tokens_out, 5000);
     assert_eq!(completion.text.len(), 5000 * 4);
 }
+
+#[tokio::test]
+async fn the_embedded_gateway_takes_routes_from_its_configuration() {
+    let config = gtl_server::Config::from_toml(
+        r#"
+[[routes]]
+name = "resilient"
+targets = [ { model = "echo/echo:error=PROVIDER_UNAVAILABLE" }, { model = "echo/echo" } ]
+"#,
+    )
+    .unwrap();
+    let client = connect(ConnectOpts::embedded().with_embedded_config(config))
+        .await
+        .unwrap();
+    let mut routed = request("routed in process", &[]);
+    routed.model = "resilient".into();
+    let mut events = client.stream(routed).await.unwrap();
+    let (events, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    let Some(Body::Status(first)) = events.first().map(|e: &Event| &e.body) else {
+        panic!("a status first: {events:?}");
+    };
+    assert_eq!(first.state, "retrying");
+    assert_eq!(text(&events), "routed in process");
+}
