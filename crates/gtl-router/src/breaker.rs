@@ -38,6 +38,8 @@ const BUCKETS: usize = 10;
 /// One target's breaker.
 #[derive(Debug)]
 pub(crate) struct Breaker {
+    /// The target, `provider/model`, for the logs.
+    target: String,
     config: BreakerConfig,
     state: State,
     consecutive: u32,
@@ -58,8 +60,9 @@ enum State {
 }
 
 impl Breaker {
-    pub(crate) fn new(config: BreakerConfig) -> Self {
+    pub(crate) fn new(target: impl Into<String>, config: BreakerConfig) -> Self {
         Self {
+            target: target.into(),
             config,
             state: State::Closed,
             consecutive: 0,
@@ -89,7 +92,7 @@ impl Breaker {
             State::Open { until } if now < until => Err(until - now),
             State::Open { .. } => {
                 self.state = State::HalfOpen { probe: Some(now) };
-                tracing::info!("circuit breaker half-open: probing");
+                tracing::info!(target = %self.target, "circuit breaker half-open: probing");
                 Ok(())
             }
             // A probe that never reported (its call was cancelled) stops
@@ -109,7 +112,7 @@ impl Breaker {
         self.count(now, ok);
         match (self.state, ok) {
             (State::HalfOpen { .. }, true) => {
-                tracing::info!("circuit breaker closed: the probe succeeded");
+                tracing::info!(target = %self.target, "circuit breaker closed: the probe succeeded");
                 self.state = State::Closed;
                 self.consecutive = 0;
                 self.window.clear();
@@ -136,6 +139,7 @@ impl Breaker {
 
     fn open(&mut self, now: Instant, why: &'static str) {
         tracing::warn!(
+            target = %self.target,
             reason = why,
             cooldown_secs = self.config.cooldown_secs,
             "circuit breaker open"
@@ -175,7 +179,7 @@ mod tests {
     #[test]
     fn consecutive_failures_open_and_a_probe_closes() {
         let t0 = Instant::now();
-        let mut breaker = Breaker::new(config());
+        let mut breaker = Breaker::new("p/m", config());
         for _ in 0..2 {
             breaker.record(t0, false);
         }
@@ -195,7 +199,7 @@ mod tests {
     #[test]
     fn a_failed_probe_opens_again() {
         let t0 = Instant::now();
-        let mut breaker = Breaker::new(config());
+        let mut breaker = Breaker::new("p/m", config());
         for _ in 0..3 {
             breaker.record(t0, false);
         }
@@ -212,7 +216,7 @@ mod tests {
     #[test]
     fn the_error_ratio_opens_without_a_run_of_failures() {
         let t0 = Instant::now();
-        let mut breaker = Breaker::new(config());
+        let mut breaker = Breaker::new("p/m", config());
         // Alternating: never 3 in a row, but half fail.
         for i in 0..10 {
             breaker.record(t0, i % 2 == 0);
@@ -223,7 +227,7 @@ mod tests {
     #[test]
     fn old_failures_leave_the_window() {
         let t0 = Instant::now();
-        let mut breaker = Breaker::new(config());
+        let mut breaker = Breaker::new("p/m", config());
         for i in 0..9 {
             breaker.record(t0, i % 2 == 0);
         }

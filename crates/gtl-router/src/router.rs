@@ -385,7 +385,12 @@ impl Router {
         let stats = self
             .lock_stats()
             .entry(label.clone())
-            .or_insert_with(|| Arc::new(TargetStats::new(Breaker::new(self.config.breaker))))
+            .or_insert_with(|| {
+                Arc::new(TargetStats::new(Breaker::new(
+                    label.clone(),
+                    self.config.breaker,
+                )))
+            })
             .clone();
         Ok(Target {
             label,
