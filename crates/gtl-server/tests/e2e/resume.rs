@@ -16,15 +16,15 @@ use crate::harness::{Gateway, assert_contiguous, bodies, drain, echo, expected, 
 const PACED: &[(&str, &str)] = &[("tokens", "400"), ("delay_ms", "1")];
 
 /// A proxy in front of the gateway that the test can cut.
-struct Proxy {
-    endpoint: String,
+pub(crate) struct Proxy {
+    pub(crate) endpoint: String,
     cut: watch::Sender<Cut>,
     /// The Unix proxy's socket file.
     path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Cut {
+pub(crate) enum Cut {
     No,
     /// Drop every connection, keep accepting new ones.
     Connections,
@@ -52,7 +52,7 @@ impl Proxy {
     }
 
     /// A proxy on a free loopback port to `target`.
-    async fn tcp(target: &str) -> Self {
+    pub(crate) async fn tcp(target: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
         Self::spawn(Listen::Tcp(listener), endpoint, target)
@@ -102,7 +102,7 @@ impl Proxy {
         }
     }
 
-    fn cut(&self, how: Cut) {
+    pub(crate) fn cut(&self, how: Cut) {
         if how == Cut::Everything
             && let Some(path) = &self.path
         {

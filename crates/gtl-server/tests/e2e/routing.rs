@@ -12,7 +12,7 @@ use gtl_server::{Config, Server};
 use gtl_test::{ReplayServer, Reply, SseAnswer};
 use tokio::sync::oneshot;
 
-use crate::harness::{config_for, drain};
+use crate::harness::{assert_contiguous, config_for, drain, take};
 
 const OPENAI: &str = "gpt-4o";
 const ANTHROPIC: &str = "claude-sonnet-4-5";
@@ -418,4 +418,61 @@ async fn fifty_identical_concurrent_requests_make_one_upstream_call() {
     // Whether a request joined the call in flight or came after it and
     // read the cache, the upstream was asked once.
     assert_eq!(gateway.openai.requests().len(), 1);
+}
+
+/// The session log keeps a routed call like any other: a client that
+/// leaves before the cut resumes after the failover and gets every event
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_works_across_a_failover() {
+    let first = openai(&["The quick", " brown", " never sent"]);
+    // A piece every 300 ms: the client has left before the cut.
+    let slow_cut = first.cut_after(2).delay(Duration::from_millis(300));
+    let gateway = Routed::start(
+        vec![slow_cut],
+        vec![anthropic(&[" fox", " jumps."]).reply()],
+    )
+    .await;
+    // The first client's connection goes through a proxy that is cut
+    // after two events: it leaves without cancelling the call.
+    let proxy = crate::resume::Proxy::tcp(&gateway.tcp).await;
+    let leaving = connect(
+        ConnectOpts::new([proxy.endpoint.clone()])
+            .with_reconnect(ReconnectPolicy::default().with_attempts_per_endpoint(1)),
+    )
+    .await
+    .unwrap();
+    let request = CompletionRequest {
+        model: "smart".into(),
+        messages: vec![user_message("Tell me about the fox.")],
+        ..CompletionRequest::default()
+    };
+    let mut events = leaving.stream(request).await.unwrap();
+    let mut all = take(&mut events, 2).await;
+    proxy.cut(crate::resume::Cut::Everything);
+    let point = events.resume_point();
+    drop(events);
+    drop(leaving);
+
+    let back = gateway.client().await;
+    let mut events = back.resume(point).await.unwrap();
+    let (rest, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    all.extend(rest);
+    assert_contiguous(&all);
+    let seen: Vec<String> = all.iter().map(|e| show(&e.body)).collect();
+    assert_eq!(
+        seen,
+        [
+            "status streaming openai/gpt-4o",
+            "token The quick",
+            "token  brown",
+            "status continuing openai/gpt-4o",
+            "status streaming anthropic/claude-sonnet-4-5",
+            "token  fox",
+            "token  jumps.",
+            "usage 14 2",
+            "done stop",
+        ]
+    );
 }
