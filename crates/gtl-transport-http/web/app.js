@@ -240,6 +240,14 @@ async function send() {
       call.lastSeq = frame.seq;
     }
     switch (frame.type) {
+      case 'status':
+        // A routed call (docs/routing.md): "restarted" means the answer so
+        // far is discarded and the next provider answers from the start.
+        if (frame.state === 'restarted') $('output').textContent = '';
+        if (frame.state && frame.state !== 'streaming') {
+          log(`${frame.state} (${frame.provider}/${frame.model})${frame.reason ? `: ${frame.reason}` : ''}`);
+        }
+        break;
       case 'token':
         $('output').textContent += frame.text ?? '';
         break;
