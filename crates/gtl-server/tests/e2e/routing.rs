@@ -61,6 +61,15 @@ struct Routed {
 
 impl Routed {
     async fn start(openai: Vec<Reply>, anthropic: Vec<Reply>) -> Self {
+        Self::start_with(openai, anthropic, |_| {}).await
+    }
+
+    /// Starts with the routes' configuration changed by `adjust`.
+    async fn start_with(
+        openai: Vec<Reply>,
+        anthropic: Vec<Reply>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let openai = ReplayServer::sequence(openai).await;
         let anthropic = ReplayServer::sequence(anthropic).await;
         let dir = tempfile::tempdir().unwrap();
@@ -68,6 +77,7 @@ impl Routed {
         let routes = Config::from_toml(ROUTES).unwrap();
         config.router = routes.router;
         config.routes = routes.routes;
+        adjust(&mut config);
         let mut registry = Registry::new();
         registry.add(Arc::new(EchoProvider::new()));
         for (kind, url) in [
@@ -475,4 +485,33 @@ async fn resume_works_across_a_failover() {
             "done stop",
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_list_shows_an_open_breaker() {
+    let gateway = Routed::start_with(
+        vec![Reply::json(503, r#"{"error":{"message":"down"}}"#)],
+        vec![anthropic(&["up"]).reply(), anthropic(&["again"]).reply()],
+        |config| config.router.breaker.consecutive_failures = 1,
+    )
+    .await;
+    assert_eq!(text(&gateway.call("smart").await), "up");
+    let client = gateway.client().await;
+    let health = |infos: &[gtl_client::proto::ProviderInfo], provider: &str, model: &str| {
+        infos
+            .iter()
+            .find(|info| info.provider == provider)
+            .and_then(|info| info.models.iter().find(|m| m.name == model))
+            .map(|m| m.health.clone())
+    };
+    let infos = client.models().await.unwrap();
+    assert_eq!(health(&infos, "openai", OPENAI).as_deref(), Some("open"));
+    assert_eq!(
+        health(&infos, "anthropic", ANTHROPIC).as_deref(),
+        Some("closed")
+    );
+    // The open breaker is skipped: the next call goes straight to anthropic.
+    let seen = gateway.call("smart").await;
+    assert_eq!(seen[0], "status streaming anthropic/claude-sonnet-4-5");
+    assert_eq!(gateway.openai.requests().len(), 1);
 }
