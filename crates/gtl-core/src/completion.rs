@@ -39,16 +39,28 @@ pub struct Completion {
     pub finished: bool,
 }
 
+/// The `status` state with which a router tells the client to discard the
+/// answer so far: the next provider answers from the start.
+pub const RESTARTED: &str = "restarted";
+
 impl Completion {
     /// Folds one event into the aggregate.
     ///
-    /// Tokens are concatenated, tool calls and patches collected, usage
+    /// Tokens are concatenated, tool calls and patches collected (and
+    /// dropped again by a `status {state: "restarted"}`), usage
     /// merged (a later non-zero value replaces an earlier one; a zero never
     /// overwrites), `done` sets the finish reason and `error` is recorded.
     /// Bodies that are not session events are ignored.
     pub fn push(&mut self, body: &Body) {
         match body {
             Body::Status(status) => {
+                // A router restarted the answer on another provider: what
+                // came before is not part of it (docs/protocol.md §4.1).
+                if status.state == RESTARTED {
+                    self.text.clear();
+                    self.tool_calls.clear();
+                    self.patches.clear();
+                }
                 if !status.provider.is_empty() {
                     self.provider.clone_from(&status.provider);
                 }
@@ -163,6 +175,31 @@ mod tests {
         Body::Done(Done {
             finish_reason: reason.into(),
         })
+    }
+
+    #[test]
+    fn a_restart_drops_the_answer_so_far() {
+        let status = |state: &str, provider: &str| {
+            Body::Status(Status {
+                state: state.into(),
+                provider: provider.into(),
+                model: "m".into(),
+                reason: String::new(),
+            })
+        };
+        let mut completion = Completion::default();
+        for body in [
+            status("streaming", "a"),
+            token("Partial"),
+            status(RESTARTED, "a"),
+            status("streaming", "b"),
+            token("Whole"),
+            done("stop"),
+        ] {
+            completion.push(&body);
+        }
+        assert_eq!(completion.text, "Whole");
+        assert_eq!(completion.provider, "b");
     }
 
     #[test]

@@ -53,7 +53,7 @@ mod provider;
 mod session;
 mod store;
 
-pub use completion::Completion;
+pub use completion::{Completion, RESTARTED};
 pub use provider::{EventStream, Provider, ProviderError, complete};
 #[cfg(feature = "redb")]
 pub use store::RedbStore;

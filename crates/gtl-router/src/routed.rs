@@ -336,14 +336,14 @@ impl Call {
             (true, AfterFirstToken::Restart) if go_on => {
                 self.partial.clear();
                 self.tool_output = false;
-                "restarted"
+                gtl_core::RESTARTED
             }
             // Text continues; a tool call cannot, so it restarts instead.
             (true, AfterFirstToken::Continue) if go_on && !self.tool_output => "continuing",
             (true, AfterFirstToken::Continue) if go_on => {
                 self.partial.clear();
                 self.tool_output = false;
-                "restarted"
+                gtl_core::RESTARTED
             }
             _ => {
                 self.fail(error, tx).await;

@@ -327,6 +327,11 @@ impl Transcript {
         match body {
             Body::Token(token) => self.text.push_str(&token.text),
             Body::ToolCall(call) => self.tool_calls.push(call.clone()),
+            // The turn's answer starts again on another provider.
+            Body::Status(status) if status.state == crate::completion::RESTARTED => {
+                self.text.clear();
+                self.tool_calls.clear();
+            }
             _ => {}
         }
     }
