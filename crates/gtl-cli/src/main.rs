@@ -304,6 +304,17 @@ async fn chat_command(
         } else {
             match &event.body {
                 Body::Token(token) => write!(stdout, "{}", token.text)?,
+                // A router's failover (docs/routing.md): said on stderr;
+                // after a restart the answer starts again on a new line.
+                Body::Status(status) if status.state != "streaming" => {
+                    if status.state == gtl_client::RESTARTED {
+                        writeln!(stdout)?;
+                    }
+                    eprintln!(
+                        "[{} {}/{}: {}]",
+                        status.state, status.provider, status.model, status.reason
+                    );
+                }
                 Body::ToolCall(call) => {
                     let (name, arguments) = call
                         .function

@@ -90,7 +90,7 @@ mod opts;
 pub use client::{Client, Event, EventStream, PipeSender, ResumePoint, connect};
 pub use endpoint::{ENDPOINT_ENV, default_endpoints};
 pub use error::{ClientError, EndpointFailure, ServerError};
-pub use gtl_core::Completion;
+pub use gtl_core::{Completion, RESTARTED};
 pub use gtl_proto as proto;
 pub use gtl_proto::ErrorCode;
 /// Whom TLS endpoints trust: the system's roots, a CA file, or one
