@@ -179,8 +179,8 @@ impl RouteConfig {
     }
 }
 
-/// Per-route timeouts in seconds (fractions allowed); unset ones fall back
-/// to the router's [`Timeouts`].
+/// Per-route timeouts in seconds (fractions allowed; 0 turns one off);
+/// unset ones fall back to the router's [`Timeouts`].
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -224,13 +224,18 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    /// These timeouts with `overrides` applied. Non-finite or negative
-    /// values are ignored.
+    /// A timeout that is off: a century, so deadlines computed from it
+    /// stay representable.
+    pub const OFF: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+    /// These timeouts with `overrides` applied. 0 turns a timeout off (as
+    /// every timeout of the server's); non-finite or negative values are
+    /// ignored.
     pub fn with(self, overrides: &TimeoutOverrides) -> Self {
-        let pick = |value: Option<f64>, default: Duration| {
-            value
-                .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-                .unwrap_or(default)
+        let pick = |value: Option<f64>, default: Duration| match value {
+            Some(0.0) => Self::OFF,
+            Some(secs) => Duration::try_from_secs_f64(secs).unwrap_or(default),
+            None => default,
         };
         Self {
             connect: pick(overrides.connect_secs, self.connect),
@@ -320,5 +325,25 @@ impl RouterConfig {
     /// The timeouts with the configured defaults applied.
     pub fn timeouts(&self) -> Timeouts {
         Timeouts::default().with(&self.timeouts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_turns_a_timeout_off_and_unset_keeps_the_default() {
+        let overrides = TimeoutOverrides {
+            idle_secs: Some(0.0),
+            first_token_secs: Some(1.5),
+            total_secs: Some(-3.0),
+            ..TimeoutOverrides::default()
+        };
+        let timeouts = Timeouts::default().with(&overrides);
+        assert_eq!(timeouts.idle, Timeouts::OFF);
+        assert_eq!(timeouts.first_token, Duration::from_millis(1500));
+        assert_eq!(timeouts.total, Timeouts::default().total);
+        assert_eq!(timeouts.connect, Timeouts::default().connect);
     }
 }
