@@ -218,7 +218,10 @@ impl Driver {
         let endpoint = &self.endpoints[index];
         let url = endpoint.to_string();
         let embedded = &mut self.embedded;
-        let hello = self.hello.clone();
+        let mut hello = self.hello.clone();
+        if hello.token.is_empty() && endpoint.is_loopback_network() {
+            hello.token = crate::endpoint::local_token().unwrap_or_default();
+        }
         let trust = self.trust.as_ref();
         let attempt = async {
             let mut conn = endpoint.open(embedded, trust).await?;

@@ -52,7 +52,10 @@ fn opts(gateway: &Gateway, transport: Transport, token: Option<&str>) -> Connect
 async fn outcome(opts: ConnectOpts) -> Option<ErrorCode> {
     let client = match connect(opts).await {
         Ok(client) => client,
-        Err(e) => return Some(e.code().unwrap_or(ErrorCode::Unspecified)),
+        Err(e) => {
+            eprintln!("connect: {e}");
+            return Some(e.code().unwrap_or(ErrorCode::Unspecified));
+        }
     };
     match client.complete(echo("who am I", &[])).await {
         Ok(_) => None,
@@ -194,7 +197,72 @@ async fn another_subjects_session_is_as_unknown_as_a_missing_one(transport: Tran
     assert_eq!(denied, Some(ErrorCode::PermissionDenied), "{transport:?}");
 }
 
+/// The test RSA key pair of the gtl-auth crate.
+fn rsa_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gtl-auth/tests/auth/keys")
+        .join(name)
+}
+
+/// A gateway checking RS256 tokens against a PEM public key, with an
+/// issuer: the algorithm is pinned to the key, the issuer and the time
+/// are checked.
+async fn a_public_key_gateway_checks_algorithm_issuer_and_time(transport: Transport) {
+    const ISSUER: &str = "https://issuer.gtl.test";
+    let gateway = Gateway::start_with(|config| {
+        config.auth.public_key = Some(rsa_file("rsa.pub"));
+        config.auth.issuer = Some(ISSUER.into());
+    })
+    .await;
+    let private = SigningKey::Pem {
+        pem: std::fs::read(rsa_file("rsa.key")).unwrap(),
+        kid: None,
+    };
+    let claims = |issuer: Option<&str>, issued_at: u64| {
+        let mut claims = Mint::new("carol", &["chat:*"], issued_at, 600);
+        claims.issuer = issuer.map(str::to_owned);
+        claims
+    };
+    let good = mint(&private, &claims(Some(ISSUER), now())).unwrap();
+    // The classic confusion: HS256 with the RSA public key as the secret.
+    let public = std::fs::read(rsa_file("rsa.pub")).unwrap();
+    let confused = mint(&SigningKey::Hs256(public), &claims(Some(ISSUER), now())).unwrap();
+    let bad = [
+        ("HS256 signed with the RSA public key", confused),
+        (
+            "wrong issuer",
+            mint(&private, &claims(Some("https://elsewhere.test"), now())).unwrap(),
+        ),
+        ("no issuer", mint(&private, &claims(None, now())).unwrap()),
+        (
+            "not yet valid",
+            mint(&private, &claims(Some(ISSUER), now() + 3600)).unwrap(),
+        ),
+    ];
+    for (name, token) in &bad {
+        let code = outcome(opts(&gateway, transport, Some(token))).await;
+        assert_eq!(
+            code,
+            Some(ErrorCode::Unauthenticated),
+            "{transport:?}: {name}"
+        );
+    }
+    if transport != Transport::Stdio {
+        assert_eq!(
+            gateway.echo.stats().started,
+            0,
+            "{transport:?}: nothing reached the provider"
+        );
+    }
+    assert_eq!(
+        outcome(opts(&gateway, transport, Some(&good))).await,
+        None,
+        "{transport:?}"
+    );
+}
+
 crate::per_transport!(
+    a_public_key_gateway_checks_algorithm_issuer_and_time,
     every_bad_token_is_refused_and_nothing_reaches_the_provider,
     another_subjects_session_is_as_unknown_as_a_missing_one,
 );
