@@ -237,7 +237,7 @@ impl CallService {
     /// Hold the returned place for as long as the connection is open.
     pub fn admit_subject(&self, principal: &Principal) -> Result<SubjectConnection, CallError> {
         if principal.scopes.is_none() {
-            return Ok(SubjectConnection(None));
+            return Ok(SubjectConnection { _slot: None });
         }
         let mut open = self
             .subject_connections
@@ -255,10 +255,12 @@ impl CallService {
             ));
         }
         *count += 1;
-        Ok(SubjectConnection(Some(CallSlot {
-            calls: self.subject_connections.clone(),
-            subject: principal.subject.clone(),
-        })))
+        Ok(SubjectConnection {
+            _slot: Some(CallSlot {
+                calls: self.subject_connections.clone(),
+                subject: principal.subject.clone(),
+            }),
+        })
     }
 
     /// Decides who a caller is, once per connection (or per request on
@@ -551,7 +553,9 @@ mod tests {
 /// A connection's place among its subject's open ones (see
 /// [`CallService::admit_subject`]); dropping it frees the place.
 #[derive(Debug)]
-pub struct SubjectConnection(Option<CallSlot>);
+pub struct SubjectConnection {
+    _slot: Option<CallSlot>,
+}
 
 /// One running call (or open connection) of a subject; dropping it (when
 /// the session's provider is let go) frees the place.
