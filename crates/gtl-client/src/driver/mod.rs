@@ -479,12 +479,16 @@ impl Driver {
     }
 }
 
-/// Codes with which a gateway refuses a whole connection: reconnecting with
-/// the same credentials cannot help.
+/// Codes with which a gateway refuses a whole connection: reconnecting at
+/// once with the same credentials cannot help (`RATE_LIMIT`: the subject
+/// has all the connections it may open).
 fn refuses_connection(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::Unauthenticated | ErrorCode::PermissionDenied | ErrorCode::VersionUnsupported
+        ErrorCode::Unauthenticated
+            | ErrorCode::PermissionDenied
+            | ErrorCode::VersionUnsupported
+            | ErrorCode::RateLimit
     )
 }
 

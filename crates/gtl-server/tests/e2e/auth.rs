@@ -411,6 +411,56 @@ async fn a_subject_is_held_to_its_rate_and_its_running_calls() {
     assert_eq!(bob.complete(echo("bob", &[])).await.unwrap().text, "bob");
 }
 
+/// A subject's open connections are bounded on every connection-carrying
+/// transport together: one more is refused in its handshake with
+/// `RATE_LIMIT`, another subject is not affected, and a closed connection
+/// frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_is_held_to_its_open_connections() {
+    let secret = tempfile::tempdir().unwrap();
+    let path = secret.path().join("hs256.secret");
+    std::fs::write(&path, SECRET).unwrap();
+    let gateway = Gateway::start_with(|config| {
+        config.auth.hs256_secret_file = Some(path);
+        config.limits.max_connections_per_subject = 1;
+    })
+    .await;
+    let alice = token("alice", &["chat:*"]);
+    let held = connect(opts(&gateway, Transport::Tcp, Some(&alice)))
+        .await
+        .unwrap();
+    assert_eq!(held.complete(echo("held", &[])).await.unwrap().text, "held");
+    for transport in [
+        Transport::Uds,
+        Transport::Tcp,
+        Transport::Ws,
+        Transport::Grpc,
+        Transport::Quic,
+        Transport::Wt,
+    ] {
+        let refused = outcome(opts(&gateway, transport, Some(&alice))).await;
+        assert_eq!(refused, Some(ErrorCode::RateLimit), "{transport:?}");
+    }
+    let bob = token("bob", &["chat:*"]);
+    assert_eq!(
+        outcome(opts(&gateway, Transport::Ws, Some(&bob))).await,
+        None
+    );
+    // The place is given back when the held connection closes.
+    drop(held);
+    let mut admitted = None;
+    for _ in 0..200 {
+        match outcome(opts(&gateway, Transport::Quic, Some(&alice))).await {
+            Some(ErrorCode::RateLimit) => tokio::task::yield_now().await,
+            other => {
+                admitted = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(admitted, Some(None), "alice's place was not freed");
+}
+
 /// The `age` CLI on `PATH` (`.ci/run` installs it); `None` with a note
 /// outside CI, a failure in CI.
 fn age_cli() -> Option<std::path::PathBuf> {
