@@ -41,6 +41,11 @@ pub(crate) async fn run() -> Result<()> {
         .with_api_key("mock-key");
     registry.add(gtl_providers::build(openai)?);
     let server = Server::bind(&config, registry).await?;
+    let token = std::fs::read_to_string(
+        server
+            .local_token_path()
+            .context("the gateway writes no local token")?,
+    )?;
     let http = server
         .endpoints()
         .into_iter()
@@ -52,7 +57,16 @@ pub(crate) async fn run() -> Result<()> {
     }));
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().build()?;
+    // As an SDK does: the key (here the gateway's local token) on every
+    // request, to the gateway and to the upstream alike.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim()).parse()?,
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
     let direct = format!("{}/v1/chat/completions", upstream.url());
     let gateway = format!("{http}/v1/chat/completions");
     println!(

@@ -61,6 +61,7 @@ async fn gateway(
     persist: bool,
 ) -> Result<(
     Vec<String>,
+    String,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 )> {
@@ -74,18 +75,26 @@ async fn gateway(
     config.sessions.persist = persist;
     let server = Server::bind(&config, default_registry(&config)?).await?;
     let endpoints = server.endpoints();
+    let token = std::fs::read_to_string(
+        server
+            .local_token_path()
+            .context("the gateway writes no local token")?,
+    )?
+    .trim()
+    .to_owned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    Ok((endpoints, stop, serving))
+    Ok((endpoints, token, stop, serving))
 }
 
 async fn run(server_bin: Option<PathBuf>) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (endpoints, stop, serving) = gateway(dir.path(), true).await?;
+    let (endpoints, token, stop, serving) = gateway(dir.path(), true).await?;
     let memory_dir = tempfile::tempdir()?;
-    let (memory_endpoints, memory_stop, memory_serving) = gateway(memory_dir.path(), false).await?;
+    let (memory_endpoints, _, memory_stop, memory_serving) =
+        gateway(memory_dir.path(), false).await?;
 
     let mut transports: Vec<(&str, String)> = Vec::new();
     for endpoint in &endpoints {
@@ -125,8 +134,17 @@ async fn run(server_bin: Option<PathBuf>) -> Result<()> {
     );
     println!("|---|---|---|---|---|---|---|");
     for (name, endpoint) in transports {
-        let handshake = connect_time(&endpoint).await?;
-        let client = connect(ConnectOpts::new([endpoint.clone()]))
+        // What `gtl` does: the local token to loopback network endpoints.
+        let opts = if endpoint.starts_with("unix:")
+            || endpoint.starts_with("stdio:")
+            || endpoint.starts_with("embedded:")
+        {
+            ConnectOpts::new([endpoint.clone()])
+        } else {
+            ConnectOpts::new([endpoint.clone()]).with_token(token.clone())
+        };
+        let handshake = connect_time(&opts).await?;
+        let client = connect(opts)
             .await
             .with_context(|| format!("connecting to {endpoint}"))?;
         let first = first_token(&client).await?;
@@ -191,11 +209,11 @@ async fn count_tokens(client: &Client, request: CompletionRequest) -> Result<usi
 
 /// New connections, one at a time, each through the hello/welcome
 /// exchange (for QUIC and WebTransport the 1-RTT TLS handshake too): p50.
-async fn connect_time(endpoint: &str) -> Result<Duration> {
+async fn connect_time(opts: &ConnectOpts) -> Result<Duration> {
     let mut samples = Vec::with_capacity(CONNECTS);
     for _ in 0..CONNECTS {
         let start = Instant::now();
-        let client = connect(ConnectOpts::new([endpoint.to_owned()])).await?;
+        let client = connect(opts.clone()).await?;
         samples.push(start.elapsed());
         drop(client);
     }

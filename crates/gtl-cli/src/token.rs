@@ -1,5 +1,6 @@
-//! `gtl token`: mint GhostTokens for development and tests, and inspect
-//! one against a server's `[auth]`, saying which check fails.
+//! `gtl token`: mint GhostTokens for development and tests, inspect one
+//! against a server's `[auth]` (saying which check fails), and show the
+//! local gateway's own token.
 
 use std::path::PathBuf;
 
@@ -20,6 +21,10 @@ enum TokenCommand {
     Mint(Mint),
     /// Decode a token, and with --config check it as that server would.
     Inspect(Inspect),
+    /// Print the local gateway's token (`<data dir>/local.token`), for
+    /// tools that reach its loopback ports: curl, grpcurl, the OpenAI and
+    /// Anthropic SDKs (as their API key). gtl sends it by itself.
+    Show,
     /// Encrypt a provider API key to a server (`gtl-server
     /// --print-recipient`), for a token's provider_keys. The key is read
     /// from --key-env or standard input, never from the command line.
@@ -84,6 +89,18 @@ pub(crate) async fn run(token: &Token) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Inspect(args) => inspect(args).await,
+        TokenCommand::Show => {
+            let path = gtl_client::local_token_path();
+            let token = gtl_client::local_token().with_context(|| {
+                format!(
+                    "no local token at {}: start gtl-server (it writes one for its own user), \
+                     or set GTL_DATA_DIR to the data dir of the gateway you want",
+                    path.display()
+                )
+            })?;
+            println!("{token}");
+            Ok(())
+        }
         TokenCommand::EncryptKey(args) => {
             print!("{}", encrypt_key(args)?);
             Ok(())

@@ -227,23 +227,8 @@ fn trust_for(url: &str, trust: Option<&Trust>) -> Result<Trust, TransportError> 
     if let Some((_, hex)) = url.split_once("?cert_sha256=") {
         return Trust::sha256_hex(hex).map_err(|e| endpoint_error(e.to_string()));
     }
-    let authority = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     let local = local_certificate();
-    if loopback && local.is_file() {
+    if is_loopback_url(url) && local.is_file() {
         use rustls::pki_types::pem::PemObject as _;
         if let Ok(cert) = rustls::pki_types::CertificateDer::from_pem_file(&local) {
             return Ok(Trust::Sha256(gtl_transport_quic::cert_sha256(&cert)));
@@ -347,6 +332,17 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
+    /// Whether this is a network endpoint on this host (where the local
+    /// gateway's token applies); a Unix socket, stdio or the in-process
+    /// gateway needs no token.
+    pub(crate) fn is_loopback_network(&self) -> bool {
+        match self {
+            Self::Tcp(addr) => is_loopback_url(addr),
+            Self::Remote(_, url) => is_loopback_url(url),
+            Self::Stdio(_) | Self::Unix(_) | Self::Embedded => false,
+        }
+    }
+
     /// Parses `stdio://CMD ARGS…`, `unix:///path`, `tcp://host:port` or
     /// `embedded://`.
     pub(crate) fn parse(url: &str) -> Result<Self, ClientError> {
@@ -532,6 +528,41 @@ fn local_wt_trust(connector: gtl_transport_quic::WtConnector) -> gtl_transport_q
     }
 }
 
+/// Whether `url` (`scheme://host:port/…`, or `host:port`) names this host.
+fn is_loopback_url(url: &str) -> bool {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The local gateway's token (`<data dir>/local.token`, written by
+/// gtl-server for its own user), when this user can read it: what a
+/// client sends to a loopback network endpoint when it was given no
+/// token, since the gateway trusts no loopback peer without one.
+pub fn local_token() -> Option<String> {
+    let text = std::fs::read_to_string(local_token_path()).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+/// Where the local gateway writes its token: `<data dir>/local.token`
+/// (`$GTL_DATA_DIR`, else `$XDG_DATA_HOME/gtl`, else `~/.local/share/gtl`).
+pub fn local_token_path() -> PathBuf {
+    default_data_dir().join("local.token")
+}
+
 /// The local gateway's certificate, `<data dir>/tls/cert.pem`.
 #[cfg(any(feature = "quic", feature = "wt", feature = "tls"))]
 fn local_certificate() -> PathBuf {
@@ -692,6 +723,24 @@ mod tests {
 
     fn parse(url: &str) -> Result<Endpoint, ClientError> {
         Endpoint::parse(url)
+    }
+
+    #[test]
+    fn only_network_endpoints_on_this_host_get_the_local_token() {
+        for (url, local) in [
+            ("tcp://127.0.0.1:7301", true),
+            ("tcp://[::1]:7301", true),
+            ("tcp://localhost:7301", true),
+            ("tcp://10.0.0.2:7301", false),
+            ("tcp://gateway.example:7301", false),
+            ("unix:///run/gtl.sock", false),
+            ("stdio://gtl-server --stdio", false),
+        ] {
+            assert_eq!(parse(url).unwrap().is_loopback_network(), local, "{url}");
+        }
+        assert!(is_loopback_url("quic://127.0.0.1:7302?cert_sha256=00"));
+        assert!(is_loopback_url("ws://localhost:7300/gtl/v1/ws"));
+        assert!(!is_loopback_url("wss://127.0.0.1.example:443/gtl/v1/ws"));
     }
 
     #[test]

@@ -88,7 +88,7 @@ mod error;
 mod opts;
 
 pub use client::{Client, Event, EventStream, PipeSender, ResumePoint, connect};
-pub use endpoint::{ENDPOINT_ENV, default_endpoints};
+pub use endpoint::{ENDPOINT_ENV, default_endpoints, local_token, local_token_path};
 pub use error::{ClientError, EndpointFailure, ServerError};
 pub use gtl_core::{Completion, RESTARTED};
 pub use gtl_proto as proto;

@@ -13,10 +13,11 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use gtl_auth::{Claims, Keys, Settings, TokenError, Verifier};
-use gtl_service::{Authenticator, TokenVerifier};
+use gtl_service::{Authenticator, LocalUsers, TokenVerifier};
 use tokio::sync::Notify;
 
 use crate::config::{Auth, Config};
+use crate::local_token::LocalToken;
 
 /// How often a JWKS is fetched again.
 const REFRESH_EVERY: Duration = Duration::from_secs(3600);
@@ -30,13 +31,28 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 #[error("[auth]: {0}")]
 pub struct AuthConfigError(String);
 
-/// The authenticator `config` describes.
-pub(crate) async fn authenticator(config: &Config) -> Result<Authenticator, AuthConfigError> {
-    let plain = Authenticator::new(config.auth.trust_same_host);
-    Ok(match token_verifier(config).await? {
-        Some(verifier) => plain.with_tokens(verifier, own_uid()),
-        None => plain,
-    })
+/// The authenticator `config` describes; `local` is the server's local
+/// token, when it writes one.
+pub(crate) async fn authenticator(
+    config: &Config,
+    local: Option<&LocalToken>,
+) -> Result<Authenticator, AuthConfigError> {
+    let auth = &config.auth;
+    let mut authenticator = if auth.trust_same_host {
+        Authenticator::local_users(
+            LocalUsers::new(own_uid())
+                .with_others(auth.trusted_uids.clone(), auth.trusted_gids.clone()),
+        )
+    } else {
+        Authenticator::new(false)
+    };
+    if let Some(verifier) = token_verifier(config).await? {
+        authenticator = authenticator.with_tokens(verifier);
+    }
+    if let Some(local) = local {
+        authenticator = authenticator.with_local_token(local.verifier());
+    }
+    Ok(authenticator)
 }
 
 /// The GhostToken verifier `[auth]` describes (its keys loaded, a JWKS

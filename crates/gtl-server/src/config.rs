@@ -227,11 +227,23 @@ impl Default for Audit {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Auth {
-    /// Trust same-host peers (stdio, Unix sockets, loopback TCP) without a
-    /// token: the OS already says who they are. Each user is its own subject
-    /// (`uid:<n>`), owning its own sessions. Once tokens are verified, only
-    /// Unix-socket and stdio peers running as the server's own user are.
+    /// Trust, without a token, the callers whose user the kernel names end
+    /// to end: stdio, and Unix-socket peers running as the server's own
+    /// user (or one of `trusted_uids` / `trusted_gids`). Each user is its
+    /// own subject (`uid:<n>`), owning its own sessions. Loopback TCP, HTTP
+    /// and QUIC peers are never trusted this way: they present a token (on
+    /// this host, the local one).
     pub trust_same_host: bool,
+    /// Other users trusted on the Unix socket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_uids: Vec<u32>,
+    /// Groups whose members are trusted on the Unix socket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_gids: Vec<u32>,
+    /// Write `<data dir>/local.token` (readable by the server's user only)
+    /// and accept it from this host: how the server's own user's tools
+    /// reach its loopback network listeners. `gtl token show` prints it.
+    pub local_token: bool,
     /// GhostTokens must have this `iss` (defaults to `oidc_issuer`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
@@ -330,6 +342,10 @@ pub struct Limits {
     /// Calls one token subject may start per minute (0: no limit); more are
     /// refused with `RATE_LIMIT`. Trusted local users are not limited.
     pub calls_per_minute_per_subject: u32,
+    /// Connections one token subject may hold open, from wherever they
+    /// come (local users are counted per peer); more are refused with
+    /// `RATE_LIMIT`.
+    pub max_connections_per_subject: usize,
     /// Seconds the server takes at most to stop on SIGTERM.
     pub shutdown_timeout_secs: u64,
 }
@@ -408,6 +424,9 @@ impl Default for Auth {
         let verify = gtl_auth::Settings::default();
         Self {
             trust_same_host: true,
+            trusted_uids: Vec::new(),
+            trusted_gids: Vec::new(),
+            local_token: true,
             issuer: None,
             audience: verify.audience,
             jwks_url: None,
@@ -449,6 +468,7 @@ impl Default for Limits {
             connection_memory_bytes: 64 << 20,
             max_calls_per_subject: 256,
             calls_per_minute_per_subject: 600,
+            max_connections_per_subject: 1024,
             shutdown_timeout_secs: 10,
         }
     }
@@ -580,6 +600,7 @@ impl Config {
         out.connection_memory = limits.connection_memory_bytes;
         out.max_calls_per_subject = limits.max_calls_per_subject.max(1);
         out.calls_per_minute_per_subject = limits.calls_per_minute_per_subject;
+        out.max_connections_per_subject = limits.max_connections_per_subject.max(1);
         out
     }
 

@@ -30,6 +30,7 @@
 mod audit;
 mod auth;
 pub mod config;
+pub mod local_token;
 pub mod provider_keys;
 mod providers;
 mod server;

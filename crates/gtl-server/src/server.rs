@@ -39,6 +39,9 @@ pub enum ServerError {
     /// The identity that opens callers' provider keys is unusable.
     #[error("provider-key identity: {0}")]
     ProviderKeys(String),
+    /// The local token's key could not be read or created.
+    #[error("local token: {0}")]
+    LocalToken(String),
     /// The TLS certificate could not be created or loaded.
     #[error("TLS: {0}")]
     Tls(String),
@@ -108,6 +111,8 @@ pub struct Server {
     h3: Option<quinn::Endpoint>,
     /// The certificate every TLS listener presents, when one is on.
     identity: Option<Arc<ServerIdentity>>,
+    /// Renewed while the server runs, when it writes one.
+    local_token: Option<crate::local_token::LocalToken>,
     shutdown_timeout: Duration,
 }
 
@@ -171,10 +176,26 @@ impl Server {
         for route in router.route_names() {
             tracing::info!(route, "route configured");
         }
+        let listen = &config.listen;
+        // The loopback network listeners trust no peer without a token, so
+        // the server's own user gets one.
+        let local_token = if config.auth.local_token
+            && (listen.tcp.enabled
+                || listen.http.enabled
+                || listen.quic.enabled
+                || listen.h3.enabled)
+        {
+            Some(
+                crate::local_token::LocalToken::set_up(&config.data_dir)
+                    .map_err(ServerError::LocalToken)?,
+            )
+        } else {
+            None
+        };
         let service = CallService::new(
             engine,
             router,
-            crate::auth::authenticator(config).await?,
+            crate::auth::authenticator(config, local_token.as_ref()).await?,
             config.connection_limits(),
         );
         let service = match crate::audit::sink(config) {
@@ -190,7 +211,6 @@ impl Server {
             service
         };
         let service = Arc::new(service);
-        let listen = &config.listen;
         let identity = if listen.quic.enabled
             || listen.h3.enabled
             || (listen.tcp.enabled && listen.tcp.tls)
@@ -277,6 +297,7 @@ impl Server {
             quic,
             h3,
             identity,
+            local_token,
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -345,6 +366,13 @@ impl Server {
         self.identity.clone()
     }
 
+    /// The local token's file (`<data dir>/local.token`), when the server
+    /// writes one: the credential of its own user's tools on the loopback
+    /// network listeners.
+    pub fn local_token_path(&self) -> Option<&std::path::Path> {
+        self.local_token.as_ref().map(|local| local.path())
+    }
+
     /// The gateway, for stdio and in-process connections.
     pub fn gateway(&self) -> Gateway {
         self.gateway.clone()
@@ -398,6 +426,9 @@ impl Server {
         }
         if let Some(identity) = self.identity.clone() {
             tasks.spawn(refresh_identity(identity, webtransport));
+        }
+        if let Some(local) = self.local_token {
+            tasks.spawn(local.renew());
         }
         let quic = self.quic;
         if let Some(endpoint) = &quic {

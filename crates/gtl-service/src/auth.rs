@@ -1,16 +1,16 @@
 //! The authentication seam: every call's credentials are checked here, the
 //! same way for every transport.
 //!
-//! Two ways in:
+//! Three ways in:
 //!
-//! - **Same-host trust** (by configuration): stdio, Unix sockets and
-//!   loopback peers are on this machine, where the OS says who the peer
-//!   is. Each local user is its own subject, `uid:<n>` (on any of those
-//!   transports, so a session started over one resumes over another), and
-//!   owns its own sessions; a peer whose user the OS does not tell is
-//!   `local`. Such a caller has every scope. When tokens are verified too,
-//!   only Unix-socket and stdio peers running as the server's own user are
-//!   trusted this way; loopback TCP, HTTP and QUIC peers need a token.
+//! - **Local users** ([`LocalUsers`]): stdio, in-process and Unix-socket
+//!   callers whose user the kernel names, running as the server's own user
+//!   (or a configured one). Each user is its own subject, `uid:<n>`, owns
+//!   its own sessions and has every scope.
+//! - **The local token**: a token the server signs with a key only it (and
+//!   its user) can read, for its own user's clients on loopback TCP, HTTP
+//!   and QUIC. Its holder is that user's subject, so a session started over
+//!   the Unix socket resumes over QUIC.
 //! - **GhostTokens** (JWTs, [`gtl_auth`]), when a verifier is configured:
 //!   the subject is `sub:<sub>` (never a local user's namespace) and the
 //!   token's scopes bound what it may do ([`Principal::allows`]); its
@@ -115,38 +115,139 @@ impl TokenVerifier for gtl_auth::Verifier {
     }
 }
 
-/// Decides who a connection is.
-#[derive(Debug, Clone)]
-pub struct Authenticator {
-    trust_same_host: bool,
-    tokens: Option<Arc<dyn TokenVerifier>>,
-    /// The server's own user, for same-host trust when tokens are on.
-    own_uid: Option<u32>,
+/// The users a server trusts on this host without a token: those the
+/// kernel names end to end.
+///
+/// stdio and in-process callers run as the server's own user (they
+/// started it, or are it); a Unix-socket peer is trusted when
+/// `SO_PEERCRED` says it runs as that user or as one of `uids`, or in one
+/// of `gids`. Loopback TCP, HTTP and QUIC peers are never trusted this
+/// way: any page a browser on this host loads, and any local user, can
+/// reach those ports. They present a token (on this host, the server's
+/// local one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalUsers {
+    /// The user the server runs as, where known.
+    pub own_uid: Option<u32>,
+    /// Further users trusted on the Unix socket.
+    pub uids: Vec<u32>,
+    /// Groups whose members are trusted on the Unix socket.
+    pub gids: Vec<u32>,
 }
 
-impl Authenticator {
-    /// An authenticator; `trust_same_host` accepts same-host peers without a
-    /// token.
-    pub fn new(trust_same_host: bool) -> Self {
+impl LocalUsers {
+    /// The server's own user only.
+    pub fn new(own_uid: Option<u32>) -> Self {
         Self {
-            trust_same_host,
-            tokens: None,
-            own_uid: None,
+            own_uid,
+            uids: Vec::new(),
+            gids: Vec::new(),
         }
     }
 
-    /// Verifies tokens with `verifier`. Same-host trust then narrows to
-    /// Unix-socket and stdio peers running as `own_uid` (the server's own
-    /// user).
-    pub fn with_tokens(mut self, verifier: Arc<dyn TokenVerifier>, own_uid: Option<u32>) -> Self {
+    /// Also trusts these users and groups on the Unix socket.
+    #[must_use]
+    pub fn with_others(mut self, uids: Vec<u32>, gids: Vec<u32>) -> Self {
+        self.uids = uids;
+        self.gids = gids;
+        self
+    }
+
+    /// The subject of the server's own user.
+    fn own_subject(&self) -> String {
+        self.own_uid
+            .map_or_else(|| "local".to_owned(), |uid| format!("uid:{uid}"))
+    }
+
+    /// The subject `peer` is trusted as, if any.
+    fn subject_of(&self, peer: &PeerInfo) -> Option<String> {
+        match peer.transport {
+            "stdio" | "embedded" => Some(self.own_subject()),
+            "uds" => {
+                let uid = peer.uid?;
+                let trusted = Some(uid) == self.own_uid
+                    || self.uids.contains(&uid)
+                    || peer.gid.is_some_and(|gid| self.gids.contains(&gid));
+                trusted.then(|| format!("uid:{uid}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Who may call without a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Trust {
+    /// Nobody: every caller presents a token.
+    Nobody,
+    /// Every peer on this host, each user its own subject (for embedding
+    /// and tests on a single-user machine).
+    SameHost,
+    /// The users the kernel vouches for (a server's setting).
+    Users(LocalUsers),
+}
+
+/// Decides who a connection is.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    trust: Trust,
+    tokens: Option<Arc<dyn TokenVerifier>>,
+    /// Verifies the server's local token, and whose it is.
+    local_token: Option<(Arc<dyn TokenVerifier>, String)>,
+}
+
+impl Authenticator {
+    /// An authenticator; `trust_same_host` accepts every peer on this host
+    /// without a token, loopback ones included (each user, where the OS
+    /// says, its own subject). A server trusts less:
+    /// [`local_users`](Self::local_users).
+    pub fn new(trust_same_host: bool) -> Self {
+        Self {
+            trust: if trust_same_host {
+                Trust::SameHost
+            } else {
+                Trust::Nobody
+            },
+            tokens: None,
+            local_token: None,
+        }
+    }
+
+    /// An authenticator that trusts only `users` without a token (see
+    /// [`LocalUsers`]).
+    pub fn local_users(users: LocalUsers) -> Self {
+        Self {
+            trust: Trust::Users(users),
+            tokens: None,
+            local_token: None,
+        }
+    }
+
+    /// Verifies GhostTokens with `verifier`.
+    #[must_use]
+    pub fn with_tokens(mut self, verifier: Arc<dyn TokenVerifier>) -> Self {
         self.tokens = Some(verifier);
-        self.own_uid = own_uid;
+        self
+    }
+
+    /// Accepts the server's local token, as `verifier` checks it, from
+    /// peers on this host: its holder is the server's own user (the
+    /// subject of [`LocalUsers::own_uid`], so its sessions are the ones
+    /// that user starts over the Unix socket) with every scope.
+    #[must_use]
+    pub fn with_local_token(mut self, verifier: Arc<dyn TokenVerifier>) -> Self {
+        let subject = match &self.trust {
+            Trust::Users(users) => users.own_subject(),
+            _ => "local".to_owned(),
+        };
+        self.local_token = Some((verifier, subject));
         self
     }
 
     /// Whether tokens are verified.
     pub fn verifies_tokens(&self) -> bool {
-        self.tokens.is_some()
+        self.tokens.is_some() || self.local_token.is_some()
     }
 
     /// Authenticates a caller of the OpenAI- or Anthropic-compatible
@@ -156,11 +257,10 @@ impl Authenticator {
     /// Those SDKs refuse to send a request without a key, and users often
     /// leave their real provider key in the environment. A key that looks
     /// like a JWT is a GhostToken and is verified (when tokens are on);
-    /// any other key of a trusted same-host caller is ignored (never
-    /// checked, logged or forwarded), so any value or none works there, as
-    /// on the native transports without a token.
+    /// any other key is ignored (never checked, logged or forwarded), so
+    /// a trusted caller may send any value.
     pub fn authenticate_api_key(&self, peer: &PeerInfo, key: &str) -> Result<Principal, AuthError> {
-        if self.tokens.is_some() && key.split('.').count() == 3 {
+        if self.verifies_tokens() && key.split('.').count() == 3 {
             return self.authenticate(peer, key);
         }
         self.authenticate(peer, "")
@@ -168,34 +268,22 @@ impl Authenticator {
 
     /// Authenticates a connection from its peer and the hello's token.
     pub fn authenticate(&self, peer: &PeerInfo, token: &str) -> Result<Principal, AuthError> {
-        if !token.is_empty() {
-            let Some(tokens) = &self.tokens else {
-                return Err(AuthError {
-                    code: ErrorCode::Unauthenticated,
-                    message: "token authentication is not configured on this server: connect \
-                              without a token over a same-host transport, or configure [auth]"
-                        .into(),
-                });
-            };
-            return match tokens.verify(token) {
-                Ok(claims) => Ok(Principal {
-                    subject: format!("sub:{}", claims.subject),
-                    scopes: Some(claims.scopes),
-                    expires_at: Some(claims.expires_at),
-                    transport: peer.transport,
-                    provider_keys: claims.provider_keys,
-                }),
-                Err(e) => Err(AuthError {
-                    code: ErrorCode::Unauthenticated,
-                    message: e.to_string(),
-                }),
-            };
+        // Trusting every same-host peer, a server without token keys has
+        // nothing to check a same-host caller's token with, nor needs to
+        // (a local token a client found for another gateway, say).
+        let ignored = self.trust == Trust::SameHost && peer.same_host && !self.verifies_tokens();
+        if !token.is_empty() && !ignored {
+            return self.authenticate_token(peer, token);
         }
-        if self.trusts(peer) {
-            let subject = match peer.uid {
+        let subject = match &self.trust {
+            Trust::Nobody => None,
+            Trust::SameHost => peer.same_host.then(|| match peer.uid {
                 Some(uid) => format!("uid:{uid}"),
                 None => "local".into(),
-            };
+            }),
+            Trust::Users(users) => users.subject_of(peer),
+        };
+        if let Some(subject) = subject {
             return Ok(Principal {
                 transport: peer.transport,
                 ..Principal::local(subject)
@@ -203,29 +291,76 @@ impl Authenticator {
         }
         Err(AuthError {
             code: ErrorCode::Unauthenticated,
-            message: format!(
-                "{} peer {} is not trusted: present a token{}",
-                peer.transport,
-                peer.addr,
-                if self.tokens.is_some() {
-                    ""
-                } else {
-                    " or set auth.trust_same_host"
-                }
-            ),
+            message: self.untrusted(peer),
         })
     }
 
-    fn trusts(&self, peer: &PeerInfo) -> bool {
-        if !self.trust_same_host || !peer.same_host {
-            return false;
+    fn authenticate_token(&self, peer: &PeerInfo, token: &str) -> Result<Principal, AuthError> {
+        let refused = |message: String| AuthError {
+            code: ErrorCode::Unauthenticated,
+            message,
+        };
+        if let Some((local, subject)) = &self.local_token
+            && peer.same_host
+        {
+            match local.verify(token) {
+                Ok(claims) => {
+                    return Ok(Principal {
+                        expires_at: Some(claims.expires_at),
+                        transport: peer.transport,
+                        ..Principal::local(subject.clone())
+                    });
+                }
+                Err(e) if self.tokens.is_none() => {
+                    return Err(refused(format!(
+                        "{e}: this server takes only its local token (`gtl token show` prints \
+                         it); configure [auth] for others"
+                    )));
+                }
+                // Not the local token: perhaps an issuer's.
+                Err(_) => {}
+            }
         }
-        if self.tokens.is_none() {
-            return true;
+        let Some(tokens) = &self.tokens else {
+            return Err(refused(
+                "token authentication is not configured on this server: configure [auth], or, \
+                 on the gateway's host, use its local token (`gtl token show`)"
+                    .into(),
+            ));
+        };
+        let claims = tokens.verify(token).map_err(|e| refused(e.to_string()))?;
+        Ok(Principal {
+            subject: format!("sub:{}", claims.subject),
+            scopes: Some(claims.scopes),
+            expires_at: Some(claims.expires_at),
+            transport: peer.transport,
+            provider_keys: claims.provider_keys,
+        })
+    }
+
+    /// Why `peer` is not trusted without a token, and what to do.
+    fn untrusted(&self, peer: &PeerInfo) -> String {
+        if peer.transport == "uds"
+            && let Trust::Users(_) = self.trust
+        {
+            return match peer.uid {
+                Some(uid) => format!(
+                    "this Unix-socket peer runs as uid {uid}, not as the gateway's user: \
+                     present a token, or add the user to auth.trusted_uids"
+                ),
+                None => "the OS does not say who this Unix-socket peer is: present a token".into(),
+            };
         }
-        // With tokens on, only the server's own user over a channel the
-        // kernel vouches for end to end.
-        matches!(peer.transport, "uds" | "stdio") && peer.uid.is_some() && peer.uid == self.own_uid
+        let local = if peer.same_host && self.local_token.is_some() {
+            " (on this host, the gateway's local token: `gtl token show` prints it, and gtl \
+             sends it by itself)"
+        } else {
+            ""
+        };
+        format!(
+            "{} peer {} is not trusted without a token: present one{local}; see docs/security.md",
+            peer.transport, peer.addr
+        )
     }
 }
 
@@ -274,8 +409,123 @@ mod tests {
             &gtl_auth::Mint::new("alice", &["chat:read"], now, 60),
         )
         .unwrap();
-        let auth = Authenticator::new(true).with_tokens(Arc::new(verifier), Some(1000));
+        let auth =
+            Authenticator::local_users(LocalUsers::new(Some(1000))).with_tokens(Arc::new(verifier));
         (auth, token)
+    }
+
+    fn hs256(
+        secret: &[u8],
+        subject: &str,
+        settings: gtl_auth::Settings,
+    ) -> (Arc<dyn TokenVerifier>, String) {
+        let verifier =
+            gtl_auth::Verifier::new(gtl_auth::Keys::from_secret(secret).unwrap(), settings);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = gtl_auth::mint(
+            &gtl_auth::SigningKey::Hs256(secret.to_vec()),
+            &gtl_auth::Mint::new(subject, &["chat:*"], now, 60),
+        )
+        .unwrap();
+        (Arc::new(verifier), token)
+    }
+
+    #[test]
+    fn loopback_peers_need_a_token_and_the_local_one_is_the_servers_user() {
+        let (local, token) = hs256(
+            b"local-key-local-key-local-key-32",
+            "me",
+            Default::default(),
+        );
+        let auth = Authenticator::local_users(LocalUsers::new(Some(1000))).with_local_token(local);
+        let tcp = PeerInfo::new("tcp", "127.0.0.1:5000").with_uid(Some(1000));
+        let err = auth.authenticate(&tcp, "").unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthenticated);
+        assert!(err.message.contains("gtl token show"), "{}", err.message);
+        let principal = auth.authenticate(&tcp, &token).unwrap();
+        assert_eq!(principal.subject, "uid:1000");
+        assert!(principal.allows(Operation::ControlSession));
+        assert!(principal.expires_at.is_some());
+        // The same token from another host is refused: it proves nothing there.
+        let remote = PeerInfo::new("tcp", "10.0.0.2:5000").with_same_host(false);
+        assert!(auth.authenticate(&remote, &token).is_err());
+        // A token signed with another key is not the local one.
+        let (_, forged) = hs256(
+            b"someone-elses-key-someone-elses!",
+            "me",
+            Default::default(),
+        );
+        let err = auth.authenticate(&tcp, &forged).unwrap_err();
+        assert!(err.message.contains("local token"), "{}", err.message);
+        // The compatible APIs take it as their API key; other keys are not trusted.
+        assert_eq!(
+            auth.authenticate_api_key(&tcp, &token).unwrap().subject,
+            "uid:1000"
+        );
+        assert!(auth.authenticate_api_key(&tcp, "sk-anything").is_err());
+        // stdio and the server's own user on its socket need nothing.
+        let stdio = PeerInfo::new("stdio", "-");
+        assert_eq!(auth.authenticate(&stdio, "").unwrap().subject, "uid:1000");
+        let own = PeerInfo::new("uds", "/run/gtl.sock").with_uid(Some(1000));
+        assert_eq!(auth.authenticate(&own, "").unwrap().subject, "uid:1000");
+    }
+
+    #[test]
+    fn the_local_token_and_an_issuers_tokens_are_told_apart() {
+        let (local, local_token) = hs256(
+            b"local-key-local-key-local-key-32",
+            "me",
+            Default::default(),
+        );
+        let (issuer, issued) = hs256(
+            b"issuer-key-issuer-key-issuer-key",
+            "alice",
+            Default::default(),
+        );
+        let auth = Authenticator::local_users(LocalUsers::new(Some(1000)))
+            .with_tokens(issuer)
+            .with_local_token(local);
+        let tcp = PeerInfo::new("tcp", "127.0.0.1:5000");
+        assert_eq!(
+            auth.authenticate(&tcp, &local_token).unwrap().subject,
+            "uid:1000"
+        );
+        let principal = auth.authenticate(&tcp, &issued).unwrap();
+        assert_eq!(principal.subject, "sub:alice");
+        assert!(!principal.allows(Operation::ReadSession));
+    }
+
+    #[test]
+    fn other_users_on_the_socket_are_trusted_only_when_listed() {
+        let peer = |uid, gid| {
+            PeerInfo::new("uds", "/run/gtl.sock")
+                .with_uid(Some(uid))
+                .with_gid(Some(gid))
+        };
+        let own_only = Authenticator::local_users(LocalUsers::new(Some(1000)));
+        let err = own_only.authenticate(&peer(1001, 1001), "").unwrap_err();
+        assert!(err.message.contains("uid 1001"), "{}", err.message);
+        let listed = Authenticator::local_users(
+            LocalUsers::new(Some(1000)).with_others(vec![1001], vec![2000]),
+        );
+        assert_eq!(
+            listed.authenticate(&peer(1001, 1001), "").unwrap().subject,
+            "uid:1001"
+        );
+        assert_eq!(
+            listed.authenticate(&peer(1002, 2000), "").unwrap().subject,
+            "uid:1002"
+        );
+        assert!(listed.authenticate(&peer(1003, 1003), "").is_err());
+        // A socket peer the OS does not name is never trusted.
+        assert!(
+            listed
+                .authenticate(&PeerInfo::new("uds", "/run/gtl.sock"), "")
+                .is_err()
+        );
     }
 
     #[test]
@@ -333,10 +583,24 @@ mod tests {
 
     #[test]
     fn tokens_are_refused_until_token_auth_exists() {
-        let local = PeerInfo::new("uds", "/run/gtl.sock");
+        let remote = PeerInfo::new("tcp", "10.0.0.2:5000").with_same_host(false);
         let err = Authenticator::new(true)
-            .authenticate(&local, "eyJ...")
+            .authenticate(&remote, "eyJ...")
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::Unauthenticated);
+        assert!(err.message.contains("not configured"), "{}", err.message);
+        let err = Authenticator::local_users(LocalUsers::new(Some(1000)))
+            .authenticate(&PeerInfo::new("tcp", "127.0.0.1:5000"), "eyJ...")
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unauthenticated);
+        // Trusting every same-host peer anyway, such a server ignores theirs.
+        let local = PeerInfo::new("tcp", "127.0.0.1:5000");
+        assert_eq!(
+            Authenticator::new(true)
+                .authenticate(&local, "eyJ...")
+                .unwrap()
+                .subject,
+            "local"
+        );
     }
 }

@@ -51,7 +51,9 @@ mod framed;
 mod service;
 
 pub use audit::{AuditRecord, AuditSink};
-pub use auth::{AuthError, Authenticator, KeyOpener, Principal, TokenVerifier};
+pub use auth::{AuthError, Authenticator, KeyOpener, LocalUsers, Principal, TokenVerifier};
 pub use events::{BATCH, CallEvents};
-pub use framed::{SERVER_NAME, serve as serve_framed, serve_calls};
-pub use service::{Admission, CallError, CallService, ConnectionLimits};
+pub use framed::{
+    SERVER_NAME, serve as serve_framed, serve_calls, serve_with_bearer as serve_framed_with_bearer,
+};
+pub use service::{Admission, CallError, CallService, ConnectionLimits, SubjectConnection};

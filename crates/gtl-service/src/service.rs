@@ -86,6 +86,9 @@ pub struct ConnectionLimits {
     /// Calls one token subject may start per minute (0: no limit). Trusted
     /// local users are not rate-limited.
     pub calls_per_minute_per_subject: u32,
+    /// Open connections of one token subject, from wherever they come
+    /// (local users are counted per peer).
+    pub max_connections_per_subject: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -101,6 +104,7 @@ impl Default for ConnectionLimits {
             connection_memory: 64 << 20,
             max_calls_per_subject: 256,
             calls_per_minute_per_subject: 600,
+            max_connections_per_subject: 1024,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct CallService {
     audit: Option<Arc<dyn AuditSink>>,
     /// Running calls per subject.
     subject_calls: Arc<Mutex<HashMap<String, usize>>>,
+    /// Open connections per token subject.
+    subject_connections: Arc<Mutex<HashMap<String, usize>>>,
     /// Calls started per subject, per minute.
     subject_rate: Option<governor::DefaultKeyedRateLimiter<String>>,
     /// Opens callers' own provider keys.
@@ -165,6 +171,7 @@ impl CallService {
             connections: Mutex::new((0, HashMap::new())),
             audit: None,
             subject_calls: Arc::default(),
+            subject_connections: Arc::default(),
             subject_rate,
             key_opener: None,
         }
@@ -223,6 +230,38 @@ impl CallService {
         Ok(Admission {
             service: self.clone(),
             peer: key,
+        })
+    }
+
+    /// Counts a connection of `principal` against its subject's cap
+    /// (token subjects only: a local user's connections are counted per
+    /// peer by [`admit`](Self::admit)), or refuses it with `RATE_LIMIT`.
+    /// Hold the returned place for as long as the connection is open.
+    pub fn admit_subject(&self, principal: &Principal) -> Result<SubjectConnection, CallError> {
+        if principal.scopes.is_none() {
+            return Ok(SubjectConnection { _slot: None });
+        }
+        let mut open = self
+            .subject_connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(principal.subject.clone()).or_default();
+        if *count >= self.limits.max_connections_per_subject {
+            return Err(CallError::new(
+                ErrorCode::RateLimit,
+                format!(
+                    "{} has its maximum of {} connections open: close some or reuse one \
+                     (a connection carries many calls)",
+                    principal.subject, self.limits.max_connections_per_subject
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(SubjectConnection {
+            _slot: Some(CallSlot {
+                calls: self.subject_connections.clone(),
+                subject: principal.subject.clone(),
+            }),
         })
     }
 
@@ -575,8 +614,15 @@ mod tests {
     }
 }
 
-/// One running call of a subject; dropping it (when the session's
-/// provider is let go) frees the place.
+/// A connection's place among its subject's open ones (see
+/// [`CallService::admit_subject`]); dropping it frees the place.
+#[derive(Debug)]
+pub struct SubjectConnection {
+    _slot: Option<CallSlot>,
+}
+
+/// One running call (or open connection) of a subject; dropping it (when
+/// the session's provider is let go) frees the place.
 #[derive(Debug)]
 struct CallSlot {
     calls: Arc<Mutex<HashMap<String, usize>>>,

@@ -167,11 +167,14 @@ impl Gtl for GrpcGateway {
 
     async fn pipe(&self, request: Request<Streaming<Frame>>) -> Result<Response<Frames>, Status> {
         let principal = self.principal(&request)?;
+        // A Pipe is a connection: it holds one of the subject's places.
+        let place = self.service.admit_subject(&principal).map_err(status)?;
         let peer = peer(&request);
         let incoming = request.into_inner();
         let (to_client, from_calls) = mpsc::channel(PIPE_QUEUE);
         let service = self.service.clone();
         tokio::spawn(async move {
+            let _place = place;
             let conn = Connection {
                 read: Box::new(PipeRead { incoming }),
                 write: Box::new(PipeWrite {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gtl_service::{CallService, serve_framed};
+use gtl_service::{CallService, serve_framed_with_bearer};
 use gtl_transport::PeerInfo;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -27,6 +27,9 @@ pub(crate) fn upgrade(
         }
     };
     let max = service.limits().max_frame_bytes;
+    // Browsers cannot set headers on a WebSocket (their token goes in the
+    // hello); other clients may authenticate the upgrade instead.
+    let bearer = respond::bearer(request.headers()).to_owned();
     tokio::spawn(async move {
         match hyper::upgrade::on(&mut request).await {
             Ok(upgraded) => {
@@ -34,7 +37,7 @@ pub(crate) fn upgrade(
                 peer.transport = "ws";
                 let conn =
                     gtl_transport_ws::server_connection(TokioIo::new(upgraded), peer, max).await;
-                serve_framed(service, conn).await;
+                serve_framed_with_bearer(service, conn, bearer).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }

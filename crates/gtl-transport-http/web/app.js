@@ -5,6 +5,12 @@
 //
 // URL parameters: ?transport=webtransport|websocket forces one,
 // ?model=NAME picks a model, ?prompt=TEXT&autosend=1 sends at load.
+//
+// The gateway trusts no browser without a token (any page a browser loads
+// can reach a loopback port). The token field takes one (on the gateway's
+// host, `gtl token show` prints the local one); `#token=…` in the address
+// fills it, and the page then drops it from the address. It is kept in
+// this tab's sessionStorage only.
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -33,15 +39,46 @@ function log(text, kind = '') {
   $('log').append(item);
 }
 
+// The token from `#token=…` (then removed from the address) or from this
+// tab's storage; the field shows it.
+function initToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.has('token')) {
+    sessionStorage.setItem('gtl-token', fragment.get('token'));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  $('token').value = sessionStorage.getItem('gtl-token') ?? '';
+  $('token').addEventListener('change', async () => {
+    sessionStorage.setItem('gtl-token', $('token').value.trim());
+    // A new credential: the open connection was made with the old one.
+    if (connection) connection.close();
+    connection = null;
+    await loadModels();
+  });
+}
+
+function token() {
+  return $('token').value.trim();
+}
+
 function hello() {
   // Only JSON is offered, so every stream carries NDJSON / text messages.
-  return {
+  const frame = {
     type: 'hello',
     versions: ['1.0'],
     encodings: ['json'],
     features: ['resume'],
     client: 'gtl-web/1',
   };
+  if (token()) frame.token = token();
+  return frame;
+}
+
+// The error for a gateway's refusal of a connection, with its code.
+function refusal(frame) {
+  const error = new Error(`refused: ${frame.code} ${frame.message}`);
+  error.code = frame.code;
+  return error;
 }
 
 // Whether a frame ends its call (chat.stream: `done`, or any `error`).
@@ -85,7 +122,7 @@ function openWebSocket() {
           open = true;
           resolve(conn);
         } else {
-          reject(new Error(`refused: ${frame.code} ${frame.message}`));
+          reject(refusal(frame));
           socket.close();
         }
         return;
@@ -166,7 +203,7 @@ async function openWebTransport() {
     ]);
     const welcome = first.done ? null : JSON.parse(first.value);
     if (!welcome || welcome.type !== 'welcome') {
-      throw new Error(`refused: ${welcome ? `${welcome.code} ${welcome.message}` : 'no welcome'}`);
+      throw welcome ? refusal(welcome) : new Error('refused: no welcome');
     }
   } catch (error) {
     session.close();
@@ -291,7 +328,7 @@ async function send() {
         log(`connection lost: ${error.message}`, 'failed');
         if (!call.sessionId || attempt >= RECONNECT_ATTEMPTS) {
           // Nothing to resume (the call was never accepted), or no way back.
-          $('status').textContent = 'PROVIDER_UNAVAILABLE';
+          $('status').textContent = error.code || 'PROVIDER_UNAVAILABLE';
           return;
         }
         const pause = RECONNECT_PAUSE_MS[Math.min(attempt, RECONNECT_PAUSE_MS.length - 1)];
@@ -317,8 +354,14 @@ async function send() {
 async function loadModels() {
   const select = $('model');
   const wanted = params.get('model');
+  select.replaceChildren();
   try {
-    const answer = await (await fetch('/gtl/v1/models')).json();
+    const headers = token() ? { authorization: `Bearer ${token()}` } : {};
+    const response = await fetch('/gtl/v1/models', { headers });
+    if (response.status === 401) {
+      log('the gateway wants a token: paste the output of `gtl token show` into the token field', 'failed');
+    }
+    const answer = await response.json();
     for (const info of answer.providers ?? []) {
       for (const model of info.models ?? []) {
         const option = new Option(`${info.provider}/${model.name}`, `${info.provider}/${model.name}`);
@@ -340,6 +383,7 @@ async function loadModels() {
 
 async function main() {
   $('send').addEventListener('click', send);
+  initToken();
   // Whatever the Content-Security-Policy stops is shown, not only logged
   // to the console.
   document.addEventListener('securitypolicyviolation', (event) => {

@@ -24,6 +24,8 @@ use crate::conn::BiStreams;
 struct Conn {
     service: Arc<CallService>,
     principal: Principal,
+    /// The connection's place among its subject's, held while it is open.
+    _subject_place: Arc<gtl_service::SubjectConnection>,
     budget: Arc<MemoryBudget>,
     encoding: Encoding,
 }
@@ -90,8 +92,11 @@ async fn handshake<C: BiStreams>(
             return None;
         }
     };
-    let principal = match service.authenticate(&peer, &handshake.hello.token) {
-        Ok(principal) => principal,
+    let admitted = service
+        .authenticate(&peer, &handshake.hello.token)
+        .and_then(|principal| Ok((service.admit_subject(&principal)?, principal)));
+    let (subject_place, principal) = match admitted {
+        Ok(admitted) => admitted,
         Err(e) => {
             tracing::info!(code = %e.code, "connection refused: {}", e.message);
             refuse(connection, &mut control, &e).await;
@@ -109,6 +114,7 @@ async fn handshake<C: BiStreams>(
     let conn = Conn {
         service: service.clone(),
         principal,
+        _subject_place: Arc::new(subject_place),
         budget: service.connection_budget(),
         encoding: handshake.welcome.encoding(),
     };

@@ -70,8 +70,10 @@ impl Drop for UdsListener {
 impl Listener for UdsListener {
     async fn accept(&mut self) -> Result<Connection, TransportError> {
         let (stream, _) = self.inner.accept().await?;
-        let uid = stream.peer_cred().ok().map(|cred| cred.uid());
-        let peer = PeerInfo::new("uds", self.path.display().to_string()).with_uid(uid);
+        let cred = stream.peer_cred().ok();
+        let peer = PeerInfo::new("uds", self.path.display().to_string())
+            .with_uid(cred.map(|c| c.uid()))
+            .with_gid(cred.map(|c| c.gid()));
         let (read, write) = stream.into_split();
         Ok(stream_connection(read, write, peer, Encoding::Json))
     }
@@ -98,8 +100,10 @@ impl UdsConnector {
 impl Connector for UdsConnector {
     async fn connect(&self) -> Result<Connection, TransportError> {
         let stream = tokio::net::UnixStream::connect(&self.path).await?;
-        let uid = stream.peer_cred().ok().map(|cred| cred.uid());
-        let peer = PeerInfo::new("uds", self.path.display().to_string()).with_uid(uid);
+        let cred = stream.peer_cred().ok();
+        let peer = PeerInfo::new("uds", self.path.display().to_string())
+            .with_uid(cred.map(|c| c.uid()))
+            .with_gid(cred.map(|c| c.gid()));
         let (read, write) = stream.into_split();
         Ok(stream_connection(read, write, peer, Encoding::Json))
     }

@@ -143,6 +143,8 @@ pub struct PeerInfo {
     pub addr: String,
     /// The peer process's user id, where the OS tells (Unix sockets).
     pub uid: Option<u32>,
+    /// The peer process's group id, where the OS tells (Unix sockets).
+    pub gid: Option<u32>,
     /// Whether the peer is on this host (stdio, Unix sockets, loopback).
     pub same_host: bool,
 }
@@ -154,6 +156,7 @@ impl PeerInfo {
             transport,
             addr: addr.into(),
             uid: None,
+            gid: None,
             same_host: true,
         }
     }
@@ -161,6 +164,12 @@ impl PeerInfo {
     /// Sets the peer's user id.
     pub fn with_uid(mut self, uid: Option<u32>) -> Self {
         self.uid = uid;
+        self
+    }
+
+    /// Sets the peer's group id.
+    pub fn with_gid(mut self, gid: Option<u32>) -> Self {
+        self.gid = gid;
         self
     }
 

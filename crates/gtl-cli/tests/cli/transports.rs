@@ -65,6 +65,35 @@ async fn gtl_chat_works_over_every_network_transport() {
             "{url}"
         );
     }
+    // That worked because gtl found the gateway's local token in its data
+    // dir; `gtl token show` prints it for other tools.
+    let gtl = |args: &[&str], data: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_gtl"))
+            .args(args)
+            .env_remove("GTL_ENDPOINT")
+            .env_remove("GTL_TOKEN")
+            .env("GTL_DATA_DIR", data)
+            .output()
+            .unwrap()
+    };
+    let shown = gtl(&["token", "show"], &data_dir);
+    assert!(shown.status.success());
+    let written = std::fs::read_to_string(data_dir.join("local.token")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&shown.stdout), written);
+    // Another user's data dir holds no token: loopback TCP refuses, and the
+    // error says where the token comes from.
+    let elsewhere = dir.path().join("elsewhere");
+    let refused = gtl(&["chat", "--endpoint", &find("tcp://"), "hi"], &elsewhere);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("UNAUTHENTICATED") && stderr.contains("gtl token show"),
+        "{stderr}"
+    );
+    let missing = gtl(&["token", "show"], &elsewhere);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("start gtl-server"), "{stderr}");
 }
 
 /// The TLS endpoints as a user types them: the local gateway's certificate
@@ -101,12 +130,26 @@ async fn gtl_chat_over_tls_trusts_the_local_certificate_or_a_given_hash() {
     let wss = format!("{}/gtl/v1/ws", https.replacen("https://", "wss://", 1));
     let elsewhere = dir.path().join("another-users-data");
     let wrong = "0".repeat(64);
+    // Away from the gateway's data dir, neither its certificate nor its
+    // local token is found: both are given.
+    let token = std::fs::read_to_string(data_dir.join("local.token")).unwrap();
+    let token = token.trim();
     let runs: [(&str, Vec<&str>, &std::path::Path, bool); 6] = [
         (&tcps, vec![], &data_dir, true),
         (&wss, vec![], &data_dir, true),
         (&h3, vec![], &data_dir, true),
-        (&https, vec!["--cert-hash", &hash], &elsewhere, true),
-        (&tcps, vec!["--cert-hash", &hash], &elsewhere, true),
+        (
+            &https,
+            vec!["--cert-hash", &hash, "--token", token],
+            &elsewhere,
+            true,
+        ),
+        (
+            &tcps,
+            vec!["--cert-hash", &hash, "--token", token],
+            &elsewhere,
+            true,
+        ),
         (&https, vec!["--cert-hash", &wrong], &data_dir, false),
     ];
     for (url, flags, data, works) in runs {

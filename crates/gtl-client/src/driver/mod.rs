@@ -221,7 +221,10 @@ impl Driver {
         let endpoint = &self.endpoints[index];
         let url = endpoint.to_string();
         let embedded = &mut self.embedded;
-        let hello = self.hello.clone();
+        let mut hello = self.hello.clone();
+        if hello.token.is_empty() && endpoint.is_loopback_network() {
+            hello.token = crate::endpoint::local_token().unwrap_or_default();
+        }
         let trust = self.trust.as_ref();
         let attempt = async {
             let mut conn = endpoint.open(embedded, trust).await?;
@@ -479,12 +482,16 @@ impl Driver {
     }
 }
 
-/// Codes with which a gateway refuses a whole connection: reconnecting with
-/// the same credentials cannot help.
+/// Codes with which a gateway refuses a whole connection: reconnecting at
+/// once with the same credentials cannot help (`RATE_LIMIT`: the subject
+/// has all the connections it may open).
 fn refuses_connection(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::Unauthenticated | ErrorCode::PermissionDenied | ErrorCode::VersionUnsupported
+        ErrorCode::Unauthenticated
+            | ErrorCode::PermissionDenied
+            | ErrorCode::VersionUnsupported
+            | ErrorCode::RateLimit
     )
 }
 

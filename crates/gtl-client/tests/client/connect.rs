@@ -22,7 +22,7 @@ async fn an_unknown_scheme_names_the_supported_ones() {
 #[tokio::test]
 async fn an_unsupported_scheme_in_a_list_is_skipped() {
     let gateway = Gateway::start().await;
-    let opts = ConnectOpts::new(["webtransport://somewhere:1", gateway.unix.as_str()]);
+    let opts = gateway.opts(["webtransport://somewhere:1", gateway.unix.as_str()]);
     let client = connect(opts).await.unwrap();
     assert_eq!(client.endpoint(), gateway.unix);
     let completion = client.complete(request("skipped", &[])).await.unwrap();
@@ -70,12 +70,13 @@ async fn endpoints_are_tried_in_order() {
     let gateway = Gateway::start().await;
     let dir = tempfile::tempdir().unwrap();
     let missing = format!("unix://{}", dir.path().join("none.sock").display());
-    let opts = ConnectOpts::new([
-        missing.as_str(),
-        gateway.tcp.as_str(),
-        gateway.unix.as_str(),
-    ])
-    .with_reconnect(fast_policy());
+    let opts = gateway
+        .opts([
+            missing.as_str(),
+            gateway.tcp.as_str(),
+            gateway.unix.as_str(),
+        ])
+        .with_reconnect(fast_policy());
     let client = connect(opts).await.unwrap();
     assert_eq!(client.endpoint(), gateway.tcp);
     assert_eq!(
@@ -87,7 +88,7 @@ async fn endpoints_are_tried_in_order() {
         "over tcp"
     );
 
-    let client = connect(ConnectOpts::new([gateway.unix.as_str()]))
+    let client = connect(gateway.opts([gateway.unix.as_str()]))
         .await
         .unwrap();
     assert_eq!(client.endpoint(), gateway.unix);
@@ -105,7 +106,8 @@ async fn endpoints_are_tried_in_order() {
 #[tokio::test]
 async fn a_token_the_gateway_cannot_check_is_refused_with_its_code() {
     let gateway = Gateway::start().await;
-    let opts = ConnectOpts::new([gateway.unix.as_str()])
+    let opts = gateway
+        .opts([gateway.unix.as_str()])
         .with_token("not-a-jwt")
         .with_reconnect(fast_policy());
     // The gateway refuses after its welcome; the call reports why, and is

@@ -3,7 +3,7 @@
 //! without losing or repeating an event.
 
 use futures::StreamExt as _;
-use gtl_client::{ClientError, ConnectOpts, ErrorCode, ResumePoint, connect};
+use gtl_client::{ClientError, ErrorCode, ResumePoint, connect};
 
 use crate::support::{
     Gateway, assert_complete, cutting_proxy, drain, fast_policy, proxy_cutting_first_call, request,
@@ -21,8 +21,9 @@ const CUT_AFTER: usize = 4000;
 async fn a_cut_stream_resumes_on_the_next_endpoint() {
     let gateway = Gateway::start().await;
     let proxy = cutting_proxy(gateway.tcp_addr, CUT_AFTER).await;
-    let opts =
-        ConnectOpts::new([proxy.as_str(), gateway.unix.as_str()]).with_reconnect(fast_policy());
+    let opts = gateway
+        .opts([proxy.as_str(), gateway.unix.as_str()])
+        .with_reconnect(fast_policy());
     let client = connect(opts).await.unwrap();
     assert_eq!(client.endpoint(), proxy);
 
@@ -37,7 +38,7 @@ async fn a_cut_stream_resumes_on_the_next_endpoint() {
     assert_complete(&seen);
 
     // The same text as an uncut call.
-    let direct = connect(ConnectOpts::new([gateway.unix.as_str()]))
+    let direct = connect(gateway.opts([gateway.unix.as_str()]))
         .await
         .unwrap();
     let expected = direct.complete(request("x", KNOBS)).await.unwrap();
@@ -49,8 +50,9 @@ async fn a_cut_stream_resumes_on_the_next_endpoint() {
 async fn streams_of_a_cut_connection_share_one_reconnect() {
     let gateway = Gateway::start().await;
     let proxy = cutting_proxy(gateway.tcp_addr, CUT_AFTER).await;
-    let opts =
-        ConnectOpts::new([proxy.as_str(), gateway.unix.as_str()]).with_reconnect(fast_policy());
+    let opts = gateway
+        .opts([proxy.as_str(), gateway.unix.as_str()])
+        .with_reconnect(fast_policy());
     let client = connect(opts).await.unwrap();
 
     // Paced, so that all three calls are usually accepted before the cut
@@ -75,8 +77,9 @@ async fn streams_of_a_cut_connection_share_one_reconnect() {
 async fn complete_survives_a_cut() {
     let gateway = Gateway::start().await;
     let proxy = cutting_proxy(gateway.tcp_addr, CUT_AFTER).await;
-    let opts =
-        ConnectOpts::new([proxy.as_str(), gateway.unix.as_str()]).with_reconnect(fast_policy());
+    let opts = gateway
+        .opts([proxy.as_str(), gateway.unix.as_str()])
+        .with_reconnect(fast_policy());
     let client = connect(opts).await.unwrap();
     let completion = client.complete(request("x", KNOBS)).await.unwrap();
     assert_eq!(completion.usage.unwrap().tokens_out, 3000);
@@ -89,8 +92,9 @@ async fn a_cut_during_the_handshake_falls_through() {
     let gateway = Gateway::start().await;
     // Nothing of the welcome gets through.
     let proxy = cutting_proxy(gateway.tcp_addr, 0).await;
-    let opts =
-        ConnectOpts::new([proxy.as_str(), gateway.unix.as_str()]).with_reconnect(fast_policy());
+    let opts = gateway
+        .opts([proxy.as_str(), gateway.unix.as_str()])
+        .with_reconnect(fast_policy());
     let client = connect(opts).await.unwrap();
     assert_eq!(client.endpoint(), gateway.unix);
     let completion = client.complete(request("hello", &[])).await.unwrap();
@@ -101,8 +105,9 @@ async fn a_cut_during_the_handshake_falls_through() {
 async fn a_call_cut_before_accepted_is_sent_again() {
     let gateway = Gateway::start().await;
     let proxy = proxy_cutting_first_call(gateway.tcp_addr).await;
-    let opts =
-        ConnectOpts::new([proxy.as_str(), gateway.unix.as_str()]).with_reconnect(fast_policy());
+    let opts = gateway
+        .opts([proxy.as_str(), gateway.unix.as_str()])
+        .with_reconnect(fast_policy());
     let client = connect(opts).await.unwrap();
     assert_eq!(client.endpoint(), proxy);
     // The request reached the gateway but its `accepted` never came back:
@@ -119,7 +124,7 @@ async fn a_call_cut_before_accepted_is_sent_again() {
 async fn when_no_endpoint_is_left_the_stream_ends_with_a_typed_error() {
     let gateway = Gateway::start().await;
     let proxy = cutting_proxy(gateway.tcp_addr, CUT_AFTER).await;
-    let opts = ConnectOpts::new([proxy.as_str()]).with_reconnect(fast_policy());
+    let opts = gateway.opts([proxy.as_str()]).with_reconnect(fast_policy());
     let client = connect(opts).await.unwrap();
     let mut events = client.stream(request("x", KNOBS)).await.unwrap();
     let (seen, error) = drain(&mut events).await;
@@ -143,9 +148,7 @@ async fn when_no_endpoint_is_left_the_stream_ends_with_a_typed_error() {
 async fn a_new_client_picks_up_a_session_from_its_resume_point() {
     let gateway = Gateway::start().await;
     let knobs = &[("tokens", "200")];
-    let first = connect(ConnectOpts::new([gateway.tcp.as_str()]))
-        .await
-        .unwrap();
+    let first = connect(gateway.opts([gateway.tcp.as_str()])).await.unwrap();
     let mut events = first.stream(request("x", knobs)).await.unwrap();
     let mut seen = Vec::new();
     for _ in 0..25 {
@@ -156,7 +159,7 @@ async fn a_new_client_picks_up_a_session_from_its_resume_point() {
     assert!(!point.resume_token.is_empty());
     drop(first);
 
-    let second = connect(ConnectOpts::new([gateway.unix.as_str()]))
+    let second = connect(gateway.opts([gateway.unix.as_str()]))
         .await
         .unwrap();
     let mut rest = second.resume(point.clone()).await.unwrap();

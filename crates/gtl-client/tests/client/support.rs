@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use gtl_client::proto::{Body, CompletionRequest};
-use gtl_client::{ClientError, Event, EventStream, ReconnectPolicy, user_message};
+use gtl_client::{ClientError, ConnectOpts, Event, EventStream, ReconnectPolicy, user_message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -75,6 +75,8 @@ pub(crate) struct Gateway {
     pub(crate) unix: String,
     pub(crate) tcp: String,
     pub(crate) tcp_addr: SocketAddr,
+    /// The gateway's local token (loopback TCP needs it).
+    pub(crate) token: String,
     _stop: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -106,6 +108,7 @@ impl Gateway {
             .unwrap()
             .clone();
         let tcp_addr = tcp.trim_start_matches("tcp://").parse().unwrap();
+        let token = std::fs::read_to_string(server.local_token_path().unwrap()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -114,9 +117,18 @@ impl Gateway {
             unix,
             tcp,
             tcp_addr,
+            token: token.trim().to_owned(),
             _stop: stop,
             _dir: dir,
         }
+    }
+}
+
+impl Gateway {
+    /// Options for `endpoints` with the gateway's local token, as `gtl` on
+    /// its host has them.
+    pub(crate) fn opts<'a>(&self, endpoints: impl IntoIterator<Item = &'a str>) -> ConnectOpts {
+        ConnectOpts::new(endpoints).with_token(self.token.clone())
     }
 }
 

@@ -33,6 +33,8 @@ struct Gateway {
     service: Arc<gtl_service::CallService>,
     stop: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<()>,
+    /// The gateway's local token, which the page needs.
+    token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +57,7 @@ impl Gateway {
             .find_map(|e| e.strip_prefix("http://").map(str::to_owned))
             .unwrap();
         let service = server.gateway().service().clone();
+        let token = std::fs::read_to_string(server.local_token_path().unwrap()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -64,6 +67,7 @@ impl Gateway {
             service,
             stop: Some(stop),
             serving,
+            token: token.trim().to_owned(),
             _dir: dir,
         }
     }
@@ -98,6 +102,12 @@ impl Gateway {
         tokio::spawn(gateway.serve(endpoint.clone()));
         let info = WebTransportInfo::new(addr, gtl_transport_quic::WT_PATH, certificate.sha256);
         (self.http_port_with(info).await, endpoint)
+    }
+
+    /// `url` with the gateway's token in its fragment, as a user opens it
+    /// (the page reads it from there; browsers never send a fragment).
+    fn with_token(&self, url: &str) -> String {
+        format!("{url}#token={}", self.token)
     }
 
     async fn stop(mut self) {
@@ -188,7 +198,7 @@ async fn the_page_streams_an_answer_over_websocket() {
     let mut browser = Browser::launch().await;
     let prompt = "Hello from a real browser, over GTL's WebSocket & back.";
     let tab = browser
-        .open(&page_url(&gateway.http, "websocket", prompt))
+        .open(&gateway.with_token(&page_url(&gateway.http, "websocket", prompt)))
         .await;
     let shown = finished(&mut browser, &tab).await;
     assert_eq!(shown.status, "done", "{shown:?}");
@@ -209,6 +219,31 @@ async fn the_page_streams_an_answer_over_websocket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_page_is_refused_and_says_what_to_do() {
+    let gateway = Gateway::start().await;
+    let mut browser = Browser::launch().await;
+    let tab = browser
+        .open(&page_url(&gateway.http, "websocket", "no token"))
+        .await;
+    let shown = finished(&mut browser, &tab).await;
+    assert_eq!(shown.output, "", "{shown:?}");
+    assert!(shown.log.contains("gtl token show"), "{shown:?}");
+    assert!(shown.log.contains("UNAUTHENTICATED"), "{shown:?}");
+    browser.close().await;
+    // The token the page was opened with is not left in its address.
+    let mut browser = Browser::launch().await;
+    let tab = browser
+        .open(&gateway.with_token(&page_url(&gateway.http, "websocket", "a token")))
+        .await;
+    let shown = finished(&mut browser, &tab).await;
+    assert_eq!(shown.output, "a token", "{shown:?}");
+    let address = browser.eval(&tab, "location.href").await;
+    assert!(!address.to_string().contains("token="), "{address}");
+    browser.close().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_resumes_after_its_websocket_is_cut_mid_stream() {
     let gateway = Gateway::start().await;
     // Sixty words stream as about five kilobytes of WebSocket messages; the
@@ -219,7 +254,7 @@ async fn the_page_resumes_after_its_websocket_is_cut_mid_stream() {
     let proxy = CuttingProxy::start(gateway.http.clone(), 1500).await;
     let mut browser = Browser::launch().await;
     let tab = browser
-        .open(&page_url(&proxy.addr, "websocket", &prompt))
+        .open(&gateway.with_token(&page_url(&proxy.addr, "websocket", &prompt)))
         .await;
     let shown = finished(&mut browser, &tab).await;
     assert_eq!(proxy.cuts(), 1, "{shown:?}");
@@ -246,10 +281,10 @@ async fn the_page_falls_back_to_websocket_when_webtransport_fails() {
     let mut browser = Browser::launch().await;
     let prompt = "no transport forced";
     let tab = browser
-        .open(&format!(
+        .open(&gateway.with_token(&format!(
             "http://{http}/?prompt={}&autosend=1",
             query_escape(prompt)
-        ))
+        )))
         .await;
     let shown = finished(&mut browser, &tab).await;
     assert_eq!(shown.status, "done", "{shown:?}");
@@ -269,7 +304,9 @@ async fn the_page_streams_an_answer_over_webtransport() {
     let http = gateway.http.clone();
     let mut browser = Browser::launch().await;
     let prompt = "Hello from a real browser, over WebTransport & back.";
-    let tab = browser.open(&page_url(&http, "webtransport", prompt)).await;
+    let tab = browser
+        .open(&gateway.with_token(&page_url(&http, "webtransport", prompt)))
+        .await;
     let shown = finished(&mut browser, &tab).await;
     assert_eq!(shown.status, "done", "{shown:?}");
     assert_eq!(shown.output, prompt, "{shown:?}");
@@ -287,10 +324,10 @@ async fn the_page_prefers_webtransport_when_the_gateway_has_it() {
     let mut browser = Browser::launch().await;
     let prompt = "no transport forced";
     let tab = browser
-        .open(&format!(
+        .open(&gateway.with_token(&format!(
             "http://{http}/?prompt={}&autosend=1",
             query_escape(prompt)
-        ))
+        )))
         .await;
     let shown = finished(&mut browser, &tab).await;
     assert_eq!(shown.status, "done", "{shown:?}");
@@ -333,7 +370,7 @@ async fn the_page_resumes_over_webtransport_after_its_session_closes() {
         "http://{http}/?transport=webtransport&model=echo:delay_ms=150&prompt={}&autosend=1",
         query_escape(&prompt)
     );
-    let tab = open_until_streaming(&mut browser, &url).await;
+    let tab = open_until_streaming(&mut browser, &gateway.with_token(&url)).await;
     // The session ends under the call, as when the network drops it: the
     // page's open call stream fails.
     browser.eval(&tab, "connection.close()").await;
@@ -357,7 +394,7 @@ async fn the_page_resumes_over_websocket_when_its_webtransport_session_is_cut() 
         "http://{http}/?model=echo:delay_ms=150&prompt={}&autosend=1",
         query_escape(&prompt)
     );
-    let tab = open_until_streaming(&mut browser, &url).await;
+    let tab = open_until_streaming(&mut browser, &gateway.with_token(&url)).await;
     // The gateway's HTTP/3 side goes away: the browser's session ends, and
     // so does every later attempt to open one.
     webtransport.close(0u32.into(), b"cut by the test");

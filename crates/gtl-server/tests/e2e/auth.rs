@@ -52,7 +52,10 @@ fn opts(gateway: &Gateway, transport: Transport, token: Option<&str>) -> Connect
 async fn outcome(opts: ConnectOpts) -> Option<ErrorCode> {
     let client = match connect(opts).await {
         Ok(client) => client,
-        Err(e) => return Some(e.code().unwrap_or(ErrorCode::Unspecified)),
+        Err(e) => {
+            eprintln!("connect: {e}");
+            return Some(e.code().unwrap_or(ErrorCode::Unspecified));
+        }
     };
     match client.complete(echo("who am I", &[])).await {
         Ok(_) => None,
@@ -194,7 +197,72 @@ async fn another_subjects_session_is_as_unknown_as_a_missing_one(transport: Tran
     assert_eq!(denied, Some(ErrorCode::PermissionDenied), "{transport:?}");
 }
 
+/// The test RSA key pair of the gtl-auth crate.
+fn rsa_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gtl-auth/tests/auth/keys")
+        .join(name)
+}
+
+/// A gateway checking RS256 tokens against a PEM public key, with an
+/// issuer: the algorithm is pinned to the key, the issuer and the time
+/// are checked.
+async fn a_public_key_gateway_checks_algorithm_issuer_and_time(transport: Transport) {
+    const ISSUER: &str = "https://issuer.gtl.test";
+    let gateway = Gateway::start_with(|config| {
+        config.auth.public_key = Some(rsa_file("rsa.pub"));
+        config.auth.issuer = Some(ISSUER.into());
+    })
+    .await;
+    let private = SigningKey::Pem {
+        pem: std::fs::read(rsa_file("rsa.key")).unwrap(),
+        kid: None,
+    };
+    let claims = |issuer: Option<&str>, issued_at: u64| {
+        let mut claims = Mint::new("carol", &["chat:*"], issued_at, 600);
+        claims.issuer = issuer.map(str::to_owned);
+        claims
+    };
+    let good = mint(&private, &claims(Some(ISSUER), now())).unwrap();
+    // The classic confusion: HS256 with the RSA public key as the secret.
+    let public = std::fs::read(rsa_file("rsa.pub")).unwrap();
+    let confused = mint(&SigningKey::Hs256(public), &claims(Some(ISSUER), now())).unwrap();
+    let bad = [
+        ("HS256 signed with the RSA public key", confused),
+        (
+            "wrong issuer",
+            mint(&private, &claims(Some("https://elsewhere.test"), now())).unwrap(),
+        ),
+        ("no issuer", mint(&private, &claims(None, now())).unwrap()),
+        (
+            "not yet valid",
+            mint(&private, &claims(Some(ISSUER), now() + 3600)).unwrap(),
+        ),
+    ];
+    for (name, token) in &bad {
+        let code = outcome(opts(&gateway, transport, Some(token))).await;
+        assert_eq!(
+            code,
+            Some(ErrorCode::Unauthenticated),
+            "{transport:?}: {name}"
+        );
+    }
+    if transport != Transport::Stdio {
+        assert_eq!(
+            gateway.echo.stats().started,
+            0,
+            "{transport:?}: nothing reached the provider"
+        );
+    }
+    assert_eq!(
+        outcome(opts(&gateway, transport, Some(&good))).await,
+        None,
+        "{transport:?}"
+    );
+}
+
 crate::per_transport!(
+    a_public_key_gateway_checks_algorithm_issuer_and_time,
     every_bad_token_is_refused_and_nothing_reaches_the_provider,
     another_subjects_session_is_as_unknown_as_a_missing_one,
 );
@@ -341,6 +409,56 @@ async fn a_subject_is_held_to_its_rate_and_its_running_calls() {
     .await
     .unwrap();
     assert_eq!(bob.complete(echo("bob", &[])).await.unwrap().text, "bob");
+}
+
+/// A subject's open connections are bounded on every connection-carrying
+/// transport together: one more is refused in its handshake with
+/// `RATE_LIMIT`, another subject is not affected, and a closed connection
+/// frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_is_held_to_its_open_connections() {
+    let secret = tempfile::tempdir().unwrap();
+    let path = secret.path().join("hs256.secret");
+    std::fs::write(&path, SECRET).unwrap();
+    let gateway = Gateway::start_with(|config| {
+        config.auth.hs256_secret_file = Some(path);
+        config.limits.max_connections_per_subject = 1;
+    })
+    .await;
+    let alice = token("alice", &["chat:*"]);
+    let held = connect(opts(&gateway, Transport::Tcp, Some(&alice)))
+        .await
+        .unwrap();
+    assert_eq!(held.complete(echo("held", &[])).await.unwrap().text, "held");
+    for transport in [
+        Transport::Uds,
+        Transport::Tcp,
+        Transport::Ws,
+        Transport::Grpc,
+        Transport::Quic,
+        Transport::Wt,
+    ] {
+        let refused = outcome(opts(&gateway, transport, Some(&alice))).await;
+        assert_eq!(refused, Some(ErrorCode::RateLimit), "{transport:?}");
+    }
+    let bob = token("bob", &["chat:*"]);
+    assert_eq!(
+        outcome(opts(&gateway, Transport::Ws, Some(&bob))).await,
+        None
+    );
+    // The place is given back when the held connection closes.
+    drop(held);
+    let mut admitted = None;
+    for _ in 0..200 {
+        match outcome(opts(&gateway, Transport::Quic, Some(&alice))).await {
+            Some(ErrorCode::RateLimit) => tokio::task::yield_now().await,
+            other => {
+                admitted = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(admitted, Some(None), "alice's place was not freed");
 }
 
 /// The `age` CLI on `PATH` (`.ci/run` installs it); `None` with a note

@@ -18,8 +18,7 @@ fn error_code(frame: &Frame) -> ErrorCode {
 async fn malformed_and_oversized_frames(transport: Transport) {
     let gateway = Gateway::start_with(|c| c.limits.max_frame_bytes = MAX_FRAME).await;
     let mut raw = Raw::open(&gateway, transport).await;
-    raw.send(b"{\"type\":\"hello\",\"versions\":[\"1.0\"]}\n")
-        .await;
+    raw.hello("1.0").await;
     assert!(matches!(raw.recv().await.body, Some(Body::Welcome(_))));
 
     // Not JSON at all.
@@ -43,8 +42,7 @@ async fn malformed_and_oversized_frames(transport: Transport) {
         // closed (1009) after the error (docs/protocol.md §13.4).
         assert!(raw.at_end().await, "the WebSocket is closed");
         raw = Raw::open(&gateway, transport).await;
-        raw.send(b"{\"type\":\"hello\",\"versions\":[\"1.0\"]}\n")
-            .await;
+        raw.hello("1.0").await;
         assert!(matches!(raw.recv().await.body, Some(Body::Welcome(_))));
     }
 
@@ -62,8 +60,7 @@ async fn malformed_and_oversized_frames(transport: Transport) {
 async fn unsupported_version(transport: Transport) {
     let gateway = Gateway::start().await;
     let mut raw = Raw::open(&gateway, transport).await;
-    raw.send(b"{\"type\":\"hello\",\"versions\":[\"2.0\"]}\n")
-        .await;
+    raw.hello("2.0").await;
     let error = raw.recv().await;
     assert_eq!(error_code(&error), ErrorCode::VersionUnsupported);
     let client = gateway.client(transport).await;

@@ -50,6 +50,8 @@ pub(crate) struct Gateway {
     pub(crate) wt: Option<String>,
     /// What the HTTP port knows of the WebTransport endpoint.
     pub(crate) webtransport: Option<gtl_transport_http::WebTransportInfo>,
+    /// The gateway's local token: the loopback network transports need it.
+    pub(crate) token: String,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<()>>,
 }
@@ -116,6 +118,7 @@ impl Gateway {
             .clone();
         let wt = endpoints.iter().find(|e| e.starts_with("wt:")).cloned();
         let webtransport = server.webtransport();
+        let token = std::fs::read_to_string(server.local_token_path().unwrap()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -129,6 +132,7 @@ impl Gateway {
             quic,
             wt,
             webtransport,
+            token: token.trim().to_owned(),
             stop: Some(stop),
             serving: Some(serving),
         }
@@ -165,9 +169,21 @@ impl Gateway {
     }
 
     pub(crate) async fn client(&self, transport: Transport) -> Client {
-        connect(ConnectOpts::new([self.endpoint(transport)]).with_reconnect(patient()))
-            .await
-            .unwrap()
+        // A `--stdio` child has no network listener, so no local token.
+        let opts = match transport {
+            Transport::Stdio => ConnectOpts::new([self.endpoint(transport)]),
+            _ => self.opts([self.endpoint(transport)]),
+        };
+        connect(opts.with_reconnect(patient())).await.unwrap()
+    }
+
+    /// Options for `endpoints` with the gateway's local token, as `gtl`
+    /// on its host has them (it reads the token from the data dir).
+    pub(crate) fn opts(
+        &self,
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+    ) -> ConnectOpts {
+        ConnectOpts::new(endpoints).with_token(self.token.clone())
     }
 }
 
@@ -295,6 +311,8 @@ async fn websocket_lines(
 pub(crate) struct Raw {
     pub(crate) read: tokio::io::BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
     pub(crate) write: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    /// The token a hello carries: the local one on the network transports.
+    token: String,
     _child: Option<tokio::process::Child>,
 }
 
@@ -343,11 +361,23 @@ impl Raw {
                 panic!("{transport:?} does not carry raw framed bytes")
             }
         };
+        let token = match transport {
+            Transport::Uds | Transport::Stdio => String::new(),
+            _ => gateway.token.clone(),
+        };
         Self {
             read: tokio::io::BufReader::new(read),
             write,
+            token,
             _child: child,
         }
+    }
+
+    /// Sends a hello offering `version`, with the token this transport needs.
+    pub(crate) async fn hello(&mut self, version: &str) {
+        let hello =
+            serde_json::json!({"type": "hello", "versions": [version], "token": self.token});
+        self.send(format!("{hello}\n").as_bytes()).await;
     }
 
     pub(crate) async fn send(&mut self, bytes: &[u8]) {

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use futures::StreamExt as _;
+use gtl_client::connect;
 use gtl_client::proto::{Body, ErrorCode};
-use gtl_client::{ConnectOpts, connect};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -133,11 +133,16 @@ async fn dial(target: &str) -> Box<dyn Duplex> {
 
 /// Streams through `proxy` (first endpoint) with `fallback` behind it, cuts
 /// after 25 events, and checks the whole sequence against the provider's.
-async fn cut_and_resume(proxy: Proxy, fallback: Option<String>, how: Cut) -> String {
+async fn cut_and_resume(
+    gateway: &Gateway,
+    proxy: Proxy,
+    fallback: Option<String>,
+    how: Cut,
+) -> String {
     let endpoints: Vec<String> = std::iter::once(proxy.endpoint.clone())
         .chain(fallback)
         .collect();
-    let client = connect(ConnectOpts::new(endpoints).with_reconnect(patient()))
+    let client = connect(gateway.opts(endpoints).with_reconnect(patient()))
         .await
         .unwrap();
     let request = echo("resume me", PACED);
@@ -162,7 +167,7 @@ async fn tcp_cut_resumes_over_tcp() {
     let proxy = Proxy::tcp(&gateway.tcp).await;
     let endpoint = proxy.endpoint.clone();
     assert_eq!(
-        cut_and_resume(proxy, None, Cut::Connections).await,
+        cut_and_resume(&gateway, proxy, None, Cut::Connections).await,
         endpoint
     );
 }
@@ -173,7 +178,7 @@ async fn uds_cut_resumes_over_uds() {
     let proxy = Proxy::unix(gateway.dir.path(), &gateway.uds).await;
     let endpoint = proxy.endpoint.clone();
     assert_eq!(
-        cut_and_resume(proxy, None, Cut::Connections).await,
+        cut_and_resume(&gateway, proxy, None, Cut::Connections).await,
         endpoint
     );
 }
@@ -184,7 +189,7 @@ async fn uds_cut_resumes_over_uds() {
 async fn uds_cut_resumes_over_tcp() {
     let gateway = Gateway::start().await;
     let proxy = Proxy::unix(gateway.dir.path(), &gateway.uds).await;
-    let now = cut_and_resume(proxy, Some(gateway.tcp.clone()), Cut::Everything).await;
+    let now = cut_and_resume(&gateway, proxy, Some(gateway.tcp.clone()), Cut::Everything).await;
     assert_eq!(now, gateway.tcp, "the client moved to TCP");
 }
 
@@ -195,7 +200,7 @@ async fn uds_cut_resumes_over_websocket() {
     let gateway = Gateway::start().await;
     let proxy = Proxy::unix(gateway.dir.path(), &gateway.uds).await;
     let ws = gateway.endpoint(crate::harness::Transport::Ws);
-    let now = cut_and_resume(proxy, Some(ws.clone()), Cut::Everything).await;
+    let now = cut_and_resume(&gateway, proxy, Some(ws.clone()), Cut::Everything).await;
     assert_eq!(now, ws, "the client moved to the WebSocket");
 }
 
@@ -209,7 +214,7 @@ async fn websocket_cut_resumes_over_websocket() {
     proxy.endpoint = format!("{}/gtl/v1/ws", proxy.endpoint.replace("tcp://", "ws://"));
     let endpoint = proxy.endpoint.clone();
     assert_eq!(
-        cut_and_resume(proxy, None, Cut::Connections).await,
+        cut_and_resume(&gateway, proxy, None, Cut::Connections).await,
         endpoint
     );
 }
@@ -227,7 +232,7 @@ async fn a_stream_moves_from_grpc_to_websocket_to_sse() {
     let ws_url = format!("{}/gtl/v1/ws", ws.endpoint.replace("tcp://", "ws://"));
     let sse_url = gateway.endpoint(crate::harness::Transport::Sse);
     let endpoints = [grpc_url.clone(), ws_url.clone(), sse_url.clone()];
-    let client = connect(ConnectOpts::new(endpoints).with_reconnect(patient()))
+    let client = connect(gateway.opts(endpoints).with_reconnect(patient()))
         .await
         .unwrap();
     assert_eq!(client.endpoint(), grpc_url);
@@ -271,7 +276,7 @@ async fn a_stream_moves_from_grpc_to_websocket_to_sse() {
 async fn a_server_restart_replays_what_was_persisted() {
     let gateway = Gateway::start().await;
     let (uds, tcp) = (gateway.uds.clone(), gateway.tcp.clone());
-    let client = connect(ConnectOpts::new([uds.clone()]).with_reconnect(patient()))
+    let client = connect(gateway.opts([uds.clone()]).with_reconnect(patient()))
         .await
         .unwrap();
     let request = echo("survive a restart", PACED);
@@ -371,7 +376,7 @@ async fn a_stream_moves_from_quic_to_websocket_to_grpc() {
     let (authority, pin) = quic.trim_start_matches("quic://").split_once('?').unwrap();
     let relay = UdpRelay::start(authority.parse().unwrap()).await;
     let via_relay = format!("quic://{}?{pin}", relay.addr);
-    let client = connect(ConnectOpts::new([via_relay]).with_reconnect(patient()))
+    let client = connect(gateway.opts([via_relay]).with_reconnect(patient()))
         .await
         .unwrap();
     let request = echo("from QUIC onwards", &[("tokens", "300"), ("delay_ms", "5")]);
@@ -385,10 +390,13 @@ async fn a_stream_moves_from_quic_to_websocket_to_grpc() {
     let ws = Proxy::tcp(&http).await;
     let ws_url = format!("{}/gtl/v1/ws", ws.endpoint.replace("tcp://", "ws://"));
     let grpc_url = gateway.endpoint(crate::harness::Transport::Grpc);
-    let moved =
-        connect(ConnectOpts::new([ws_url.clone(), grpc_url.clone()]).with_reconnect(patient()))
-            .await
-            .unwrap();
+    let moved = connect(
+        gateway
+            .opts([ws_url.clone(), grpc_url.clone()])
+            .with_reconnect(patient()),
+    )
+    .await
+    .unwrap();
     assert_eq!(moved.endpoint(), ws_url);
     let mut events = moved.resume(point).await.unwrap();
     all.extend(take(&mut events, 10).await);

@@ -53,6 +53,8 @@ targets = [ { model = "openai/gpt-4o" }, { model = "anthropic/claude-sonnet-4-5"
 /// A gateway with the routes above over two fault-injecting upstreams.
 struct Routed {
     tcp: String,
+    /// The gateway's local token: loopback TCP needs it.
+    token: String,
     openai: ReplayServer,
     anthropic: ReplayServer,
     _dir: tempfile::TempDir,
@@ -95,12 +97,14 @@ impl Routed {
             .into_iter()
             .find(|e| e.starts_with("tcp://"))
             .unwrap();
+        let token = std::fs::read_to_string(server.local_token_path().unwrap()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         Self {
             tcp,
+            token: token.trim().to_owned(),
             openai,
             anthropic,
             _dir: dir,
@@ -111,6 +115,7 @@ impl Routed {
     async fn client(&self) -> gtl_client::Client {
         connect(
             ConnectOpts::new([self.tcp.clone()])
+                .with_token(self.token.clone())
                 .with_reconnect(ReconnectPolicy::default().with_attempts_per_endpoint(1)),
         )
         .await
@@ -448,6 +453,7 @@ async fn resume_works_across_a_failover() {
     let proxy = crate::resume::Proxy::tcp(&gateway.tcp).await;
     let leaving = connect(
         ConnectOpts::new([proxy.endpoint.clone()])
+            .with_token(gateway.token.clone())
             .with_reconnect(ReconnectPolicy::default().with_attempts_per_endpoint(1)),
     )
     .await

@@ -16,6 +16,7 @@ use crate::harness::{config_for, echo};
 struct TlsGateway {
     endpoints: Vec<String>,
     identity: Arc<gtl_server::tls::ServerIdentity>,
+    token: String,
     _stop: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -32,6 +33,7 @@ impl TlsGateway {
         let server = Server::bind(&config, registry).await.unwrap();
         let endpoints = server.endpoints();
         let identity = server.tls_identity().unwrap();
+        let token = std::fs::read_to_string(server.local_token_path().unwrap()).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -39,6 +41,7 @@ impl TlsGateway {
         Self {
             endpoints,
             identity,
+            token: token.trim().to_owned(),
             _stop: stop,
             _dir: dir,
         }
@@ -50,6 +53,11 @@ impl TlsGateway {
             .find(|e| e.starts_with(&format!("{scheme}://")))
             .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
             .clone()
+    }
+
+    /// Options for `endpoints`, with the gateway's local token.
+    fn opts(&self, endpoints: impl IntoIterator<Item = impl Into<String>>) -> ConnectOpts {
+        ConnectOpts::new(endpoints).with_token(self.token.clone())
     }
 
     /// `scheme://host:port` without the advertised pin.
@@ -97,13 +105,13 @@ async fn every_tls_listener_serves_a_client_that_pins_its_certificate() {
         gateway.endpoint("quic"),
         gateway.endpoint("wt"),
     ] {
-        let text = answer(ConnectOpts::new([url.clone()])).await;
+        let text = answer(gateway.opts([url.clone()])).await;
         assert_eq!(text.as_deref(), Ok("over TLS"), "{url}");
     }
     // The pin given apart from the URL, as `--cert-hash` does.
     let pin = Trust::sha256_hex(&hex(&gateway.identity.sha256())).unwrap();
     for scheme in ["tcps", "https", "quic"] {
-        let opts = ConnectOpts::new([gateway.bare(scheme)]).with_trust(pin.clone());
+        let opts = gateway.opts([gateway.bare(scheme)]).with_trust(pin.clone());
         assert_eq!(answer(opts).await.as_deref(), Ok("over TLS"), "{scheme}");
     }
 }
@@ -113,7 +121,9 @@ async fn a_certificate_that_is_not_the_pinned_one_is_refused() {
     let gateway = TlsGateway::start(|_, _| {}).await;
     let wrong = Trust::Sha256([7; 32]);
     for scheme in ["tcps", "https", "quic"] {
-        let opts = ConnectOpts::new([gateway.bare(scheme)]).with_trust(wrong.clone());
+        let opts = gateway
+            .opts([gateway.bare(scheme)])
+            .with_trust(wrong.clone());
         let refused = answer(opts).await.unwrap_err();
         assert!(
             refused.contains("certificate") || refused.contains("Certificate"),
@@ -157,11 +167,15 @@ async fn a_certificate_from_files_is_trusted_through_its_ca() {
     .await;
     let trust = Trust::ca_file(&ca).unwrap();
     for scheme in ["tcps", "https", "quic"] {
-        let opts = ConnectOpts::new([gateway.bare(scheme)]).with_trust(trust.clone());
+        let opts = gateway
+            .opts([gateway.bare(scheme)])
+            .with_trust(trust.clone());
         assert_eq!(answer(opts).await.as_deref(), Ok("over TLS"), "{scheme}");
     }
     // Without the CA, the system's roots do not know it.
-    let untrusted = ConnectOpts::new([gateway.bare("quic")]).with_trust(Trust::System);
+    let untrusted = gateway
+        .opts([gateway.bare("quic")])
+        .with_trust(Trust::System);
     assert!(answer(untrusted).await.is_err());
 }
 
@@ -175,12 +189,16 @@ async fn a_rotated_certificate_is_presented_to_the_next_connection() {
     let after = gateway.identity.sha256();
     assert_ne!(before, after);
     for scheme in ["tcps", "https", "quic", "wt"] {
-        let old = ConnectOpts::new([gateway.bare(scheme)]).with_trust(Trust::Sha256(before));
+        let old = gateway
+            .opts([gateway.bare(scheme)])
+            .with_trust(Trust::Sha256(before));
         assert!(
             answer(old).await.is_err(),
             "{scheme} still presents the old certificate"
         );
-        let new = ConnectOpts::new([gateway.bare(scheme)]).with_trust(Trust::Sha256(after));
+        let new = gateway
+            .opts([gateway.bare(scheme)])
+            .with_trust(Trust::Sha256(after));
         assert_eq!(answer(new).await.as_deref(), Ok("over TLS"), "{scheme}");
     }
 }

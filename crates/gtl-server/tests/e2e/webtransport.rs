@@ -9,16 +9,29 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::{Gateway, Transport};
 
-/// The response head of `GET path` on the HTTP port.
-async fn get_head(http_addr: &str, path: &str) -> String {
+/// The response head of `GET path` on the gateway's HTTP port, with its
+/// local token.
+async fn get_head(gateway: &Gateway, path: &str) -> String {
+    let http_addr = gateway.http_addr();
     let mut stream = tokio::net::TcpStream::connect(http_addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {http_addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {http_addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        gateway.token
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
     let response = String::from_utf8_lossy(&response);
     let (head, _) = response.split_once("\r\n\r\n").unwrap();
     head.to_ascii_lowercase()
+}
+
+/// A hello with the gateway's local token.
+fn with_token(gateway: &Gateway) -> gtl_client::proto::Hello {
+    gtl_client::proto::Hello {
+        token: gateway.token.clone(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,14 +47,14 @@ async fn the_http_port_advertises_h3_with_alt_svc() {
         .unwrap()
         .1;
     assert_eq!(info.port.to_string(), port);
-    let head = get_head(gateway.http_addr(), "/gtl/v1/models").await;
+    let head = get_head(&gateway, "/gtl/v1/models").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(
         head.contains(&format!("\r\nalt-svc: h3=\":{port}\"")),
         "{head}"
     );
     // Errors advertise it too.
-    let head = get_head(gateway.http_addr(), "/gtl/v1/nowhere").await;
+    let head = get_head(&gateway, "/gtl/v1/nowhere").await;
     assert!(head.contains("\r\nalt-svc: h3="), "{head}");
     // What a page is handed: the https:// URL and the certificate's hash,
     // the same certificate the wt:// endpoint pins.
@@ -53,7 +66,7 @@ async fn the_http_port_advertises_h3_with_alt_svc() {
         .with_pinned_cert_file(&pem)
         .unwrap();
     let mut conn = pinned.connect().await.unwrap();
-    client_handshake(&mut conn, Default::default())
+    client_handshake(&mut conn, with_token(&gateway))
         .await
         .unwrap();
 }
@@ -62,7 +75,7 @@ async fn the_http_port_advertises_h3_with_alt_svc() {
 async fn without_h3_there_is_no_alt_svc() {
     let gateway = Gateway::start_without_h3().await;
     assert!(gateway.webtransport.is_none() && gateway.wt.is_none());
-    let head = get_head(gateway.http_addr(), "/gtl/v1/models").await;
+    let head = get_head(&gateway, "/gtl/v1/models").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("alt-svc"), "{head}");
 }
@@ -76,8 +89,9 @@ async fn a_page_from_another_origin_is_refused() {
         .with_origin("https://evil.example");
     let mut conn = foreign.connect().await.unwrap();
     // The version is settled, then the peer is refused and the session
-    // closes, as a foreign page's request to the HTTP routes gets 401.
-    client_handshake(&mut conn, Default::default())
+    // closes, as a foreign page's request to the HTTP routes gets 401:
+    // even with the local token, which only this host's pages may use.
+    client_handshake(&mut conn, with_token(&gateway))
         .await
         .unwrap();
     let refusal = conn.read.read_frame().await.unwrap().unwrap();
@@ -90,8 +104,9 @@ async fn a_page_from_another_origin_is_refused() {
             .await
             .unwrap();
         let request = format!(
-            "GET /gtl/v1/models HTTP/1.1\r\nHost: {}\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n",
-            gateway.http_addr()
+            "GET /gtl/v1/models HTTP/1.1\r\nHost: {}\r\nOrigin: https://evil.example\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            gateway.http_addr(),
+            gateway.token
         );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
@@ -109,7 +124,7 @@ async fn a_page_from_another_origin_is_refused() {
     ] {
         let local = WtConnector::new(&url).unwrap().with_origin(origin);
         let mut conn = local.connect().await.unwrap();
-        client_handshake(&mut conn, Default::default())
+        client_handshake(&mut conn, with_token(&gateway))
             .await
             .unwrap();
         let client_call =

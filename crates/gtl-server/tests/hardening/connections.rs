@@ -25,10 +25,10 @@ async fn a_connection_without_hello_is_answered_then_closed() {
 async fn an_idle_connection_is_closed_but_one_with_a_call_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), "[limits]\nidle_timeout_secs = 1\n").await;
-    let mut idle = Raw::hello(&server.tcp).await;
+    let mut idle = Raw::hello(&server.tcp, &server.token).await;
     assert!(idle.until_closed().await.is_empty());
     // A slow stream outlives the idle timeout: its connection stays.
-    let mut busy = Raw::hello(&server.tcp).await;
+    let mut busy = Raw::hello(&server.tcp, &server.token).await;
     busy.send(stream_request(1, "echo:tokens=30,delay_ms=100"))
         .await;
     let frames = busy.until_terminal(1).await;
@@ -41,7 +41,7 @@ async fn connections_beyond_the_per_peer_cap_are_refused() {
     let server = ServerProcess::start(dir.path(), "[limits]\nmax_connections_per_peer = 3\n").await;
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(Raw::hello(&server.tcp).await);
+        held.push(Raw::hello(&server.tcp, &server.token).await);
     }
     let mut extra = Raw::connect(&server.tcp).await;
     let frames = extra.until_closed().await;
@@ -50,7 +50,7 @@ async fn connections_beyond_the_per_peer_cap_are_refused() {
     drop(held.pop());
     let mut again = loop {
         let mut raw = Raw::connect(&server.tcp).await;
-        raw.send(json!({"type": "hello", "versions": ["1.0"]}))
+        raw.send(json!({"type": "hello", "versions": ["1.0"], "token": server.token}))
             .await;
         match raw.recv().await {
             Some(frame) if frame["type"] == "welcome" => break raw,
@@ -82,7 +82,7 @@ async fn protocol_edge_cases_get_their_documented_errors() {
     assert_eq!(error_code(&frames[0]), "INVALID_REQUEST", "{frames:?}");
 
     // A call with call_id 0 is refused; the connection goes on.
-    let mut raw = Raw::hello(&server.tcp).await;
+    let mut raw = Raw::hello(&server.tcp, &server.token).await;
     raw.send(stream_request(0, "echo")).await;
     let refusal = raw.recv().await.unwrap();
     assert_eq!(error_code(&refusal), "INVALID_REQUEST");
@@ -101,7 +101,7 @@ async fn protocol_edge_cases_get_their_documented_errors() {
         (vec![0xff; 11], "INVALID_REQUEST"),
     ] {
         let mut raw = Raw::connect(&server.tcp).await;
-        raw.send(json!({"type": "hello", "versions": ["1.0"], "encodings": ["protobuf"]}))
+        raw.send(json!({"type": "hello", "versions": ["1.0"], "encodings": ["protobuf"], "token": server.token}))
             .await;
         let welcome = raw.recv().await.unwrap();
         assert_eq!(welcome["encoding"], "protobuf", "{welcome}");
@@ -147,7 +147,7 @@ async fn descriptor_exhaustion_neither_spins_nor_floods_the_log() {
     drop(crowd);
     let mut raw = loop {
         let mut raw = Raw::connect(&server.tcp).await;
-        raw.send(json!({"type": "hello", "versions": ["1.0"]}))
+        raw.send(json!({"type": "hello", "versions": ["1.0"], "token": server.token}))
             .await;
         match raw.recv().await {
             Some(frame) if frame["type"] == "welcome" => break raw,
@@ -163,7 +163,7 @@ async fn sigterm_with_unread_streams_exits_within_the_shutdown_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut server =
         ServerProcess::start(dir.path(), "[limits]\nshutdown_timeout_secs = 3\n").await;
-    let mut greedy = Raw::hello(&server.tcp).await;
+    let mut greedy = Raw::hello(&server.tcp, &server.token).await;
     for call in 1..=200 {
         greedy
             .send(stream_request(call, "echo:tokens=100000"))
@@ -188,8 +188,21 @@ async fn sigterm_with_unread_streams_exits_within_the_shutdown_timeout() {
 async fn a_seed_client_without_hello_is_served_with_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), "").await;
-    // Written from the seeds alone: the call first, no hello.
+    // Without a hello there is no token: on loopback TCP the call is
+    // refused, saying what to do.
     let mut raw = Raw::connect(&server.tcp).await;
+    raw.send(stream_request(1, "echo")).await;
+    let frames = raw.until_closed().await;
+    assert_eq!(error_code(&frames[0]), "UNAUTHENTICATED", "{frames:?}");
+    assert!(
+        frames[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gtl token show")
+    );
+    // Written from the seeds alone: the call first, no hello, on the Unix
+    // socket, where the server's own user needs no token.
+    let mut raw = Raw::connect_unix(dir.path()).await;
     raw.send(stream_request(1, "echo")).await;
     let frames = raw.until_terminal(1).await;
     assert_eq!(

@@ -48,7 +48,7 @@ async fn a_crash_never_takes_back_or_renumbers_a_delivered_event() {
     for round in 0..6 {
         let dir = tempfile::tempdir().unwrap();
         let server = ServerProcess::start(dir.path(), "").await;
-        let mut raw = Raw::hello(&server.tcp).await;
+        let mut raw = Raw::hello(&server.tcp, &server.token).await;
         raw.send(stream_request(1, "echo:tokens=3000,token_bytes=2000"))
             .await;
         let accepted = raw.recv_call(1).await.unwrap();
@@ -71,7 +71,7 @@ async fn a_crash_never_takes_back_or_renumbers_a_delivered_event() {
         let last = received.keys().next_back().copied().unwrap_or(0);
 
         let server = ServerProcess::start(dir.path(), "").await;
-        let mut raw = Raw::hello(&server.tcp).await;
+        let mut raw = Raw::hello(&server.tcp, &server.token).await;
         // Resuming after the last event received is accepted and continues
         // right after it, to a terminal event.
         raw.send(resume(2, &session, last, &token)).await;

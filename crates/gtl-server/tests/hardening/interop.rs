@@ -45,9 +45,26 @@ async fn curl_streams_sse_and_resumes_with_last_event_id() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), "").await;
     let base = format!("http://{}", server.http);
+    // The local token, as `gtl token show` prints it for curl.
+    let bearer = format!("Authorization: Bearer {}", server.token);
+
+    // Without it, loopback is refused, with the documented error.
+    let refused = curl(&[
+        "--write-out",
+        "\n%{http_code}",
+        &format!("{base}/gtl/v1/complete"),
+        "-d",
+        r#"{"model":"echo","messages":[{"role":"user","content":"Hello from curl"}]}"#,
+    ])
+    .await;
+    let (body, status) = refused.rsplit_once('\n').unwrap();
+    assert_eq!(status, "401", "{refused}");
+    assert!(body.contains("UNAUTHENTICATED"), "{body}");
 
     let complete = curl(&[
         &format!("{base}/gtl/v1/complete"),
+        "-H",
+        &bearer,
         "-H",
         "content-type: application/json",
         "-d",
@@ -59,6 +76,8 @@ async fn curl_streams_sse_and_resumes_with_last_event_id() {
 
     let streamed = curl(&[
         "-N",
+        "-H",
+        &bearer,
         &format!("{base}/gtl/v1/stream"),
         "-d",
         r#"{"model":"echo","messages":[{"role":"user","content":"one two three four"}]}"#,
@@ -74,6 +93,8 @@ async fn curl_streams_sse_and_resumes_with_last_event_id() {
     let resumed = curl(&[
         "-N",
         &format!("{base}/gtl/v1/sessions/{session}/events"),
+        "-H",
+        &bearer,
         "-H",
         "Last-Event-ID: 2",
         "-H",
@@ -148,6 +169,8 @@ async fn grpcurl_lists_by_reflection_and_calls_complete() {
         );
     }
     let answer = run(vec![
+        "-H".into(),
+        format!("authorization: Bearer {}", server.token),
         "-d".into(),
         r#"{"request":{"model":"echo","messages":[{"role":"ROLE_USER","text":"Hello over gRPC"}]}}"#
             .into(),
@@ -174,6 +197,8 @@ async fn websocat_chats_over_the_websocket() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), "").await;
     let mut child = Command::new(websocat)
+        // With `=`: a bare -H takes every argument after it.
+        .arg(format!("-H=Authorization: Bearer {}", server.token))
         .arg(format!("ws://{}/gtl/v1/ws", server.http))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -22,7 +22,7 @@ async fn peak_rss(server: &ServerProcess, span: Duration) -> u64 {
 /// A request and its whole answer on a fresh connection: the server is
 /// still serving others.
 async fn others_are_served(server: &ServerProcess) {
-    let mut other = Raw::hello(&server.tcp).await;
+    let mut other = Raw::hello(&server.tcp, &server.token).await;
     other.send(stream_request(1, "echo")).await;
     let frames = other.until_terminal(1).await;
     let last = frames.last().unwrap();
@@ -39,7 +39,7 @@ async fn never_reading_streams_stay_within_the_connection_budget() {
     )
     .await;
     let baseline = server.rss_bytes();
-    let mut greedy = Raw::hello(&server.tcp).await;
+    let mut greedy = Raw::hello(&server.tcp, &server.token).await;
     for call in 1..=200 {
         greedy
             .send(stream_request(call, "echo:tokens=100000"))
@@ -68,7 +68,7 @@ async fn a_ping_flood_without_reading_is_slowed_then_closed() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), "[limits]\nsend_timeout_secs = 2\n").await;
     let baseline = server.rss_bytes();
-    let mut flood = Raw::hello(&server.tcp).await;
+    let mut flood = Raw::hello(&server.tcp, &server.token).await;
     let chunk: String = (0..1000)
         .map(|i| format!("{{\"type\":\"ping\",\"nonce\":{i}}}\n"))
         .collect();
@@ -106,13 +106,13 @@ async fn new_calls_are_refused_when_the_server_budget_is_spent() {
         "[sessions]\nmemory_budget_bytes = 1048576\nmax_pending_bytes = 4194304\n",
     )
     .await;
-    let mut greedy = Raw::hello(&server.tcp).await;
+    let mut greedy = Raw::hello(&server.tcp, &server.token).await;
     greedy.send(stream_request(1, "echo:tokens=100000")).await;
     let accepted = greedy.recv_call(1).await.unwrap();
     assert_eq!(accepted["type"], "accepted");
     // Not reading: the stream fills the budget and pauses. A new call gets
     // a clear, retryable refusal (polling: the budget fills asynchronously).
-    let mut other = Raw::hello(&server.tcp).await;
+    let mut other = Raw::hello(&server.tcp, &server.token).await;
     let mut call = 1;
     let refusal = loop {
         call += 1;
@@ -141,7 +141,7 @@ async fn a_request_of_millions_of_empty_messages_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), "").await;
     let baseline = server.rss_bytes();
-    let mut raw = Raw::hello(&server.tcp).await;
+    let mut raw = Raw::hello(&server.tcp, &server.token).await;
     // 7.9 MB of `{},`: under the frame limit, millions of messages.
     let mut line = String::from(
         r#"{"type":"completion_request","call_id":1,"model":"echo","stream":true,"messages":["#,

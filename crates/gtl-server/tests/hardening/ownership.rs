@@ -61,10 +61,10 @@ async fn answer(raw: &mut Raw, frame: Value) -> Value {
 async fn another_connection_needs_the_resume_token() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), "").await;
-    let mut owner = Raw::hello(&server.tcp).await;
+    let mut owner = Raw::hello(&server.tcp, &server.token).await;
     let (session, token) = pipe_session(&mut owner).await;
 
-    let mut other = Raw::hello(&server.tcp).await;
+    let mut other = Raw::hello(&server.tcp, &server.token).await;
     let unknown = answer(&mut other, input("s_does_not_exist", "", "x")).await;
     assert_eq!(error_code(&unknown), "RESUME_NOT_FOUND");
     for frame in [
@@ -123,6 +123,54 @@ fn second_user_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `nobody`'s uid, for `auth.trusted_uids`.
+fn nobody_uid() -> u32 {
+    let out = std::process::Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Lets other users reach the socket in `dir` (the check under test is
+/// the server's, not the file system's); the data files stay the
+/// server user's own (0600).
+fn open_socket_to_everyone(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = crate::support::socket(dir);
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    socket
+}
+
+/// Runs `script` as `nobody` with `args`; its stdout lines.
+async fn as_nobody(script: &str, args: &[&str]) -> Vec<String> {
+    let out = tokio::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c", script])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Another local user cannot read the server's local token, so loopback
+/// TCP refuses it; trusted on the Unix socket as its own subject
+/// (`trusted_uids`), it still cannot reach a session whose id and resume
+/// token it stole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_user_cannot_reach_a_session_even_with_its_token() {
     if !second_user_available() {
@@ -130,14 +178,29 @@ async fn another_user_cannot_reach_a_session_even_with_its_token() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(dir.path(), "").await;
-    let mut owner = Raw::hello(&server.tcp).await;
+    let server = ServerProcess::start(
+        dir.path(),
+        &format!("[auth]\ntrusted_uids = [{}]\n", nobody_uid()),
+    )
+    .await;
+    let socket = open_socket_to_everyone(dir.path());
+    let mut owner = Raw::hello(&server.tcp, &server.token).await;
     let (session, token) = pipe_session(&mut owner).await;
-    // A stolen id and token, used by user `nobody` over loopback TCP.
     let script = r#"
 import json, socket, sys
-host, port = sys.argv[1].rsplit(":", 1)
-s = socket.create_connection((host, int(port)))
+path, tcp, token_file, session, token = sys.argv[1:6]
+try:
+    open(token_file).read()
+    print("read the local token")
+except PermissionError:
+    print("no local token")
+host, port = tcp.rsplit(":", 1)
+t = socket.create_connection((host, int(port))).makefile("rw")
+t.write(json.dumps({"type": "hello", "versions": ["1.0"]}) + "\n"); t.flush()
+# The version is settled (welcome), then the refusal, then the close.
+print([json.loads(line) for line in t][-1].get("code"))
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
 f = s.makefile("rw")
 def send(frame):
     f.write(json.dumps(frame) + "\n"); f.flush()
@@ -145,7 +208,6 @@ def recv():
     return json.loads(f.readline())
 send({"type": "hello", "versions": ["1.0"]})
 assert recv()["type"] == "welcome"
-session, token = sys.argv[2], sys.argv[3]
 for frame in [
     {"type": "input", "call_id": 9, "session_id": session, "resume_token": token,
      "messages": [{"role": "user", "content": "injected"}]},
@@ -155,21 +217,27 @@ for frame in [
     send(frame)
     print(recv()["code"])
 "#;
-    let out = tokio::process::Command::new("runuser")
-        .args(["-u", "nobody", "--", "python3", "-c", script])
-        .args([&server.tcp, &session, &token])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let codes = String::from_utf8(out.stdout).unwrap();
+    let token_file = dir.path().join("local.token");
+    let lines = as_nobody(
+        script,
+        &[
+            socket.to_str().unwrap(),
+            &server.tcp,
+            token_file.to_str().unwrap(),
+            &session,
+            &token,
+        ],
+    )
+    .await;
     assert_eq!(
-        codes.lines().collect::<Vec<_>>(),
-        ["RESUME_NOT_FOUND"; 3],
+        lines,
+        [
+            "no local token",
+            "UNAUTHENTICATED",
+            "RESUME_NOT_FOUND",
+            "RESUME_NOT_FOUND",
+            "RESUME_NOT_FOUND"
+        ],
         "another user reached the session"
     );
     // The owner's session goes on untouched.
@@ -184,36 +252,18 @@ for frame in [
     }
 }
 
-/// With tokens on, a Unix-socket peer is trusted without one only when it
-/// runs as the server's own user: another local user who can open the
-/// socket is refused until it presents a token.
+/// A Unix-socket peer is trusted without a token only when it runs as the
+/// server's own user (or a configured one): another local user who can
+/// open the socket is refused until it presents a token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_tokens_on_another_users_socket_peer_needs_one() {
+async fn another_users_socket_peer_needs_a_token() {
     if !second_user_available() {
         eprintln!("skipped: needs root and runuser to act as a second user");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("hs256.secret");
-    std::fs::write(
-        &secret,
-        "a test secret of at least 32 bytes, never used elsewhere",
-    )
-    .unwrap();
-    let _server = ServerProcess::start(
-        dir.path(),
-        &format!(
-            "[auth]\nhs256_secret_file = {:?}\n",
-            secret.display().to_string()
-        ),
-    )
-    .await;
-    // Let the other user reach the socket: the check under test is the
-    // server's, not the file system's.
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = crate::support::socket(dir.path());
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let _server = ServerProcess::start(dir.path(), "").await;
+    let socket = open_socket_to_everyone(dir.path());
     let script = r#"
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
@@ -223,21 +273,8 @@ f.write(json.dumps({"type": "hello", "versions": ["1.0"]}) + "\n"); f.flush()
 frames = [json.loads(line) for line in f]
 print(frames[-1].get("code", frames[-1]["type"]))
 "#;
-    let out = tokio::process::Command::new("runuser")
-        .args(["-u", "nobody", "--", "python3", "-c", script])
-        .arg(&socket)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
-        "UNAUTHENTICATED"
-    );
+    let lines = as_nobody(script, &[socket.to_str().unwrap()]).await;
+    assert_eq!(lines, ["UNAUTHENTICATED"]);
     // The server's own user is still trusted on the same socket.
     let mut own = tokio::net::UnixStream::connect(&socket).await.unwrap();
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};

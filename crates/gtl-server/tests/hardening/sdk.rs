@@ -212,10 +212,11 @@ async fn run_script(dialect: &str) {
         .env("GTL_EXPECTED", expected.to_string())
         // The SDKs must not pick up a real key or endpoint from the
         // environment running the tests.
-        .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
-        .env_remove("ANTHROPIC_API_KEY")
         .env_remove("ANTHROPIC_BASE_URL")
+        // The gateway's local token, as `gtl token show` prints it.
+        .env("OPENAI_API_KEY", &server.token)
+        .env("ANTHROPIC_API_KEY", &server.token)
         .output()
         .await
         .unwrap();

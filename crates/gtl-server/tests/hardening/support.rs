@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, Command};
 
 /// Bounds every wait in these tests, so a regression fails instead of hanging.
@@ -21,6 +20,9 @@ pub(crate) struct ServerProcess {
     pub(crate) tcp: String,
     /// The HTTP port, `127.0.0.1:<port>`.
     pub(crate) http: String,
+    /// The server's local token (`<data dir>/local.token`): what its own
+    /// user's tools present on loopback TCP, HTTP and QUIC.
+    pub(crate) token: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -97,10 +99,16 @@ impl ServerProcess {
             .await
             .expect("the server starts")
             .expect("the server prints its HTTP endpoint");
+        // Written before the listeners bind, so before the lines above.
+        let token = std::fs::read_to_string(dir.join("local.token"))
+            .expect("the server writes its local token")
+            .trim()
+            .to_owned();
         Self {
             child,
             tcp,
             http,
+            token,
             log,
         }
     }
@@ -166,8 +174,8 @@ pub(crate) fn socket(dir: &Path) -> PathBuf {
 
 /// A hand-driven NDJSON connection.
 pub(crate) struct Raw {
-    read: BufReader<OwnedReadHalf>,
-    pub(crate) write: OwnedWriteHalf,
+    read: BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    pub(crate) write: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
 }
 
 impl Raw {
@@ -176,15 +184,25 @@ impl Raw {
         stream.set_nodelay(true).unwrap();
         let (read, write) = stream.into_split();
         Self {
-            read: BufReader::new(read),
-            write,
+            read: BufReader::new(Box::new(read)),
+            write: Box::new(write),
         }
     }
 
-    /// Connects and completes the handshake (JSON).
-    pub(crate) async fn hello(addr: &str) -> Self {
+    /// Connects to the server's Unix socket in `dir`.
+    pub(crate) async fn connect_unix(dir: &Path) -> Self {
+        let stream = tokio::net::UnixStream::connect(socket(dir)).await.unwrap();
+        let (read, write) = stream.into_split();
+        Self {
+            read: BufReader::new(Box::new(read)),
+            write: Box::new(write),
+        }
+    }
+
+    /// Connects and completes the handshake (JSON) with `token`.
+    pub(crate) async fn hello(addr: &str, token: &str) -> Self {
         let mut raw = Self::connect(addr).await;
-        raw.send(json!({"type": "hello", "versions": ["1.0"]}))
+        raw.send(json!({"type": "hello", "versions": ["1.0"], "token": token}))
             .await;
         let welcome = raw.recv().await.expect("welcome");
         assert_eq!(welcome["type"], "welcome", "{welcome}");

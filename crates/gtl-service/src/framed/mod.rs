@@ -41,11 +41,20 @@ const REFUSAL_FLUSH: Duration = Duration::from_secs(1);
 /// frame as a call-service operation, under the service's connection
 /// limits.
 pub async fn serve(service: Arc<CallService>, conn: Connection) {
-    let span = tracing::info_span!("conn", transport = conn.peer.transport, peer = %conn.peer.addr);
-    serve_connection(service, conn).instrument(span).await;
+    serve_with_bearer(service, conn, String::new()).await;
 }
 
-async fn serve_connection(service: Arc<CallService>, mut conn: Connection) {
+/// [`serve`] for a connection whose transport carried a credential of its
+/// own (a WebSocket upgrade's `Authorization: Bearer`): the hello's token
+/// when it has one, else `bearer`.
+pub async fn serve_with_bearer(service: Arc<CallService>, conn: Connection, bearer: String) {
+    let span = tracing::info_span!("conn", transport = conn.peer.transport, peer = %conn.peer.addr);
+    serve_connection(service, conn, bearer)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_connection(service: Arc<CallService>, mut conn: Connection, bearer: String) {
     let limits = service.limits().clone();
     let _admission = match service.admit(&conn.peer) {
         Ok(admission) => admission,
@@ -77,8 +86,20 @@ async fn serve_connection(service: Arc<CallService>, mut conn: Connection) {
             return;
         }
     };
-    let principal = match service.authenticate(&conn.peer, &handshake.hello.token) {
+    let token = match handshake.hello.token.as_str() {
+        "" => bearer.as_str(),
+        token => token,
+    };
+    let principal = match service.authenticate(&conn.peer, token) {
         Ok(principal) => principal,
+        Err(e) => {
+            tracing::info!(code = %e.code, "connection refused: {}", e.message);
+            refuse(&mut conn, &e).await;
+            return;
+        }
+    };
+    let _subject = match service.admit_subject(&principal) {
+        Ok(place) => place,
         Err(e) => {
             tracing::info!(code = %e.code, "connection refused: {}", e.message);
             refuse(&mut conn, &e).await;

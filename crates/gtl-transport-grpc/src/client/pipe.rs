@@ -170,13 +170,20 @@ impl FrameWrite for PipeWriter {
         let Writing::Open(to_server) = &self.state else {
             return Err(TransportError::Closed);
         };
+        let to_server = to_server.clone();
+        let mut ended = false;
         for frame in self.buffered.drain(..) {
             // The queue's other end goes when the RPC ends: the gateway
-            // closed it or the connection broke.
-            to_server
-                .send(frame)
-                .await
-                .map_err(|_| TransportError::Closed)?;
+            // closed it (e.g. refused the caller) or the connection broke.
+            // Why is the RPC's status, which the reading half yields; an
+            // error here would race it and hide it. Later writes fail.
+            if to_server.send(frame).await.is_err() {
+                ended = true;
+                break;
+            }
+        }
+        if ended {
+            self.state = Writing::Closed;
         }
         self.bytes = 0;
         Ok(())

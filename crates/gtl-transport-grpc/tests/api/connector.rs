@@ -24,10 +24,19 @@ use tonic::transport::server::TcpIncoming;
 
 /// A gateway with the echo provider on a free loopback port; its URL.
 pub(crate) async fn serve() -> String {
+    serve_with(gateway()).await
+}
+
+/// A gateway that sees every caller as a remote peer.
+async fn serve_remote() -> String {
+    serve_with(gateway_seeing(remote_peer)).await
+}
+
+async fn serve_with(gateway: InterceptedService<GtlServer<GrpcGateway>, LocalPeer>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("grpc://{}", listener.local_addr().unwrap());
     let server = Server::builder()
-        .add_service(gateway())
+        .add_service(gateway)
         .serve_with_incoming(TcpIncoming::from(listener));
     tokio::spawn(server);
     url
@@ -35,6 +44,11 @@ pub(crate) async fn serve() -> String {
 
 /// The gateway's gRPC service, trusting loopback callers.
 pub(crate) fn gateway() -> InterceptedService<GtlServer<GrpcGateway>, LocalPeer> {
+    gateway_seeing(local_peer)
+}
+
+/// The gateway's gRPC service, seeing its callers as `peer` says.
+fn gateway_seeing(peer: LocalPeer) -> InterceptedService<GtlServer<GrpcGateway>, LocalPeer> {
     let mut registry = Registry::new();
     registry.add(Arc::new(EchoProvider::new()));
     let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
@@ -45,7 +59,7 @@ pub(crate) fn gateway() -> InterceptedService<GtlServer<GrpcGateway>, LocalPeer>
         ConnectionLimits::default(),
     );
     let gtl = GrpcGateway::new(Arc::new(service)).into_server();
-    InterceptedService::new(gtl, local_peer)
+    InterceptedService::new(gtl, peer)
 }
 
 type LocalPeer = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
@@ -59,6 +73,18 @@ type LocalPeer = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Sta
 fn local_peer(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     let addr = request.remote_addr().expect("served over TCP");
     let peer = PeerInfo::new("grpc", addr.to_string()).with_same_host(addr.ip().is_loopback());
+    request.extensions_mut().insert(peer);
+    Ok(request)
+}
+
+/// Marks every caller as a peer on another host.
+#[allow(
+    clippy::result_large_err,
+    reason = "the signature of a tonic interceptor"
+)]
+fn remote_peer(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let addr = request.remote_addr().expect("served over TCP");
+    let peer = PeerInfo::new("grpc", addr.to_string()).with_same_host(false);
     request.extensions_mut().insert(peer);
     Ok(request)
 }
@@ -266,10 +292,11 @@ async fn a_new_connection_resumes_with_exactly_the_remaining_events() {
 
 #[tokio::test]
 async fn a_refused_pipe_reads_as_the_gateways_error_frame() {
-    let url = serve().await;
+    let url = serve_remote().await;
     let mut conn = GrpcConnector::new(&url).unwrap().connect().await.unwrap();
-    // This gateway has no token authentication: a token is refused, and the
-    // RPC fails with UNAUTHENTICATED before any message.
+    // This gateway has no token authentication: a token is refused (from
+    // a peer that is not on this host; a same-host one is trusted anyway),
+    // and the RPC fails with UNAUTHENTICATED before any message.
     let hello = Hello {
         token: "eyJ.not.configured".into(),
         ..hello(&conn)

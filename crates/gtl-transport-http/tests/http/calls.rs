@@ -100,16 +100,38 @@ async fn hello_answers_with_the_welcome_or_the_refusal() {
             .starts_with("gtl-server/")
     );
 
-    for (body, status, code) in [
-        (json!({"versions": ["2.0"]}), 400, "VERSION_UNSUPPORTED"),
-        (json!({"type": "ping"}), 400, "INVALID_REQUEST"),
+    // Trusting this host and verifying no tokens, the gateway has nothing
+    // to check a token with and serves the caller as itself.
+    let body = json!({"versions": ["1.0"], "token": "t"});
+    let response = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let strict = format!(
+        "http://{}/gtl/v1/hello",
+        crate::start_trusting_nobody().await
+    );
+    for (url, body, status, code) in [
         (
+            &url,
+            json!({"versions": ["2.0"]}),
+            400,
+            "VERSION_UNSUPPORTED",
+        ),
+        (&url, json!({"type": "ping"}), 400, "INVALID_REQUEST"),
+        (
+            &strict,
+            json!({"versions": ["1.0"]}),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        (
+            &strict,
             json!({"versions": ["1.0"], "token": "t"}),
             401,
             "UNAUTHENTICATED",
         ),
     ] {
-        let response = http.post(&url).json(&body).send().await.unwrap();
+        let response = http.post(url).json(&body).send().await.unwrap();
         assert_eq!(response.status(), status, "{body}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(

@@ -42,9 +42,31 @@ pub(crate) fn gateway(limits: ConnectionLimits) -> HttpGateway {
 
 /// A gateway routing with `registry`, not yet listening.
 pub(crate) fn gateway_for(registry: Registry, limits: ConnectionLimits) -> HttpGateway {
+    gateway_authenticating(registry, limits, Authenticator::new(true))
+}
+
+/// A gateway over the echo provider that trusts no peer without a token
+/// (and, verifying none, refuses every token), on a free loopback port.
+pub(crate) async fn start_trusting_nobody() -> String {
+    let mut registry = Registry::new();
+    registry.add(Arc::new(EchoProvider::new()));
+    let limits = ConnectionLimits::default();
+    serve(gateway_authenticating(
+        registry,
+        limits,
+        Authenticator::new(false),
+    ))
+    .await
+}
+
+fn gateway_authenticating(
+    registry: Registry,
+    limits: ConnectionLimits,
+    auth: Authenticator,
+) -> HttpGateway {
     // Persisted (to memory) as by default: events wait for their commit.
     let engine = Engine::new(Arc::new(MemoryStore::new()), EngineConfig::default());
-    let service = CallService::new(engine, registry, Authenticator::new(true), limits);
+    let service = CallService::new(engine, registry, auth, limits);
     HttpGateway::new(Arc::new(service))
 }
 

@@ -12,8 +12,9 @@ import anthropic
 
 BASE = os.environ["GTL_BASE_URL"]
 EXPECTED = json.loads(os.environ["GTL_EXPECTED"])
-# Not a provider key: GTL ignores a same-host caller's key.
-client = anthropic.Anthropic(base_url=BASE, api_key="not-a-provider-key", max_retries=0)
+# The key is the gateway's local token, from the environment, as a user
+# sets it: export ANTHROPIC_API_KEY=$(gtl token show).
+client = anthropic.Anthropic(base_url=BASE, max_retries=0)
 
 TOOLS = [
     {
@@ -28,6 +29,15 @@ def check(name, ok, detail=""):
     if not ok:
         raise AssertionError(f"{name}: {detail}")
     print("ok", name)
+
+
+# A provider key left in the environment is not a credential here: refused
+# (401, saying where the token comes from), never forwarded.
+try:
+    anthropic.Anthropic(base_url=BASE, api_key="sk-ant-a-provider-key", max_retries=0).models.list()
+    check("a provider key is refused", False, "it was accepted")
+except anthropic.AuthenticationError as error:
+    check("a provider key is refused", "gtl token show" in str(error), str(error))
 
 
 def user(text):

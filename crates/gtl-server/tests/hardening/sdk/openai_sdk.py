@@ -12,8 +12,9 @@ import openai
 
 BASE = os.environ["GTL_BASE_URL"]
 EXPECTED = json.loads(os.environ["GTL_EXPECTED"])
-# Not a provider key: GTL ignores a same-host caller's key.
-client = openai.OpenAI(base_url=BASE + "/v1", api_key="sk-not-a-provider-key", max_retries=0)
+# The key is the gateway's local token, from the environment, as a user
+# sets it: export OPENAI_API_KEY=$(gtl token show).
+client = openai.OpenAI(base_url=BASE + "/v1", max_retries=0)
 
 TOOLS = [
     {
@@ -31,6 +32,15 @@ def check(name, ok, detail=""):
     if not ok:
         raise AssertionError(f"{name}: {detail}")
     print("ok", name)
+
+
+# A provider key left in the environment is not a credential here: refused
+# (401, saying where the token comes from), never forwarded.
+try:
+    openai.OpenAI(base_url=BASE + "/v1", api_key="sk-a-provider-key", max_retries=0).models.list()
+    check("a provider key is refused", False, "it was accepted")
+except openai.AuthenticationError as error:
+    check("a provider key is refused", "gtl token show" in str(error), str(error))
 
 
 def user(text):

@@ -43,7 +43,11 @@ async fn hello_gets_the_gateways_own_welcome() {
         token: "not-configured".into(),
         ..Hello::default()
     };
-    let refused = client_handshake(&mut conn, hello).await.unwrap_err();
+    let mut strict = super::connector(&crate::start_trusting_nobody().await)
+        .connect()
+        .await
+        .unwrap();
+    let refused = client_handshake(&mut strict, hello).await.unwrap_err();
     assert_eq!(refused.code(), ErrorCode::Unauthenticated);
 }
 
