@@ -1,6 +1,7 @@
 //! `gtl`: the GTL command-line client.
 
 mod token;
+mod usage;
 
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
@@ -81,6 +82,10 @@ enum Command {
     Models,
     /// Mint or inspect GhostTokens (no gateway needed).
     Token(token::Token),
+    /// Calls, tokens, cost, errors and latency from the gateway's audit
+    /// log, grouped by subject, provider, model, route, API, transport or
+    /// day (no gateway needed).
+    Usage(usage::Usage),
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(chat) => Some((chat, prompt(chat)?)),
         Command::Models => None,
         Command::Token(token) => return token::run(token).await,
+        Command::Usage(usage) => return usage::run(usage),
     };
     let mut opts = if cli.global.endpoints.is_empty() {
         ConnectOpts::default()

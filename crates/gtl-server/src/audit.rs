@@ -1,7 +1,8 @@
-//! The audit log's writer: records arrive through a bounded queue and a
-//! thread of their own writes them, one JSON line each, so a slow or full
-//! disk never slows a call down or fails it. When the queue is full a
-//! record is dropped and counted in the log.
+//! Where each call's audit record goes: the audit log, whose writer takes
+//! records through a bounded queue on a thread of its own, one JSON line
+//! each, so a slow or full disk never slows a call down or fails it (when
+//! the queue is full a record is dropped and counted in the log); and the
+//! server's log, one info line per call.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,58 @@ use crate::config::Config;
 /// Records waiting for the writer.
 const QUEUE: usize = 4096;
 
-/// The audit sink `config` describes, if recording is on.
+/// The audit sink `config` describes, if calls are recorded anywhere.
 pub(crate) fn sink(config: &Config) -> Option<std::sync::Arc<dyn AuditSink>> {
+    let file = file_sink(config);
+    if file.is_none() && !config.log.calls {
+        return None;
+    }
+    Some(std::sync::Arc::new(CallRecords {
+        file,
+        log: config.log.calls,
+    }))
+}
+
+/// The audit log and the call log lines.
+#[derive(Debug)]
+struct CallRecords {
+    file: Option<FileSink>,
+    log: bool,
+}
+
+impl AuditSink for CallRecords {
+    fn record(&self, record: AuditRecord) {
+        if self.log {
+            log_call(&record);
+        }
+        if let Some(file) = &self.file {
+            file.record(record);
+        }
+    }
+}
+
+/// The call's line in the server's log: the record's fields.
+fn log_call(record: &AuditRecord) {
+    tracing::info!(
+        target: "gtl::call",
+        subject = %record.subject,
+        api = record.route,
+        transport = %record.transport,
+        requested = %record.requested,
+        provider = %record.provider,
+        model = %record.model,
+        tokens_in = record.tokens_in,
+        tokens_out = record.tokens_out,
+        cost = record.cost,
+        duration_ms = record.duration_ms,
+        outcome = record.outcome,
+        error_code = record.error_code.as_deref().unwrap_or(""),
+        session = %record.session_id,
+        "call finished"
+    );
+}
+
+fn file_sink(config: &Config) -> Option<FileSink> {
     let audit = &config.audit;
     if !audit.enabled {
         return None;
@@ -41,10 +92,10 @@ pub(crate) fn sink(config: &Config) -> Option<std::sync::Arc<dyn AuditSink>> {
         tracing::warn!(error = %e, "the audit log is off: its writer could not start");
         return None;
     }
-    Some(std::sync::Arc::new(FileSink {
+    Some(FileSink {
         queue,
         dropped: AtomicU64::new(0),
-    }))
+    })
 }
 
 #[derive(Debug)]

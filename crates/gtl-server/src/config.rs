@@ -43,6 +43,8 @@ pub struct Config {
     pub limits: Limits,
     /// The audit log.
     pub audit: Audit,
+    /// The server's log (stderr).
+    pub log: Log,
     /// The built-in echo provider.
     pub echo: Echo,
     /// Providers besides echo and those the environment switches on
@@ -222,6 +224,53 @@ impl Default for Audit {
     }
 }
 
+/// The server's log, on stderr (`RUST_LOG` overrides `level`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Log {
+    /// `text` (for people) or `json` (one object per line, for a log
+    /// collector); `gtl-server --log-format` overrides it.
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `gtl_router=debug,info`, ….
+    pub level: String,
+    /// One info line per finished call (the audit record's fields: who,
+    /// which model, tokens, cost, duration, outcome; never the text).
+    pub calls: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+            calls: true,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("`{other}`: the log format is `text` or `json`")),
+        }
+    }
+}
+
 /// Authentication settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -346,7 +395,11 @@ pub struct Limits {
     /// come (local users are counted per peer); more are refused with
     /// `RATE_LIMIT`.
     pub max_connections_per_subject: usize,
-    /// Seconds the server takes at most to stop on SIGTERM.
+    /// Seconds running calls get to finish after SIGTERM (a second SIGTERM
+    /// cuts this short); then they are cut, resumable after a restart.
+    pub drain_secs: u64,
+    /// Seconds the server takes at most, after the drain, to close what is
+    /// left and persist every session.
     pub shutdown_timeout_secs: u64,
 }
 
@@ -386,6 +439,7 @@ impl Default for Config {
             sessions: Sessions::default(),
             limits: Limits::default(),
             audit: Audit::default(),
+            log: Log::default(),
             echo: Echo::default(),
             providers: Vec::new(),
             aliases: std::collections::BTreeMap::new(),
@@ -469,6 +523,7 @@ impl Default for Limits {
             max_calls_per_subject: 256,
             calls_per_minute_per_subject: 600,
             max_connections_per_subject: 1024,
+            drain_secs: 30,
             shutdown_timeout_secs: 10,
         }
     }

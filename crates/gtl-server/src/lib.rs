@@ -37,7 +37,7 @@ mod server;
 pub mod tls;
 
 pub use auth::{AuthConfigError, token_verifier};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LogFormat};
 pub use gtl_service::{
     Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, KeyOpener,
     Principal,

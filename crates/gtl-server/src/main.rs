@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use gtl_server::{Config, Server, ServerError, default_registry};
+use gtl_server::{Config, LogFormat, Server, ServerError, default_registry};
 
 /// The GTL gateway: one protocol for AI traffic over every transport.
 #[derive(Debug, Parser)]
@@ -27,18 +27,13 @@ struct Args {
     /// Speak GTL on stdin/stdout (for editors) instead of listening.
     #[arg(long)]
     stdio: bool,
+    /// Log lines as `text` or `json` (overrides `[log] format`).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // Logs go to stderr: with --stdio, stdout is the protocol.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,6 +51,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.set_data_dir(dir);
     }
+    if let Some(format) = &args.log_format {
+        config.log.format = format.parse().map_err(anyhow::Error::msg)?;
+    }
+    init_logging(&config);
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());
@@ -109,7 +108,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         for endpoint in server.endpoints() {
             eprintln!("gtl-server: listening on {endpoint}");
         }
-        server.run(shutdown_signal()).await;
+        let (drain, stop) = shutdown_signals();
+        server.run_draining(drain, stop).await;
         Ok(())
     });
     // `run` kept its shutdown deadline; a store write still under way is
@@ -119,15 +119,52 @@ fn run(args: Args) -> anyhow::Result<()> {
     served
 }
 
+/// Logs to stderr (with --stdio, stdout is the protocol), at `RUST_LOG`'s
+/// level, else the configuration's.
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
 /// How long exiting waits for work still on blocking threads.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM: the first starts the drain, the second stops at
+/// once. Must be called inside the runtime.
+fn shutdown_signals() -> (
+    impl Future<Output = ()> + use<>,
+    impl Future<Output = ()> + use<>,
+) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let (count, counted) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            count.send_modify(|n| *n += 1);
+            if *count.borrow() >= 2 {
+                tracing::info!("a second signal: stopping at once");
+                return;
+            }
+        }
+    });
+    let signals = |n: u32| {
+        let mut counted = counted.clone();
+        async move {
+            let _ = counted.wait_for(|count| *count >= n).await;
+        }
+    };
+    (signals(1), signals(2))
 }

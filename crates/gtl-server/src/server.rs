@@ -113,6 +113,7 @@ pub struct Server {
     identity: Option<Arc<ServerIdentity>>,
     /// Renewed while the server runs, when it writes one.
     local_token: Option<crate::local_token::LocalToken>,
+    drain_timeout: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -298,6 +299,7 @@ impl Server {
             h3,
             identity,
             local_token,
+            drain_timeout: Duration::from_secs(config.limits.drain_secs),
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -378,20 +380,36 @@ impl Server {
         self.gateway.clone()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, closes the
-    /// connections, persists every session's events and returns, within
+    /// Serves until `shutdown` completes, then drains (see
+    /// [`run_draining`](Self::run_draining)) with no way to cut it short.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_draining(shutdown, std::future::pending()).await;
+    }
+
+    /// Serves until `drain` completes; then drains: stops accepting, tells
+    /// every connection (`status {state: "draining"}`, HTTP/2 GOAWAY),
+    /// refuses new calls and lets running ones finish, for at most
+    /// `limits.drain_secs` or until `stop` completes. Then it closes what
+    /// is left, persists every session's events and returns, within
     /// `limits.shutdown_timeout_secs` even if the store is slow. The Unix
     /// socket file is removed.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run_draining(
+        self,
+        drain: impl Future<Output = ()>,
+        stop: impl Future<Output = ()>,
+    ) {
         let webtransport = self.webtransport();
+        let service = self.gateway.service.clone();
         let mut tasks = JoinSet::new();
+        // Accept loops end once drained; the server's own tasks do not.
+        let mut accepting = JoinSet::new();
         for listener in self.listeners {
             let span = tracing::info_span!("listener", endpoint = %listener.local_endpoint());
             let acceptor = Framed {
                 listener,
                 gateway: self.gateway.clone(),
             };
-            tasks.spawn(accept_loop(acceptor).instrument(span));
+            accepting.spawn(accept_loop(acceptor, service.draining()).instrument(span));
         }
         if let Some((listener, tls)) = self.http {
             let scheme = if tls.is_some() { "https" } else { "http" };
@@ -409,7 +427,7 @@ impl Server {
                 gateway,
                 handshake_timeout: self.gateway.service.limits().handshake_timeout,
             };
-            tasks.spawn(accept_loop(acceptor).instrument(span));
+            accepting.spawn(accept_loop(acceptor, service.draining()).instrument(span));
         }
         if let Some((listener, tls)) = self.tcp_tls {
             let endpoint = listener
@@ -422,7 +440,7 @@ impl Server {
                 gateway: self.gateway.clone(),
                 handshake_timeout: self.gateway.service.limits().handshake_timeout,
             };
-            tasks.spawn(accept_loop(acceptor).instrument(span));
+            accepting.spawn(accept_loop(acceptor, service.draining()).instrument(span));
         }
         if let Some(identity) = self.identity.clone() {
             tasks.spawn(refresh_identity(identity, webtransport));
@@ -442,7 +460,25 @@ impl Server {
             let span = tracing::info_span!("listener", endpoint = %udp_url("wt", endpoint));
             tasks.spawn(gateway.serve(endpoint.clone()).instrument(span));
         }
-        shutdown.await;
+        tokio::pin!(stop);
+        tokio::select! {
+            () = drain => {}
+            () = &mut stop => {}
+        }
+        service.drain();
+        let drained = async {
+            while accepting.join_next().await.is_some() {}
+            service.drained().await;
+        };
+        tokio::select! {
+            () = drained => tracing::info!("drained: every call finished"),
+            () = tokio::time::sleep(self.drain_timeout) => tracing::info!(
+                drain_secs = self.drain_timeout.as_secs(),
+                "drain deadline reached: the calls still running are cut (resumable after a \
+                 restart)"
+            ),
+            () = &mut stop => tracing::info!("stopping at once"),
+        }
         tracing::info!("shutting down");
         for endpoint in quic.iter().chain(&h3) {
             endpoint.close(
@@ -453,6 +489,7 @@ impl Server {
         // Dropping the accept loops closes the listeners and their
         // connections (however much they have unread); then the sessions
         // are written out for a restart.
+        accepting.shutdown().await;
         tasks.shutdown().await;
         let engine = self.gateway.engine();
         match tokio::time::timeout(self.shutdown_timeout, engine.shutdown()).await {
@@ -620,13 +657,25 @@ async fn tls_handshake(
     }
 }
 
-async fn accept_loop(mut acceptor: impl Acceptor) {
+/// Accepts until `draining` resolves, then closes the listener and returns
+/// once its connections have ended.
+async fn accept_loop(acceptor: impl Acceptor, draining: impl Future<Output = ()>) {
     tracing::info!("listening");
+    let mut acceptor = Some(acceptor);
     let mut connections = JoinSet::new();
     let mut failures = AcceptFailures::default();
+    tokio::pin!(draining);
     loop {
+        if acceptor.is_none() && connections.is_empty() {
+            return;
+        }
         tokio::select! {
-            accepted = acceptor.accept() => match accepted {
+            () = &mut draining, if acceptor.is_some() => {
+                // The port closes (the Unix socket file goes) now: clients
+                // connecting meet a refusal and try their next endpoint.
+                acceptor = None;
+            }
+            accepted = accept_some(&mut acceptor) => match accepted {
                 Ok(serve) => {
                     connections.spawn(serve);
                 }
@@ -646,6 +695,14 @@ async fn accept_loop(mut acceptor: impl Acceptor) {
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+}
+
+/// `acceptor`'s next connection; never, once it is gone.
+async fn accept_some(acceptor: &mut Option<impl Acceptor>) -> Result<Serve, String> {
+    match acceptor {
+        Some(acceptor) => acceptor.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -30,7 +30,11 @@ pub struct AuditRecord {
     pub route: &'static str,
     /// The transport the call came in on (`uds`, `tcp`, `http`, `quic`, …).
     pub transport: String,
-    /// The provider that served it.
+    /// The model as the client named it: a route, an alias or
+    /// `provider/model`.
+    pub requested: String,
+    /// The provider that served it (for a routed call, the target that
+    /// answered last).
     pub provider: String,
     /// The provider's model.
     pub model: String,
@@ -65,6 +69,8 @@ pub(crate) struct CallAudit {
     pub(crate) subject: String,
     pub(crate) transport: String,
     pub(crate) route: &'static str,
+    /// The model as the client named it.
+    pub(crate) requested: String,
     /// Set once the engine has named the session.
     pub(crate) session_id: Arc<OnceLock<String>>,
 }
@@ -136,6 +142,11 @@ impl Watch {
     fn see(&mut self, body: &Body) {
         match body {
             Body::Usage(usage) => gtl_providers::merge_usage(&mut self.usage, usage),
+            // A route names the target answering; the last one served it.
+            Body::Status(status) if status.state == "streaming" && !status.provider.is_empty() => {
+                self.provider.clone_from(&status.provider);
+                self.model.clone_from(&status.model);
+            }
             Body::Done(_) => self.end = Some(End::Done),
             Body::Error(error) => self.end = Some(End::Error(error.code().to_string())),
             _ => {}
@@ -154,6 +165,7 @@ impl Watch {
             subject: audit.subject.clone(),
             route: audit.route,
             transport: audit.transport.clone(),
+            requested: audit.requested.clone(),
             provider: self.provider,
             model: self.model,
             tokens_in: self.usage.tokens_in,

@@ -46,6 +46,7 @@
 
 mod audit;
 mod auth;
+mod drain;
 mod events;
 mod framed;
 mod service;

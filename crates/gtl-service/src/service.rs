@@ -7,6 +7,7 @@
 //! [`Call`] handles, which the transport drains into its own framing.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use gtl_transport::PeerInfo;
 
 use crate::audit::{AuditSink, Audited, CallAudit};
 use crate::auth::{Authenticator, KeyOpener, Principal};
+use crate::drain::Drain;
 
 /// Why the service refused an operation: a GTL code and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +131,8 @@ pub struct CallService {
     subject_rate: Option<governor::DefaultKeyedRateLimiter<String>>,
     /// Opens callers' own provider keys.
     key_opener: Option<Arc<dyn KeyOpener>>,
+    /// Set when the server drains before stopping.
+    drain: Arc<Drain>,
 }
 
 /// A connection's place among the open ones; dropping it frees the place.
@@ -148,6 +152,8 @@ impl Drop for Admission {
                 open.1.remove(&self.peer);
             }
         }
+        drop(open);
+        self.service.drain.ended();
     }
 }
 
@@ -174,7 +180,42 @@ impl CallService {
             subject_connections: Arc::default(),
             subject_rate,
             key_opener: None,
+            drain: Arc::new(Drain::new()),
         }
+    }
+
+    /// Starts draining: new calls are refused (`PROVIDER_UNAVAILABLE`,
+    /// retryable: another endpoint can take them), every connection is
+    /// told with a `draining` status and closed once its calls are done;
+    /// resumes are still served. See [`drained`](Self::drained).
+    pub fn drain(&self) {
+        if self.drain.start() {
+            tracing::info!("draining: no new calls; running calls may finish");
+        }
+    }
+
+    /// Whether [`drain`](Self::drain) was called.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_started()
+    }
+
+    /// Resolves once draining starts: what a transport waits on to tell
+    /// its connection.
+    pub fn draining(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.drain.started()
+    }
+
+    /// Resolves once no call runs and no connection is open.
+    pub async fn drained(&self) {
+        self.drain
+            .idle(|| {
+                let calls = self
+                    .subject_calls
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                !calls.is_empty() || self.lock_connections().0 > 0
+            })
+            .await;
     }
 
     /// Opens the provider keys callers' tokens carry with `opener`; without
@@ -261,6 +302,7 @@ impl CallService {
             _slot: Some(CallSlot {
                 calls: self.subject_connections.clone(),
                 subject: principal.subject.clone(),
+                drain: self.drain.clone(),
             }),
         })
     }
@@ -296,6 +338,13 @@ impl CallService {
         if !request.tools.is_empty() {
             principal.check(Operation::Tools, now())?;
         }
+        if self.is_draining() {
+            return Err(CallError::new(
+                ErrorCode::ProviderUnavailable,
+                "the gateway is draining before a restart or shutdown: send the call to \
+                 another endpoint (gtl does so by itself)",
+            ));
+        }
         // The place first: a call refused for it does not use up the rate.
         let slot = self.call_slot(principal)?;
         self.admit_call(principal)?;
@@ -306,6 +355,11 @@ impl CallService {
                 opener: self.key_opener.clone(),
             }));
         }
+        let requested = if request.provider.is_empty() {
+            request.model.clone()
+        } else {
+            format!("{}/{}", request.provider, request.model)
+        };
         let mut provider = self.router.resolve(&mut request, &context)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
         if let Some(sealed) = principal.provider_keys.get(&request.provider) {
@@ -330,6 +384,7 @@ impl CallService {
                 subject: principal.subject.clone(),
                 transport: principal.transport.to_owned(),
                 route,
+                requested,
                 session_id: session_id.clone(),
             };
             provider = Arc::new(Audited {
@@ -475,6 +530,7 @@ impl CallService {
         Ok(CallSlot {
             calls: self.subject_calls.clone(),
             subject: principal.subject.clone(),
+            drain: self.drain.clone(),
         })
     }
 
@@ -627,6 +683,7 @@ pub struct SubjectConnection {
 struct CallSlot {
     calls: Arc<Mutex<HashMap<String, usize>>>,
     subject: String,
+    drain: Arc<Drain>,
 }
 
 impl Drop for CallSlot {
@@ -638,6 +695,8 @@ impl Drop for CallSlot {
                 calls.remove(&self.subject);
             }
         }
+        drop(calls);
+        self.drain.ended();
     }
 }
 

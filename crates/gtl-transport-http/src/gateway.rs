@@ -178,9 +178,18 @@ impl HttpGateway {
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(self.service.limits().handshake_timeout);
-            let served = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), handler)
-                .await;
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), handler);
+            tokio::pin!(connection);
+            let draining = self.service.draining();
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = draining => {
+                    // HTTP/2 GOAWAY, or no keep-alive on HTTP/1.1: requests
+                    // under way (an SSE stream among them) finish first.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             if let Err(e) = served {
                 tracing::debug!(error = %e, "http connection ended");
             }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use gtl_core::MemoryBudget;
-use gtl_proto::{Accepted, Body, Done, Encoding, Error, ErrorCode, Frame, Phase, Pong};
+use gtl_proto::{Accepted, Body, Done, Encoding, Error, ErrorCode, Frame, Phase, Pong, Status};
 use gtl_service::{CallError, CallEvents, CallService, Principal};
 use gtl_transport::{
     FrameRead as _, FrameWrite as _, PeerInfo, StreamReader, StreamWriter, server_handshake,
@@ -39,13 +39,24 @@ pub(crate) async fn serve<C: BiStreams>(service: Arc<CallService>, connection: C
     let conn = Arc::new(conn);
     tracing::debug!(subject = %conn.principal.subject, "connection accepted");
     let mut streams = 0u64;
+    let mut calls = tokio::task::JoinSet::new();
+    let draining = service.draining();
+    tokio::pin!(draining);
+    let mut closing = false;
     loop {
+        if closing && calls.is_empty() {
+            // The calls' last bytes may still be in flight: closing now
+            // would discard them, so the client (told to) hangs up first.
+            let _ = tokio::time::timeout(DRAIN_LINGER, connection.closed()).await;
+            connection.close(close_code::DONE, b"drained");
+            break;
+        }
         tokio::select! {
             stream = connection.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     streams += 1;
                     let span = tracing::debug_span!("call", stream = streams);
-                    tokio::spawn(serve_call(conn.clone(), send, recv).instrument(span));
+                    calls.spawn(serve_call(conn.clone(), send, recv).instrument(span));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "connection closed");
@@ -57,9 +68,24 @@ pub(crate) async fn serve<C: BiStreams>(service: Arc<CallService>, connection: C
                 connection.close(close_code::DONE, b"control stream closed");
                 break;
             },
+            Some(_) = calls.join_next(), if !calls.is_empty() => {}
+            () = &mut draining, if !closing => {
+                closing = true;
+                let status = Status {
+                    state: "draining".into(),
+                    reason: "the gateway is restarting or shutting down: running calls finish \
+                             here, new ones go to another endpoint"
+                        .into(),
+                    ..Status::default()
+                };
+                send(&mut *control.write, &Frame::control(0, Body::Status(status))).await;
+            }
         }
     }
 }
+
+/// How long a drained connection waits for its client to hang up.
+const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The control stream: `hello`/`welcome`, then authentication.
 async fn handshake<C: BiStreams>(

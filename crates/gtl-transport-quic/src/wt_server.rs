@@ -71,6 +71,11 @@ impl WtGateway {
     /// its own task.
     pub async fn serve(self, endpoint: quinn::Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
+            if self.service.is_draining() {
+                // Refused at once, so the client tries its next endpoint.
+                incoming.refuse();
+                continue;
+            }
             tokio::spawn(self.clone().serve_connection(incoming));
         }
     }

@@ -92,6 +92,9 @@ struct Link {
     /// Sending failed. The reading helper reports the end once it has
     /// queued what the gateway sent before it (e.g. why it closed).
     failed: bool,
+    /// The gateway is draining: the calls on this connection finish here,
+    /// new ones wait for the next connection, to the next endpoint.
+    draining: bool,
 }
 
 impl Drop for Link {
@@ -267,6 +270,7 @@ impl Driver {
             progressed: false,
             refused: None,
             failed: false,
+            draining: false,
         });
         self.current = index;
         let url = self.endpoints[index].to_string();
@@ -280,11 +284,21 @@ impl Driver {
                 link.progressed |= !matches!(frame.body, Some(Body::Accepted(_)));
                 if frame.call_id == 0 {
                     // Connection-level: a refusal after the welcome (the
-                    // gateway then closes), or a complaint about one frame.
-                    if let Some(Body::Error(error)) = frame.body
-                        && refuses_connection(error.code())
-                    {
-                        link.refused = Some(ServerError::new(error, 0, ""));
+                    // gateway then closes), a complaint about one frame, or
+                    // the gateway draining.
+                    match frame.body {
+                        Some(Body::Error(error)) if refuses_connection(error.code()) => {
+                            link.refused = Some(ServerError::new(error, 0, ""));
+                        }
+                        Some(Body::Status(status)) if status.state == "draining" => {
+                            tracing::info!(
+                                endpoint = %self.endpoints[self.current],
+                                "the gateway is draining: new calls go to the next endpoint"
+                            );
+                            link.draining = true;
+                            self.broken |= self.calls.is_empty();
+                        }
+                        _ => {}
                     }
                     return;
                 }
@@ -296,6 +310,8 @@ impl Driver {
                 let mut out = Vec::new();
                 if call.on_frame(frame, &mut out) == Flow::Over {
                     self.calls.remove(&call_id);
+                    // A draining gateway's last call is over: move on.
+                    self.broken |= link.draining && self.calls.is_empty();
                 }
                 self.write_out(call_id, out);
             }
@@ -375,6 +391,12 @@ impl Driver {
     }
 
     async fn start(&mut self, call_id: u64, mut call: Call) {
+        if self.link.as_ref().is_some_and(|link| link.draining) {
+            // Started on the next connection, once the draining one's
+            // calls are over (see `recover`).
+            self.calls.insert(call_id, call);
+            return;
+        }
         if self.link.is_none() {
             // The last connection closed while idle: connect again now.
             if let Err(failures) = self.open(self.current).await {
@@ -434,6 +456,10 @@ impl Driver {
         let Some(link) = self.link.take() else { return };
         let (progressed, refused) = (link.progressed, link.refused.clone());
         let url = self.endpoints[self.current].to_string();
+        if link.draining {
+            // That gateway is going away: the next endpoint first.
+            self.current = (self.current + 1) % self.endpoints.len();
+        }
         drop(link);
         if let Some(refused) = refused {
             self.fail_all(&refused.into());

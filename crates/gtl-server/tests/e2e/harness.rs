@@ -138,9 +138,18 @@ impl Gateway {
         }
     }
 
-    /// Graceful shutdown (as on SIGTERM): returns the data dir for a restart.
+    /// Starts draining, as SIGTERM does, without waiting for the drain.
+    pub(crate) fn drain(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Graceful shutdown (as on SIGTERM, with the drain `limits.drain_secs`
+    /// allows: none unless a test sets it): returns the data dir for a
+    /// restart.
     pub(crate) async fn shutdown(mut self) -> tempfile::TempDir {
-        let _ = self.stop.take().unwrap().send(());
+        self.drain();
         self.serving.take().unwrap().await.unwrap();
         self.dir
     }
@@ -195,6 +204,8 @@ pub(crate) fn config_for(dir: &std::path::Path) -> Config {
     config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
+    // A stop cuts running calls at once unless a test asks for a drain.
+    config.limits.drain_secs = 0;
     config
 }
 

@@ -6,6 +6,7 @@
 
 mod auth;
 mod calls;
+mod drain;
 mod faults;
 mod harness;
 mod resume;

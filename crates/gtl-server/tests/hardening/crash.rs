@@ -20,7 +20,7 @@ impl Rng {
     }
 }
 
-fn resume(call_id: u64, session: &str, after_seq: u64, token: &str) -> Value {
+pub(crate) fn resume(call_id: u64, session: &str, after_seq: u64, token: &str) -> Value {
     json!({
         "type": "resume",
         "call_id": call_id,

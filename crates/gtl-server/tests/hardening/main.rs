@@ -6,7 +6,9 @@
 
 mod connections;
 mod crash;
+mod drain;
 mod interop;
+mod logs;
 mod memory;
 mod ownership;
 mod sdk;

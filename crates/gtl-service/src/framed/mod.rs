@@ -134,7 +134,9 @@ async fn run(
 ) {
     let send_timeout = service.limits().send_timeout;
     let (to_writer, from_reader) = mpsc::channel(CONTROL_QUEUE);
-    let writer = tokio::spawn(writer::run(write, from_reader, send_timeout).in_current_span());
+    let draining = service.draining();
+    let writer =
+        tokio::spawn(writer::run(write, from_reader, send_timeout, draining).in_current_span());
     reader::run(&service, read, principal, to_writer, first).await;
     // The reader is done (peer closed, failed or idle); the writer finishes
     // what it has and stops when its channel closes.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use gtl_core::Call;
-use gtl_proto::{Accepted, Body, Frame};
+use gtl_proto::{Accepted, Body, Frame, Status};
 use gtl_transport::FrameWrite;
 use tokio::sync::mpsc;
 
@@ -38,18 +38,28 @@ fn ready(call_id: u64, call: Arc<Call>) -> Ready {
     })
 }
 
+/// Sends until the reader is gone and the calls attached are over, or,
+/// once `draining` resolves, until the calls attached are over (after
+/// telling the peer with a `draining` status).
 pub(super) async fn run(
     mut write: Box<dyn FrameWrite>,
     mut from_reader: mpsc::Receiver<Out>,
     send_timeout: Duration,
+    draining: impl Future<Output = ()>,
 ) {
     let mut calls: FuturesUnordered<Ready> = FuturesUnordered::new();
     let mut reader_open = true;
+    let mut closing = false;
+    tokio::pin!(draining);
     loop {
-        if !reader_open && calls.is_empty() {
+        if (!reader_open || closing) && calls.is_empty() {
             break;
         }
         tokio::select! {
+            () = &mut draining, if !closing => {
+                closing = true;
+                write_or_report(&mut *write, &draining_frame());
+            }
             msg = from_reader.recv(), if reader_open => match msg {
                 Some(msg) => handle(&mut *write, msg, &mut calls),
                 None => {
@@ -101,6 +111,21 @@ pub(super) async fn run(
         }
     }
     let _ = tokio::time::timeout(send_timeout, write.close()).await;
+}
+
+/// Tells the peer that the gateway is draining: its calls may finish, the
+/// next ones belong elsewhere.
+fn draining_frame() -> Frame {
+    Frame::control(
+        0,
+        Body::Status(Status {
+            state: "draining".into(),
+            reason: "the gateway is restarting or shutting down: running calls finish here, \
+                     new ones go to another endpoint"
+                .into(),
+            ..Status::default()
+        }),
+    )
 }
 
 /// How long a connection being closed for not reading gets to take its
