@@ -168,7 +168,8 @@ pub(crate) fn run(usage: &Usage) -> anyhow::Result<()> {
     }
     total.finish();
     if usage.by != By::Day {
-        // The biggest spenders first, then the busiest.
+        // The biggest spenders first, then the busiest, then by name (the
+        // rows come sorted by key and the sort is stable).
         rows.sort_by(|a, b| {
             b.cost_usd
                 .total_cmp(&a.cost_usd)

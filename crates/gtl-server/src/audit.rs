@@ -44,6 +44,12 @@ impl AuditSink for CallRecords {
             file.record(record);
         }
     }
+
+    fn flush(&self) {
+        if let Some(file) = &self.file {
+            file.flush();
+        }
+    }
 }
 
 /// The call's line in the server's log: the record's fields.
@@ -98,15 +104,39 @@ fn file_sink(config: &Config) -> Option<FileSink> {
     })
 }
 
+/// What the writer thread is sent.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every message is a record; boxing would allocate per call"
+)]
+enum Message {
+    Record(AuditRecord),
+    /// Answer once everything before is written.
+    Flush(SyncSender<()>),
+}
+
+/// How long a flush waits for the writer (a full disk may never let it).
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug)]
 struct FileSink {
-    queue: SyncSender<AuditRecord>,
+    queue: SyncSender<Message>,
     dropped: AtomicU64,
 }
 
-impl AuditSink for FileSink {
+impl FileSink {
+    fn flush(&self) {
+        let (written, wait) = std::sync::mpsc::sync_channel(1);
+        if self.queue.send(Message::Flush(written)).is_ok()
+            && wait.recv_timeout(FLUSH_WAIT).is_err()
+        {
+            tracing::warn!("audit records may be missing: the writer did not catch up in time");
+        }
+    }
+
     fn record(&self, record: AuditRecord) {
-        match self.queue.try_send(record) {
+        match self.queue.try_send(Message::Record(record)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -130,9 +160,19 @@ enum Target {
 }
 
 /// Writes records until every sender is gone.
-fn write_all(records: &Receiver<AuditRecord>, target: &Target) {
+fn write_all(messages: &Receiver<Message>, target: &Target) {
     let mut failing = false;
-    for record in records {
+    for message in messages {
+        let record = match message {
+            Message::Record(record) => record,
+            Message::Flush(written) => {
+                if let Target::Stdout = target {
+                    let _ = std::io::stdout().lock().flush();
+                }
+                let _ = written.send(());
+                continue;
+            }
+        };
         let Ok(mut line) = serde_json::to_vec(&record) else {
             continue;
         };

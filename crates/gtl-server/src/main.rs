@@ -98,6 +98,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Ok(done) => done?,
                 Err(_) => tracing::warn!("sessions not all persisted within the shutdown timeout"),
             }
+            server.gateway().flush_audit().await;
             return Ok(());
         }
         let server = Server::bind(&config, default_registry(&config)?)

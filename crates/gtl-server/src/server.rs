@@ -93,6 +93,13 @@ impl Gateway {
     pub fn service(&self) -> &Arc<CallService> {
         &self.service
     }
+
+    /// Waits until the audit records of the calls so far are written:
+    /// what stopping does last.
+    pub async fn flush_audit(&self) {
+        let service = self.service.clone();
+        let _ = tokio::task::spawn_blocking(move || service.flush_audit()).await;
+    }
 }
 
 /// A bound, ready server.
@@ -501,6 +508,7 @@ impl Server {
                  delivered were stored"
             ),
         }
+        self.gateway.flush_audit().await;
     }
 }
 

@@ -60,6 +60,10 @@ pub struct AuditRecord {
 pub trait AuditSink: std::fmt::Debug + Send + Sync {
     /// Takes one record.
     fn record(&self, record: AuditRecord);
+
+    /// Returns once every record taken so far is written (or, for a sink
+    /// that cannot say, at once). Called at shutdown, off the runtime.
+    fn flush(&self) {}
 }
 
 /// What a call's audit record knows before its stream runs.

@@ -225,6 +225,14 @@ impl CallService {
         self
     }
 
+    /// Waits (blocking) until the audit records of the calls so far are
+    /// written: what a server does before it exits.
+    pub fn flush_audit(&self) {
+        if let Some(sink) = &self.audit {
+            sink.flush();
+        }
+    }
+
     /// Records every call in `sink` (see [`AuditRecord`](crate::AuditRecord)).
     pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
         self.audit = Some(sink);

@@ -2,6 +2,7 @@
 //! `gtl-server` in front of every provider adapter.
 
 mod providers;
+mod report;
 mod resume;
 mod token;
 mod transports;
