@@ -71,9 +71,24 @@ pub struct RouterBuilder {
     routes: Vec<RouteConfig>,
     prices: PriceTable,
     cache: Option<Arc<ResponseCache>>,
+    /// Targets' health and the budgets' spend, from the router replaced.
+    carried: Option<(TargetStatsMap, Arc<Ledger>)>,
 }
 
+/// Each target's health and speed, by `provider/model`.
+type TargetStatsMap = BTreeMap<String, Arc<TargetStats>>;
+
 impl RouterBuilder {
+    /// Carries `old`'s state into the new router, as a configuration reload
+    /// does: each target's breaker and latency figures (a target keeps the
+    /// breaker settings it had) and the budgets' spend, so a reload
+    /// neither forgets a failing target nor resets anyone's budget.
+    #[must_use]
+    pub fn carrying_state_of(mut self, old: &Router) -> Self {
+        self.carried = Some((old.lock_stats().clone(), old.ledger.clone()));
+        self
+    }
+
     /// The settings shared by every route.
     #[must_use]
     pub fn config(mut self, config: RouterConfig) -> Self {
@@ -113,15 +128,16 @@ impl RouterBuilder {
 
     /// Resolves every route's targets against the registry.
     pub fn build(self) -> Result<Router, RouterError> {
+        let (stats, ledger) = self.carried.unwrap_or_default();
         let mut router = Router {
             registry: self.registry,
             routes: HashMap::new(),
             order: Vec::new(),
-            stats: Mutex::new(BTreeMap::new()),
+            stats: Mutex::new(stats),
             prices: self.prices,
             config: self.config,
             cache: self.cache,
-            ledger: Arc::default(),
+            ledger,
         };
         for config in self.routes {
             let name = config.name.clone();
@@ -172,7 +188,7 @@ pub struct Router {
     /// that fits).
     order: Vec<Arc<Route>>,
     /// Health and speed per target, `provider/model`.
-    stats: Mutex<BTreeMap<String, Arc<TargetStats>>>,
+    stats: Mutex<TargetStatsMap>,
     prices: PriceTable,
     config: RouterConfig,
     cache: Option<Arc<ResponseCache>>,
@@ -207,7 +223,13 @@ impl Router {
             routes: Vec::new(),
             prices: PriceTable::builtin(),
             cache: None,
+            carried: None,
         }
+    }
+
+    /// The response cache, when the router has one.
+    pub fn response_cache(&self) -> Option<&Arc<ResponseCache>> {
+        self.cache.as_ref()
     }
 
     /// The registry under the routes.

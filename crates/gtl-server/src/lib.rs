@@ -33,6 +33,7 @@ pub mod config;
 pub mod local_token;
 pub mod provider_keys;
 mod providers;
+mod reload;
 mod server;
 pub mod tls;
 
@@ -43,6 +44,7 @@ pub use gtl_service::{
     Principal,
 };
 pub use providers::{ProviderEntry, ProvidersError, registry};
+pub use reload::Reloader;
 pub use server::{Gateway, Server, ServerError};
 
 /// The providers `config` and this process's environment switch on, with

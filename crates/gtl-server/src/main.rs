@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use gtl_server::{Config, LogFormat, Server, ServerError, default_registry};
+use gtl_server::{Config, LogFormat, Reloader, Server, ServerError, default_registry};
 
 /// The GTL gateway: one protocol for AI traffic over every transport.
 #[derive(Debug, Parser)]
@@ -48,12 +48,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Some(dir) = args.data_dir {
-        config.set_data_dir(dir);
-    }
-    if let Some(format) = &args.log_format {
-        config.log.format = format.parse().map_err(anyhow::Error::msg)?;
-    }
+    let log_format = match &args.log_format {
+        Some(format) => Some(format.parse::<LogFormat>().map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    // The command line's settings win over the file's, on reloads too.
+    let overrides = move |config: &mut Config| {
+        if let Some(dir) = &args.data_dir {
+            config.set_data_dir(dir.clone());
+        }
+        if let Some(format) = log_format {
+            config.log.format = format;
+        }
+    };
+    overrides(&mut config);
     init_logging(&config);
     if args.print_config {
         print!("{}", config.to_toml());
@@ -109,6 +117,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         for endpoint in server.endpoints() {
             eprintln!("gtl-server: listening on {endpoint}");
         }
+        tokio::spawn(reload_on_change(
+            server.reloader(),
+            args.config.clone(),
+            overrides,
+        ));
         let (drain, stop) = shutdown_signals();
         server.run_draining(drain, stop).await;
         Ok(())
@@ -118,6 +131,60 @@ fn run(args: Args) -> anyhow::Result<()> {
     // seen depends on it).
     runtime.shutdown_timeout(EXIT_GRACE);
     served
+}
+
+/// How often the configuration file is checked for a change.
+const RELOAD_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the configuration on SIGHUP and when its file's content changes;
+/// one that does not load is refused, saying why, and the running one
+/// stays.
+async fn reload_on_change(
+    reloader: Reloader,
+    path: Option<PathBuf>,
+    overrides: impl Fn(&mut Config),
+) {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("installing the SIGHUP handler");
+    let read = |path: &Option<PathBuf>| path.as_ref().and_then(|p| std::fs::read(p).ok());
+    let mut seen = read(&path);
+    let mut ticks = tokio::time::interval(RELOAD_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let trigger = tokio::select! {
+            _ = hangups.recv() => "SIGHUP",
+            _ = ticks.tick(), if path.is_some() => {
+                // A file missing for a moment (an editor's save) is no change.
+                let now = read(&path);
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                "the configuration file changed"
+            }
+        };
+        seen = read(&path);
+        let reloaded = async {
+            let mut config = match &path {
+                Some(path) => Config::from_file(path)?,
+                None => Config::default(),
+            };
+            overrides(&mut config);
+            let registry = default_registry(&config)?;
+            anyhow::Ok(reloader.reload(&config, registry).await?)
+        };
+        match reloaded.await {
+            Ok(restart) if restart.is_empty() => tracing::info!(trigger, "configuration reloaded"),
+            Ok(restart) => tracing::warn!(
+                trigger,
+                sections = ?restart,
+                "configuration reloaded; these sections apply only after a restart"
+            ),
+            Err(e) => tracing::error!(
+                trigger,
+                "configuration reload refused, the running one stays: {e:#}"
+            ),
+        }
+    }
 }
 
 /// Logs to stderr (with --stdio, stdout is the protocol), at `RUST_LOG`'s

@@ -120,6 +120,8 @@ pub struct Server {
     identity: Option<Arc<ServerIdentity>>,
     /// Renewed while the server runs, when it writes one.
     local_token: Option<crate::local_token::LocalToken>,
+    /// The configuration it was bound with, for reloads.
+    config: Config,
     drain_timeout: Duration,
     shutdown_timeout: Duration,
 }
@@ -174,16 +176,7 @@ impl Server {
             Ok(n) => tracing::info!(sessions = n, "restored sessions for resume"),
             Err(e) => tracing::warn!(error = %e, "persisted sessions could not be restored"),
         }
-        let mut router = gtl_router::Router::builder(registry)
-            .config(config.router.clone())
-            .routes(config.routes.iter().cloned());
-        if config.router.cache.enabled {
-            router = router.cache(Arc::new(response_cache(config)?));
-        }
-        let router = router.build()?;
-        for route in router.route_names() {
-            tracing::info!(route, "route configured");
-        }
+        let router = router(config, registry, None)?;
         let listen = &config.listen;
         // The loopback network listeners trust no peer without a token, so
         // the server's own user gets one.
@@ -306,6 +299,7 @@ impl Server {
             h3,
             identity,
             local_token,
+            config: config.clone(),
             drain_timeout: Duration::from_secs(config.limits.drain_secs),
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
@@ -380,6 +374,18 @@ impl Server {
     /// network listeners.
     pub fn local_token_path(&self) -> Option<&std::path::Path> {
         self.local_token.as_ref().map(|local| local.path())
+    }
+
+    /// Applies changed configurations to this server once it runs
+    /// (SIGHUP, or the file changing: `gtl-server` does both).
+    pub fn reloader(&self) -> crate::reload::Reloader {
+        crate::reload::Reloader::new(
+            self.gateway.service.clone(),
+            self.local_token.clone(),
+            self.identity.clone(),
+            self.webtransport(),
+            self.config.clone(),
+        )
     }
 
     /// The gateway, for stdio and in-process connections.
@@ -724,6 +730,34 @@ fn log_accept_failure(failures: &mut AcceptFailures, e: &str) {
             ACCEPT_BACKOFF.as_millis()
         );
     }
+}
+
+/// The router `config` describes over `registry`; when it replaces `old`
+/// (a reload), with `old`'s target health, budget spend and response cache.
+pub(crate) fn router(
+    config: &Config,
+    registry: Registry,
+    old: Option<&gtl_router::Router>,
+) -> Result<gtl_router::Router, ServerError> {
+    let mut router = gtl_router::Router::builder(registry)
+        .config(config.router.clone())
+        .routes(config.routes.iter().cloned());
+    if let Some(old) = old {
+        router = router.carrying_state_of(old);
+    }
+    if config.router.cache.enabled {
+        // The cache's file is open already when a reload keeps it on.
+        let cache = match old.and_then(|old| old.response_cache()) {
+            Some(cache) => cache.clone(),
+            None => Arc::new(response_cache(config)?),
+        };
+        router = router.cache(cache);
+    }
+    let router = router.build()?;
+    for route in router.route_names() {
+        tracing::info!(route, "route configured");
+    }
+    Ok(router)
 }
 
 /// The response cache: in the data dir when sessions persist, else in

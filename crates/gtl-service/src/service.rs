@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use gtl_auth::Operation;
 use gtl_core::{Call, Engine, MemoryBudget, StartCall};
 use gtl_proto::{CompletionRequest, ErrorCode, Input, ProviderInfo};
@@ -116,8 +118,10 @@ impl Default for ConnectionLimits {
 #[derive(Debug)]
 pub struct CallService {
     engine: Engine,
-    router: Router,
-    auth: Authenticator,
+    /// Swapped whole by a configuration reload; a call keeps the providers
+    /// it resolved.
+    router: ArcSwap<Router>,
+    auth: ArcSwap<Authenticator>,
     limits: ConnectionLimits,
     /// Open connections per peer key, and their total.
     connections: Mutex<(usize, HashMap<String, usize>)>,
@@ -171,8 +175,8 @@ impl CallService {
             .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n)));
         Self {
             engine,
-            router: router.into(),
-            auth,
+            router: ArcSwap::from_pointee(router.into()),
+            auth: ArcSwap::from_pointee(auth),
             limits,
             connections: Mutex::new((0, HashMap::new())),
             audit: None,
@@ -182,6 +186,19 @@ impl CallService {
             key_opener: None,
             drain: Arc::new(Drain::new()),
         }
+    }
+
+    /// The router new calls resolve with.
+    pub fn router(&self) -> Arc<Router> {
+        self.router.load_full()
+    }
+
+    /// Applies a reloaded configuration: `router` (providers, aliases,
+    /// routes) and `auth` serve every call and connection from now on;
+    /// calls already running keep what they resolved.
+    pub fn reload(&self, router: Router, auth: Authenticator) {
+        self.router.store(Arc::new(router));
+        self.auth.store(Arc::new(auth));
     }
 
     /// Starts draining: new calls are refused (`PROVIDER_UNAVAILABLE`,
@@ -318,14 +335,14 @@ impl CallService {
     /// Decides who a caller is, once per connection (or per request on
     /// transports without connections).
     pub fn authenticate(&self, peer: &PeerInfo, token: &str) -> Result<Principal, CallError> {
-        Ok(self.auth.authenticate(peer, token)?)
+        Ok(self.auth.load().authenticate(peer, token)?)
     }
 
     /// [`authenticate`](Self::authenticate) for the compatible APIs, whose
     /// SDKs always send an API key (see
     /// [`Authenticator::authenticate_api_key`]).
     pub fn authenticate_api_key(&self, peer: &PeerInfo, key: &str) -> Result<Principal, CallError> {
-        Ok(self.auth.authenticate_api_key(peer, key)?)
+        Ok(self.auth.load().authenticate_api_key(peer, key)?)
     }
 
     /// A memory budget for one connection's undelivered events.
@@ -368,7 +385,8 @@ impl CallService {
         } else {
             format!("{}/{}", request.provider, request.model)
         };
-        let mut provider = self.router.resolve(&mut request, &context)?;
+        let router = self.router.load();
+        let mut provider = router.resolve(&mut request, &context)?;
         tracing::debug!(provider = %request.provider, model = %request.model, "call");
         if let Some(sealed) = principal.provider_keys.get(&request.provider) {
             provider = self.with_callers_key(&provider, &request.provider, sealed)?;
@@ -463,15 +481,16 @@ impl CallService {
         provider: Option<&str>,
     ) -> Result<Vec<ProviderInfo>, CallError> {
         principal.check(Operation::Models, now())?;
+        let router = self.router.load_full();
         if let Some(name) = provider
-            && self.router.registry().get(name).is_none()
+            && router.registry().get(name).is_none()
         {
             return Err(CallError::new(
                 ErrorCode::ModelNotFound,
                 format!("no provider `{name}` is configured"),
             ));
         }
-        Ok(self.router.models(provider).await)
+        Ok(router.models(provider).await)
     }
 
     /// `provider` calling with the caller's own key, opened from `sealed`
@@ -546,12 +565,13 @@ impl CallService {
     /// alias, then the routes, `(route, "provider/model")` with the route's
     /// first target, in configuration order.
     pub fn aliases(&self) -> Vec<(String, String)> {
-        let registry = self.router.registry();
-        registry
+        let router = self.router.load();
+        router
+            .registry()
             .aliases()
             .map(|(alias, target)| (alias.to_owned(), target.to_owned()))
             .chain(
-                self.router
+                router
                     .routes()
                     .map(|(route, first)| (route.to_owned(), first.to_owned())),
             )
@@ -569,6 +589,7 @@ impl CallService {
         principal.check(Operation::Models, now())?;
         let provider = self
             .router
+            .load()
             .resolve(&mut request, &call_context(principal, None))?;
         tracing::debug!(
             subject = %principal.subject,

@@ -68,3 +68,31 @@ async fn with_every_breaker_open_the_call_fails_fast_with_a_retry_hint() {
     assert_eq!(error.retry_after, Some(Duration::from_secs(20)));
     assert_eq!(a.calls(), 3);
 }
+
+/// A configuration reload builds a new router; an open breaker stays open
+/// in it, so the failing target is not called again at once.
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_router_keeps_an_open_breaker() {
+    let a = Scripted::new("a");
+    let b = Scripted::new("b");
+    a.always(Script::Refuse(ErrorCode::ProviderUnavailable, None));
+    b.always(answer(&["b"]));
+    let route = RouteConfig::new("r", [TargetConfig::new("a/m"), TargetConfig::new("b/m")]);
+    let old = router_with(&[&a, &b], vec![route], config());
+    for _ in 0..3 {
+        assert_eq!(text(&run(&old, request("r")).await.unwrap()), "b");
+    }
+    assert_eq!(health(&old, "a/m"), Health::Open);
+
+    // The reload renames the route; its targets are the same.
+    let renamed = RouteConfig::new("s", [TargetConfig::new("a/m"), TargetConfig::new("b/m")]);
+    let new = gtl_router::Router::builder(crate::support::registry(&[&a, &b]))
+        .config(config())
+        .route(renamed)
+        .carrying_state_of(&old)
+        .build()
+        .unwrap();
+    assert_eq!(health(&new, "a/m"), Health::Open);
+    assert_eq!(text(&run(&new, request("s")).await.unwrap()), "b");
+    assert_eq!(a.calls(), 3, "the open breaker kept `a` out");
+}

@@ -11,5 +11,6 @@ mod interop;
 mod logs;
 mod memory;
 mod ownership;
+mod reload;
 mod sdk;
 mod support;

@@ -24,6 +24,9 @@ pub(crate) struct ServerProcess {
     /// user's tools present on loopback TCP, HTTP and QUIC.
     pub(crate) token: String,
     log: Arc<Mutex<Vec<String>>>,
+    /// Told of every new log line.
+    logged: Arc<tokio::sync::Notify>,
+    dir: PathBuf,
 }
 
 impl ServerProcess {
@@ -36,15 +39,7 @@ impl ServerProcess {
     /// As [`start`](Self::start), run through `wrapper` (e.g. `prlimit`).
     pub(crate) async fn start_wrapped(dir: &Path, extra: &str, wrapper: &[&str]) -> Self {
         let config = dir.join("gtl.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\n{extra}\n[listen.tcp]\naddr = \"127.0.0.1:0\"\n[listen.http]\naddr = \"127.0.0.1:0\"\n[listen.quic]\naddr = \"127.0.0.1:0\"\n[listen.h3]\naddr = \"127.0.0.1:0\"\n[listen.uds]\npath = {:?}\n",
-                dir.display().to_string(),
-                socket(dir).display().to_string(),
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, config_text(dir, extra)).unwrap();
         let server = env!("CARGO_BIN_EXE_gtl-server");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -68,6 +63,8 @@ impl ServerProcess {
             .spawn()
             .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let logged = Arc::new(tokio::sync::Notify::new());
+        let notify = logged.clone();
         let (found, endpoint) = tokio::sync::oneshot::channel();
         let (found_http, http_endpoint) = tokio::sync::oneshot::channel();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -89,6 +86,7 @@ impl ServerProcess {
                     let _ = found.send(addr.to_owned());
                 }
                 sink.lock().unwrap().push(line);
+                notify.notify_waiters();
             }
         });
         let tcp = tokio::time::timeout(PATIENCE, endpoint)
@@ -110,7 +108,42 @@ impl ServerProcess {
             http,
             token,
             log,
+            logged,
+            dir: dir.to_owned(),
         }
+    }
+
+    /// Replaces the configuration file, with `extra` where `start` had its
+    /// own (the server notices the change, or a SIGHUP tells it).
+    pub(crate) fn rewrite_config(&self, extra: &str) {
+        // Written whole, then renamed over: the server never reads half.
+        let next = self.dir.join("gtl.toml.next");
+        std::fs::write(&next, config_text(&self.dir, extra)).unwrap();
+        std::fs::rename(next, self.dir.join("gtl.toml")).unwrap();
+    }
+
+    /// Waits for the first log line after the `skip` first ones that holds
+    /// `needle`, and returns it.
+    pub(crate) async fn log_line(&self, skip: usize, needle: &str) -> String {
+        let found = async {
+            loop {
+                let logged = self.logged.notified();
+                tokio::pin!(logged);
+                logged.as_mut().enable();
+                if let Some(line) = self
+                    .log()
+                    .into_iter()
+                    .skip(skip)
+                    .find(|line| line.contains(needle))
+                {
+                    return line;
+                }
+                logged.await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, found)
+            .await
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}: {:#?}", self.log()))
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -166,6 +199,16 @@ impl ServerProcess {
         self.signal("KILL");
         self.wait().await;
     }
+}
+
+/// The configuration `start` writes: everything in `dir`, every listener on
+/// a free loopback port, and `extra` first.
+fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        "data_dir = {:?}\n{extra}\n[listen.tcp]\naddr = \"127.0.0.1:0\"\n[listen.http]\naddr = \"127.0.0.1:0\"\n[listen.quic]\naddr = \"127.0.0.1:0\"\n[listen.h3]\naddr = \"127.0.0.1:0\"\n[listen.uds]\npath = {:?}\n",
+        dir.display().to_string(),
+        socket(dir).display().to_string(),
+    )
 }
 
 pub(crate) fn socket(dir: &Path) -> PathBuf {
