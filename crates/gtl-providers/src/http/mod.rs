@@ -6,7 +6,8 @@
 //!   sends a request and maps a failure or a non-2xx answer to a
 //!   [`ProviderError`] (see [`error`] for the table); keys in headers built
 //!   with [`Headers::secret`] are marked sensitive and scrubbed from every
-//!   message.
+//!   message. Request and response bodies are logged on the [`BODIES`]
+//!   target at trace level, with those keys scrubbed.
 //! - [`HttpClient::events`]: drives a [`StreamDecoder`] over the response
 //!   body into an [`EventStream`] (see [`stream`] for the contract).
 //! - [`ErrorBody`], [`classify`], [`status_error`], [`retry_after`]: the
@@ -45,6 +46,11 @@ use crate::config::{ConfigError, ProviderConfig, Secret, Timeouts};
 
 /// The largest error body read from a failed response, in bytes.
 const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// The log target of upstream request and response bodies, at trace
+/// level only, so the usual `debug` never shows a conversation: an
+/// operator asks for them by name (`RUST_LOG=gtl::bodies=trace,info`).
+pub(crate) const BODIES: &str = "gtl::bodies";
 
 /// Header names whose values are always treated as secrets.
 const SECRET_HEADERS: &[&str] = &[
@@ -146,6 +152,18 @@ impl HttpClient {
             }
         }
         let secrets = secrets_of(&headers);
+        if tracing::enabled!(target: BODIES, tracing::Level::TRACE) {
+            // The query may hold a key (Gemini's `?key=`); headers are not
+            // logged; a key echoed in the body is scrubbed.
+            let body = String::from_utf8_lossy(&body);
+            tracing::trace!(
+                target: BODIES,
+                provider = %self.provider,
+                url = url.split('?').next().unwrap_or(url),
+                body = %scrub(&body, &secrets),
+                "upstream request"
+            );
+        }
         let request = self.client.post(url).headers(headers).body(body).send();
         match tokio::time::timeout(self.timeouts.first_byte, request).await {
             Ok(Ok(response)) => Ok(response),
@@ -170,6 +188,16 @@ impl HttpClient {
     ) -> EventStream {
         let provider = Arc::clone(&self.provider);
         let body = response.bytes_stream().map(move |chunk| {
+            if let Ok(bytes) = &chunk
+                && tracing::enabled!(target: BODIES, tracing::Level::TRACE)
+            {
+                tracing::trace!(
+                    target: BODIES,
+                    provider = %provider,
+                    chunk = %String::from_utf8_lossy(bytes),
+                    "upstream response"
+                );
+            }
             chunk.map_err(|error| {
                 let code = if error.is_timeout() {
                     ErrorCode::ProviderTimeout

@@ -348,3 +348,47 @@ async fn models_come_from_configuration_not_the_network() {
     assert!((gpt4o.cost_per_1k_input - 0.0025).abs() < 1e-12);
     assert!(server.requests().is_empty());
 }
+
+/// Bodies are logged only when the `gtl::bodies` target is asked for at
+/// trace level, and never with the key.
+#[tokio::test]
+async fn bodies_are_logged_only_when_asked_for_and_without_the_key() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    for (filter, logged) in [("debug", false), ("gtl::bodies=trace", true)] {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let server = ReplayServer::start(Reply::sse("").body_file(shared("chat_text.sse"))).await;
+        // A key that the upstream echoes in its request log would show.
+        let mut req = request("gpt-4o", true);
+        req.messages = vec![user(&format!("my key is {KEY}"))];
+        let provider = OpenAiProvider::new(openai_config(&server)).unwrap();
+        assert!(!events(&provider, req).await.is_empty());
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.contains("upstream request"), logged, "{filter}: {log}");
+        assert_eq!(log.contains("upstream response"), logged, "{filter}: {log}");
+        assert!(!log.contains(KEY), "{filter}: the key is scrubbed: {log}");
+        if logged {
+            assert!(log.contains("[redacted]"), "{log}");
+            assert!(log.contains("chat.completion.chunk"), "{log}");
+        }
+    }
+}
