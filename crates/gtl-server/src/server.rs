@@ -17,6 +17,7 @@ use gtl_service::{CallService, serve_framed};
 use gtl_transport_http::{HttpGateway, WebTransportInfo};
 use gtl_transport_quic::{QuicGateway, WtGateway};
 
+use crate::metrics::PrometheusMetrics;
 use crate::tls::ServerIdentity;
 
 use crate::config::Config;
@@ -113,6 +114,10 @@ pub struct Server {
     identity: Option<Arc<ServerIdentity>>,
     /// Renewed while the server runs, when it writes one.
     local_token: Option<crate::local_token::LocalToken>,
+    /// The process's metrics recorder, when this server serves `/metrics`.
+    metrics: Option<Arc<PrometheusMetrics>>,
+    /// The `[listen.metrics]` port.
+    ops: Option<tokio::net::TcpListener>,
     shutdown_timeout: Duration,
 }
 
@@ -211,6 +216,25 @@ impl Server {
             service
         };
         let service = Arc::new(service);
+        // Ready once the listeners accept (see `run`).
+        service.set_listening(false);
+        let metrics = if listen.http.enabled || listen.metrics.enabled {
+            PrometheusMetrics::install()
+        } else {
+            None
+        };
+        let mut ops = None;
+        if listen.metrics.enabled {
+            let addr = listen.metrics.addr;
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Bind {
+                        endpoint: format!("http://{addr}/metrics"),
+                        source: e.into(),
+                    })?;
+            ops = Some(listener);
+        }
         let identity = if listen.quic.enabled
             || listen.h3.enabled
             || (listen.tcp.enabled && listen.tcp.tls)
@@ -298,6 +322,8 @@ impl Server {
             h3,
             identity,
             local_token,
+            metrics,
+            ops,
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -373,6 +399,11 @@ impl Server {
         self.local_token.as_ref().map(|local| local.path())
     }
 
+    /// The `[listen.metrics]` port's address, when it is on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The gateway, for stdio and in-process connections.
     pub fn gateway(&self) -> Gateway {
         self.gateway.clone()
@@ -403,6 +434,9 @@ impl Server {
             if let Some(info) = &webtransport {
                 gateway = gateway.with_webtransport(info.clone());
             }
+            if let Some(metrics) = &self.metrics {
+                gateway = gateway.with_metrics(metrics.clone());
+            }
             let acceptor = Http {
                 listener,
                 tls,
@@ -424,6 +458,26 @@ impl Server {
             };
             tasks.spawn(accept_loop(acceptor).instrument(span));
         }
+        if let Some(listener) = self.ops {
+            let endpoint = listener
+                .local_addr()
+                .map_or_else(|_| "http://?".into(), |a| format!("http://{a}/metrics"));
+            let span = tracing::info_span!("listener", %endpoint);
+            let mut gateway = HttpGateway::new(self.gateway.service.clone());
+            if let Some(metrics) = &self.metrics {
+                gateway = gateway.with_metrics(metrics.clone());
+            }
+            tasks.spawn(accept_loop(Ops { listener, gateway }).instrument(span));
+        }
+        if let Some(metrics) = self.metrics.clone() {
+            tasks.spawn(async move {
+                let mut ticks = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
+                loop {
+                    ticks.tick().await;
+                    metrics.upkeep();
+                }
+            });
+        }
         if let Some(identity) = self.identity.clone() {
             tasks.spawn(refresh_identity(identity, webtransport));
         }
@@ -442,8 +496,12 @@ impl Server {
             let span = tracing::info_span!("listener", endpoint = %udp_url("wt", endpoint));
             tasks.spawn(gateway.serve(endpoint.clone()).instrument(span));
         }
+        // Every listener accepts once its task runs; a probe can only be
+        // answered by one of them.
+        self.gateway.service.set_listening(true);
         shutdown.await;
         tracing::info!("shutting down");
+        self.gateway.service.set_listening(false);
         for endpoint in quic.iter().chain(&h3) {
             endpoint.close(
                 gtl_transport_quic::close_code::DONE.into(),
@@ -567,6 +625,21 @@ impl Acceptor for Http {
                 gateway.serve_connection(stream, peer).await;
             }
         }))
+    }
+}
+
+/// The `[listen.metrics]` port: the operators' routes only.
+struct Ops {
+    listener: tokio::net::TcpListener,
+    gateway: HttpGateway,
+}
+
+impl Acceptor for Ops {
+    async fn accept(&mut self) -> Result<Serve, String> {
+        let (stream, addr) = self.listener.accept().await.map_err(|e| e.to_string())?;
+        let peer = gtl_transport_tcp::peer_info(&stream, addr, "metrics");
+        let gateway = self.gateway.clone();
+        Ok(Box::pin(gateway.serve_ops_connection(stream, peer)))
     }
 }
 
