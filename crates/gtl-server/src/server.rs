@@ -415,6 +415,9 @@ impl Server {
     /// socket file is removed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let webtransport = self.webtransport();
+        // The listeners were bound by `bind` and accept from here on; set
+        // first, so no probe they answer can see them not ready.
+        self.gateway.service.set_listening(true);
         let mut tasks = JoinSet::new();
         for listener in self.listeners {
             let span = tracing::info_span!("listener", endpoint = %listener.local_endpoint());
@@ -496,9 +499,6 @@ impl Server {
             let span = tracing::info_span!("listener", endpoint = %udp_url("wt", endpoint));
             tasks.spawn(gateway.serve(endpoint.clone()).instrument(span));
         }
-        // Every listener accepts once its task runs; a probe can only be
-        // answered by one of them.
-        self.gateway.service.set_listening(true);
         shutdown.await;
         tracing::info!("shutting down");
         self.gateway.service.set_listening(false);

@@ -196,6 +196,13 @@ impl Stream for Watched {
                 if let Some(watch) = self.watch.as_mut() {
                     watch.see(body);
                 }
+                // Recorded before the terminal event goes on, so a client
+                // that has it sees it counted.
+                if matches!(body, Body::Done(_) | Body::Error(_))
+                    && let Some(watch) = self.watch.take()
+                {
+                    watch.finish();
+                }
             }
             Poll::Ready(None) => {
                 if let Some(watch) = self.watch.take() {
