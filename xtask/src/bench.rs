@@ -9,7 +9,11 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Criterion benches, as (package, bench target).
-const CRITERION: &[(&str, &str)] = &[("gtl-proto", "codec"), ("gtl-core", "session")];
+const CRITERION: &[(&str, &str)] = &[
+    ("gtl-proto", "codec"),
+    ("gtl-core", "session"),
+    ("gtl-service", "metrics"),
+];
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let target = target_dir(root);

@@ -332,6 +332,27 @@ async fn counters_move_by_what_the_calls_imply_over_http_and_tcp() {
         }
     }
 
+    // Every documented metric but the cost (echo costs nothing) is exposed.
+    let exposed = metric_names(&text);
+    for name in [
+        "gtl_requests_total",
+        "gtl_request_duration_seconds",
+        "gtl_time_to_first_token_seconds",
+        "gtl_upstream_time_to_first_token_seconds",
+        "gtl_added_latency_seconds",
+        "gtl_tokens_total",
+        "gtl_active_sessions",
+        "gtl_active_connections",
+        "gtl_resumes_total",
+        "gtl_provider_errors_total",
+        "gtl_retries_total",
+        "gtl_failovers_total",
+        "gtl_circuit_open",
+        "gtl_build_info",
+    ] {
+        assert!(exposed.contains(name), "{name} is missing");
+    }
+
     match promtool(&text).await {
         Some((passed, said)) => assert!(passed, "promtool check metrics: {said}\n{text}"),
         None => eprintln!("note: /metrics not checked by promtool"),
@@ -405,4 +426,91 @@ async fn grpc_health(addr: &str) -> Option<String> {
     );
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     Some(answer["status"].as_str().unwrap().to_owned())
+}
+
+/// The metric names `text` mentions (`gtl_…`, without histogram suffixes).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("gtl_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let name = ["_bucket", "_count", "_sum"]
+            .iter()
+            .fold(name, |n, suffix| {
+                n.strip_suffix(suffix).map_or(n.clone(), str::to_owned)
+            });
+        names.insert(name);
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_queries_parse_and_use_the_documented_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dashboard = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
+    let operations = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    // The operations guide's metric table: rows that start with a name.
+    let documented: std::collections::BTreeSet<String> = operations
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `gtl_"))
+        .map(|l| format!("gtl_{}", l.split('`').next().unwrap()))
+        .collect();
+    assert_eq!(documented.len(), 15, "{documented:?}");
+    let used = metric_names(&dashboard);
+    assert!(
+        used.is_subset(&documented),
+        "undocumented: {:?}",
+        used.difference(&documented).collect::<Vec<_>>()
+    );
+    for panel in [
+        "gtl_added_latency_seconds",
+        "gtl_cost_usd_total",
+        "gtl_active_sessions",
+    ] {
+        assert!(used.contains(panel), "the dashboard shows {panel}");
+    }
+
+    // Every query is valid PromQL once Grafana's variables are filled in:
+    // promtool checks them as recording rules (JSON is YAML).
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let rules: Vec<Value> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .enumerate()
+        .map(|(i, target)| {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "5m")
+                .replace("$__range", "1h")
+                .replace("$job", ".*");
+            json!({"record": format!("gtl:dashboard_{i}"), "expr": expr})
+        })
+        .collect();
+    assert!(rules.len() > 20);
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    let groups = json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    std::fs::write(&file, groups.to_string()).unwrap();
+    let out = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
