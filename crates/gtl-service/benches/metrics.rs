@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gtl_core::{Engine, EngineConfig, MemoryStore, SessionConfig};
+use gtl_core::{Engine, EngineConfig, MemoryStore};
 use gtl_proto::types::Content;
 use gtl_proto::{CompletionRequest, Message, Role};
 use gtl_providers::{EchoProvider, Registry};
@@ -39,13 +39,9 @@ fn call_metrics(c: &mut Criterion) {
     let service = runtime.block_on(async {
         let mut registry = Registry::new();
         registry.add(Arc::new(EchoProvider::new()));
-        // Finished sessions are forgotten at once, so the runs never
+        // Finished sessions stay for the resume window: the runs must not
         // reach the session cap.
-        let mut session = SessionConfig::default();
-        session.resume_window = Duration::ZERO;
-        let config = EngineConfig::default()
-            .with_session(session)
-            .with_max_sessions(usize::MAX);
+        let config = EngineConfig::default().with_max_sessions(usize::MAX);
         let engine = Engine::new(Arc::new(MemoryStore::new()), config);
         let mut limits = ConnectionLimits::default();
         limits.max_calls_per_subject = usize::MAX;
@@ -57,7 +53,7 @@ fn call_metrics(c: &mut Criterion) {
         runtime.block_on(async {
             let call = service.start(&principal, None, request()).unwrap();
             let completion = CallEvents::new(call).complete().await;
-            assert_eq!(completion.usage.map(|u| u.tokens_out), Some(WORDS as u64));
+            assert_eq!(completion.usage.map(|u| u.tokens_out), Some(WORDS as u64), "{completion:?}");
         });
     };
 
