@@ -31,12 +31,10 @@ fn request() -> CompletionRequest {
     }
 }
 
-fn call_metrics(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let service = runtime.block_on(async {
+/// A call service of its own per benchmark, so one run's sessions do not
+/// slow the other's.
+fn service(runtime: &tokio::runtime::Runtime) -> CallService {
+    runtime.block_on(async {
         let mut registry = Registry::new();
         registry.add(Arc::new(EchoProvider::new()));
         // Finished sessions stay for the resume window: the runs must not
@@ -46,14 +44,25 @@ fn call_metrics(c: &mut Criterion) {
         let mut limits = ConnectionLimits::default();
         limits.max_calls_per_subject = usize::MAX;
         CallService::new(engine, registry, Authenticator::new(true), limits)
-    });
+    })
+}
+
+fn call_metrics(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut principal = Principal::local("bench");
     principal.transport = "tcp";
-    let one_call = || {
+    let one_call = |service: &CallService| {
         runtime.block_on(async {
             let call = service.start(&principal, None, request()).unwrap();
             let completion = CallEvents::new(call).complete().await;
-            assert_eq!(completion.usage.map(|u| u.tokens_out), Some(WORDS as u64), "{completion:?}");
+            assert_eq!(
+                completion.usage.map(|u| u.tokens_out),
+                Some(WORDS as u64),
+                "{completion:?}"
+            );
         });
     };
 
@@ -62,13 +71,15 @@ fn call_metrics(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(1));
-    let prometheus = PrometheusBuilder::new().build_recorder();
-    group.bench_function("call_16_tokens/recorded", |b| {
-        metrics::with_local_recorder(&prometheus, || b.iter(one_call));
-    });
     let noop = metrics::NoopRecorder;
+    let service_noop = service(&runtime);
     group.bench_function("call_16_tokens/noop", |b| {
-        metrics::with_local_recorder(&noop, || b.iter(one_call));
+        metrics::with_local_recorder(&noop, || b.iter(|| one_call(&service_noop)));
+    });
+    let prometheus = PrometheusBuilder::new().build_recorder();
+    let service_recorded = service(&runtime);
+    group.bench_function("call_16_tokens/recorded", |b| {
+        metrics::with_local_recorder(&prometheus, || b.iter(|| one_call(&service_recorded)));
     });
     group.finish();
     // The recorded runs did record.
