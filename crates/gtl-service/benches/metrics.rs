@@ -31,10 +31,15 @@ fn request() -> CompletionRequest {
     }
 }
 
-/// A call service of its own per benchmark, so one run's sessions do not
-/// slow the other's.
-fn service(runtime: &tokio::runtime::Runtime) -> CallService {
-    runtime.block_on(async {
+/// Runs `calls` on a runtime and a call service of their own, so the
+/// other run's sessions (and the engine's sweeps over them) cost it
+/// nothing.
+fn bench_calls(c: &mut Criterion, name: &str, recorder: &dyn metrics::Recorder) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = runtime.block_on(async {
         let mut registry = Registry::new();
         registry.add(Arc::new(EchoProvider::new()));
         // Finished sessions stay for the resume window: the runs must not
@@ -44,17 +49,10 @@ fn service(runtime: &tokio::runtime::Runtime) -> CallService {
         let mut limits = ConnectionLimits::default();
         limits.max_calls_per_subject = usize::MAX;
         CallService::new(engine, registry, Authenticator::new(true), limits)
-    })
-}
-
-fn call_metrics(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    });
     let mut principal = Principal::local("bench");
     principal.transport = "tcp";
-    let one_call = |service: &CallService| {
+    let one_call = || {
         runtime.block_on(async {
             let call = service.start(&principal, None, request()).unwrap();
             let completion = CallEvents::new(call).complete().await;
@@ -65,23 +63,21 @@ fn call_metrics(c: &mut Criterion) {
             );
         });
     };
-
     let mut group = c.benchmark_group("metrics");
     group
         .measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(1));
-    let noop = metrics::NoopRecorder;
-    let service_noop = service(&runtime);
-    group.bench_function("call_16_tokens/noop", |b| {
-        metrics::with_local_recorder(&noop, || b.iter(|| one_call(&service_noop)));
-    });
-    let prometheus = PrometheusBuilder::new().build_recorder();
-    let service_recorded = service(&runtime);
-    group.bench_function("call_16_tokens/recorded", |b| {
-        metrics::with_local_recorder(&prometheus, || b.iter(|| one_call(&service_recorded)));
+    group.bench_function(name, |b| {
+        metrics::with_local_recorder(recorder, || b.iter(one_call));
     });
     group.finish();
+}
+
+fn call_metrics(c: &mut Criterion) {
+    bench_calls(c, "call_16_tokens/noop", &metrics::NoopRecorder);
+    let prometheus = PrometheusBuilder::new().build_recorder();
+    bench_calls(c, "call_16_tokens/recorded", &prometheus);
     // The recorded runs did record.
     assert!(prometheus.handle().render().contains("gtl_requests_total"));
 }
