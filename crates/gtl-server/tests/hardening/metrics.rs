@@ -145,8 +145,12 @@ async fn promtool(text: &str) -> Option<(bool, String)> {
 async fn counters_move_by_what_the_calls_imply_over_http_and_tcp() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path(), ROUTES).await;
-    let ops = format!("http://{}/metrics", metrics_port(&server));
+    let port = metrics_port(&server);
+    let ops = format!("http://{port}/metrics");
     let before = parse(&get(&ops).await.1);
+    // That port serves the operators' routes and nothing else.
+    assert_eq!(get(&format!("http://{port}/readyz")).await.0, 200);
+    assert_eq!(get(&format!("http://{port}/gtl/v1/models")).await.0, 404);
 
     // HTTP: a success, a model echo does not have (its provider says
     // MODEL_NOT_FOUND), and a provider nobody configured (refused before
