@@ -18,13 +18,13 @@ use gtl_router::{CallContext, Router};
 use gtl_transport::PeerInfo;
 
 use crate::audit::{AuditSink, Audited, CallAudit};
+use crate::auth::{Authenticator, KeyOpener, Principal};
 use crate::measure::{CallLabels, Measured, OpenConnection};
+use crate::probe::Readiness;
 
 /// The `provider` label of a call through a route (its attempts are
 /// labelled with their own providers).
 pub const ROUTED: &str = "routed";
-use crate::auth::{Authenticator, KeyOpener, Principal};
-use crate::probe::Readiness;
 
 /// Why the service refused an operation: a GTL code and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
