@@ -9,7 +9,11 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Criterion benches, as (package, bench target).
-const CRITERION: &[(&str, &str)] = &[("gtl-proto", "codec"), ("gtl-core", "session")];
+const CRITERION: &[(&str, &str)] = &[
+    ("gtl-proto", "codec"),
+    ("gtl-core", "session"),
+    ("gtl-service", "metrics"),
+];
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let target = target_dir(root);
@@ -129,10 +133,13 @@ fn render(micro: &str, e2e: &str) -> String {
          Written by `cargo xtask bench` (criterion benches, then the `gtl-load` harness\n\
          against a release build). Machine: {cpu}, {cores} cores. Numbers are one run\n\
          on a shared machine: compare rows, not decimals.\n\n\
-         ## Codecs and the session machine (criterion, one core)\n\n\
+         ## Codecs, the session machine and metrics (criterion, one core)\n\n\
          Targets: ≥ 5 M token frames/s protobuf and ≥ 2 M/s JSON (encode + decode);\n\
          the session machine allocates nothing per token event beyond the event\n\
-         (asserted by `crates/gtl-core/tests/alloc.rs` with a counting allocator).\n\n\
+         (asserted by `crates/gtl-core/tests/alloc.rs` with a counting allocator).\n\
+         `metrics/call_16_tokens`: one whole `chat.complete` of 16 echo tokens\n\
+         through the call service, its metrics recorded into a Prometheus recorder\n\
+         or dropped (`noop`): the difference is what recording costs a call.\n\n\
          {micro}\n\
          ## End to end (gtl-load, echo provider, one client connection)\n\n\
          Connect: 30 new connections one after another, each through the\n\

@@ -63,7 +63,9 @@ pub use store::{
 };
 
 #[cfg(feature = "runtime")]
-pub use engine::{Call, Drained, Engine, EngineConfig, EngineError, MemoryBudget, StartCall};
+pub use engine::{
+    Call, Drained, Engine, EngineConfig, EngineError, FirstOutput, MemoryBudget, StartCall,
+};
 pub use session::{
     AttachId, Command, ResumeError, Session, SessionConfig, SessionError, State, Transmit,
     event_cost,

@@ -168,6 +168,12 @@ impl PriceTable {
         self
     }
 
+    /// The models and prefixes priced, as keyed (lowercase; a key ending
+    /// in `/` prices a whole provider).
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     /// The price of `model` served by `provider`; see the type's docs for
     /// the order of lookups.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Price> {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use gtl_core::{Provider, ProviderError};
 use tokio::time::Instant;
 
+use crate::CallTiming;
+
 /// A caller's own provider keys, applied to each target a routed call
 /// tries. The keys stay inside: implementations keep them out of `Debug`.
 pub trait CallerKeys: std::fmt::Debug + Send + Sync {
@@ -34,6 +36,8 @@ pub struct CallContext {
     pub attempt: u32,
     /// The caller's own provider keys, if it brought any.
     pub keys: Option<Arc<dyn CallerKeys>>,
+    /// Where the upstream attempts note when they sent and first answered.
+    pub timing: Option<Arc<CallTiming>>,
 }
 
 impl CallContext {
@@ -64,6 +68,13 @@ impl CallContext {
     #[must_use]
     pub fn with_keys(mut self, keys: Arc<dyn CallerKeys>) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// Notes the upstream attempts' times in `timing`.
+    #[must_use]
+    pub fn with_timing(mut self, timing: Arc<CallTiming>) -> Self {
+        self.timing = Some(timing);
         self
     }
 

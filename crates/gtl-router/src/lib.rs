@@ -35,6 +35,12 @@
 //! `"auto"` picks a route by the request's routing hints. See
 //! `docs/routing.md` for every option and the event sequences.
 //!
+//! Each call to a provider (a plain model's, or each attempt of a routed
+//! call) records upstream metrics through the `metrics` facade: time to
+//! first token, provider errors, tokens and cost per provider and model,
+//! retries, failovers; [`Router::record_circuits`] sets the breakers'
+//! gauge. Label values are configured names only ([`OTHER`] otherwise).
+//!
 //! This crate does not authenticate, limit or audit calls (the call
 //! service does) and does no IO of its own beyond the providers' and the
 //! tokio timer.
@@ -89,6 +95,7 @@ mod cache;
 mod cached;
 mod config;
 mod context;
+mod observe;
 mod plan;
 mod route;
 mod routed;
@@ -105,6 +112,7 @@ pub use config::{
     TargetConfig, TimeoutOverrides, Timeouts,
 };
 pub use context::{CallContext, CallerKeys};
+pub use observe::{CallTiming, OTHER};
 pub use routed::Routed;
 pub use router::{
     AFTER_FIRST_TOKEN_KEY, AUTO, CACHE_KEY, CACHE_TTL_KEY, NO_STORE, Router, RouterBuilder,

@@ -83,6 +83,7 @@ impl Plan {
             let target = &self.order[index];
             if now + wait < self.deadline && target.stats.try_acquire().is_ok() {
                 self.tries += 1;
+                metrics::counter!("gtl_retries_total").increment(1);
                 return Ok((target.clone(), wait));
             }
         }
@@ -91,6 +92,10 @@ impl Plan {
             let target = &self.order[index];
             match target.stats.try_acquire() {
                 Ok(()) => {
+                    // Any attempt after the first on another target.
+                    if self.index.is_some() {
+                        metrics::counter!("gtl_failovers_total").increment(1);
+                    }
                     self.index = Some(index);
                     self.tries = 1;
                     self.backoff = backoff(self.config);

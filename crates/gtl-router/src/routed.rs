@@ -85,6 +85,7 @@ impl Provider for Routed {
         let deadline = self.context.deadline.map_or(total, |d| d.min(total));
         let mut call = Call {
             keys: self.context.keys.clone(),
+            timing: self.context.timing.clone(),
             plan: Plan::new(
                 self.route.order(self.budget),
                 self.route.config.retries,
@@ -152,6 +153,8 @@ struct Leg {
 struct Call {
     /// The caller's own provider keys.
     keys: Option<Arc<dyn crate::CallerKeys>>,
+    /// Where attempts note their times for the call's metrics.
+    timing: Option<Arc<crate::CallTiming>>,
     plan: Plan,
     route: Arc<Route>,
     policy: AfterFirstToken,
@@ -194,6 +197,14 @@ impl Call {
             None => target.provider.clone(),
         };
         let timed = Timed::new(provider, self.route.timeouts, Some(self.plan.deadline()));
+        // Outside the timeouts, so a timed-out attempt counts as its
+        // provider's error.
+        let timed = crate::observe::Observed::new(
+            Arc::new(timed),
+            target.provider_name(),
+            &target.metric_model,
+            self.timing.clone(),
+        );
         let started = Instant::now();
         match timed.stream(self.leg_request(target)).await {
             Ok(events) => Ok(Leg {

@@ -13,6 +13,7 @@ use crate::breaker::{Breaker, Health};
 use crate::budget::{Ledger, Metered};
 use crate::cache::{Key, ResponseCache};
 use crate::cached::Cached;
+use crate::observe::{KnownModels, Observed};
 use crate::route::{Budget, Route};
 use crate::routed::Routed;
 use crate::target::{Target, TargetStats};
@@ -129,6 +130,7 @@ impl RouterBuilder {
     /// Resolves every route's targets against the registry.
     pub fn build(self) -> Result<Router, RouterError> {
         let (stats, ledger) = self.carried.unwrap_or_default();
+        let known = known_models(&self.registry, &self.config, &self.prices, &self.routes);
         let mut router = Router {
             registry: self.registry,
             routes: HashMap::new(),
@@ -138,6 +140,7 @@ impl RouterBuilder {
             config: self.config,
             cache: self.cache,
             ledger,
+            known,
         };
         for config in self.routes {
             let name = config.name.clone();
@@ -194,12 +197,20 @@ pub struct Router {
     cache: Option<Arc<ResponseCache>>,
     /// Spend per subject and route, for budgets.
     ledger: Arc<Ledger>,
+    /// The model names metrics may use as label values.
+    known: KnownModels,
 }
 
 /// A router without routes: every request resolves as the registry
 /// resolves it.
 impl From<Registry> for Router {
     fn from(registry: Registry) -> Self {
+        let known = known_models(
+            &registry,
+            &RouterConfig::default(),
+            &PriceTable::builtin(),
+            &[],
+        );
         Self {
             registry,
             routes: HashMap::new(),
@@ -209,6 +220,7 @@ impl From<Registry> for Router {
             config: RouterConfig::default(),
             cache: None,
             ledger: Arc::default(),
+            known,
         }
     }
 }
@@ -318,7 +330,14 @@ impl Router {
                 return Ok((provider, Some(route)));
             }
         }
-        Ok((self.registry.resolve(request)?, None))
+        let provider = self.registry.resolve(request)?;
+        let observed = Observed::new(
+            provider,
+            &request.provider,
+            self.model_label(&request.model),
+            context.timing.clone(),
+        );
+        Ok((Arc::new(observed), None))
     }
 
     /// `provider` charged to the subject's and the route's budgets, after
@@ -375,6 +394,49 @@ impl Router {
             .collect()
     }
 
+    /// `model` as a metric label value: the name itself when the
+    /// configuration knows it (a route, an alias, a target or default
+    /// model, a priced model, a provider's own name), else
+    /// [`OTHER`](crate::OTHER), so a client's arbitrary model string never
+    /// creates a label value.
+    pub fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        self.known.label(model)
+    }
+
+    /// Sets `gtl_circuit_open{target}` for every target of the configured
+    /// routes: 1 while its breaker is open (calls refused), 0 when closed
+    /// or half-open. Targets of a request's own `providers` list are left
+    /// out, their names being the client's.
+    pub fn record_circuits(&self) {
+        let stats = self.lock_stats();
+        let configured = self.order.iter().flat_map(|route| &route.targets);
+        let mut seen = std::collections::HashSet::new();
+        for target in configured {
+            if !seen.insert(target.label.as_str()) {
+                continue;
+            }
+            let open = stats
+                .get(&target.label)
+                .is_some_and(|s| s.health() == Health::Open);
+            metrics::gauge!("gtl_circuit_open", "target" => target.label.clone())
+                .set(f64::from(u8::from(open)));
+        }
+    }
+
+    /// Whether some provider can take a call now: one that no configured
+    /// route's target has seen fail (it has no breaker), or a target whose
+    /// breaker is not open.
+    pub fn has_usable_provider(&self) -> bool {
+        let stats = self.lock_stats();
+        self.registry.names().any(|name| {
+            let mut targets = stats
+                .iter()
+                .filter(|(label, _)| label.split_once('/').is_some_and(|(p, _)| p == name))
+                .peekable();
+            targets.peek().is_none() || targets.any(|(_, s)| s.health() != Health::Open)
+        })
+    }
+
     fn routed(
         &self,
         route: Arc<Route>,
@@ -418,6 +480,7 @@ impl Router {
             label,
             price: self.prices.lookup(&probe.provider, &probe.model),
             provider,
+            metric_model: self.model_label(&probe.model).to_owned(),
             model: probe.model,
             weight,
             stats,
@@ -495,6 +558,39 @@ impl Router {
     fn lock_stats(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<TargetStats>>> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The names metrics may use as model labels: providers' own names (echo's
+/// model is `echo`), aliases and their targets, routes and their targets,
+/// `[router] auto` and `default_models`, and the priced models.
+fn known_models(
+    registry: &Registry,
+    config: &RouterConfig,
+    prices: &PriceTable,
+    routes: &[RouteConfig],
+) -> KnownModels {
+    let mut known = KnownModels::default();
+    for name in registry.names() {
+        known.insert(name);
+    }
+    for (alias, target) in registry.aliases() {
+        known.insert(alias);
+        known.insert(target);
+    }
+    for route in routes {
+        known.insert(&route.name);
+        for target in &route.targets {
+            known.insert(&target.model);
+        }
+    }
+    known.insert(AUTO);
+    for model in config.auto.iter().chain(config.default_models.values()) {
+        known.insert(model);
+    }
+    for model in prices.models() {
+        known.insert(model);
+    }
+    known
 }
 
 /// Whether `route` fits the routing hints: its intents include the

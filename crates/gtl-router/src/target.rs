@@ -68,6 +68,8 @@ pub(crate) struct Target {
     pub(crate) provider: Arc<dyn Provider>,
     /// The provider's own model name.
     pub(crate) model: String,
+    /// The model as metrics label it.
+    pub(crate) metric_model: String,
     pub(crate) weight: u32,
     pub(crate) price: Option<Price>,
     pub(crate) stats: Arc<TargetStats>,

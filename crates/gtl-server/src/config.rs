@@ -24,6 +24,9 @@ pub const DEFAULT_QUIC_PORT: u16 = 7302;
 /// number (TCP and UDP ports are separate).
 pub const DEFAULT_H3_PORT: u16 = 7300;
 
+/// The default port of the `[listen.metrics]` listener (when enabled).
+pub const DEFAULT_METRICS_PORT: u16 = 7303;
+
 /// The whole server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +82,28 @@ pub struct Listen {
     /// HTTP/3 and WebTransport (UDP) for browsers, with the same
     /// certificate; advertised on the HTTP port with `Alt-Svc`.
     pub h3: H3,
+    /// A port of its own for `/metrics`, `/healthz` and `/readyz` (the
+    /// HTTP port serves them too), e.g. for a Prometheus on another host.
+    pub metrics: Metrics,
+}
+
+/// The metrics and health listener: plain HTTP, no credential, nothing
+/// but `/metrics`, `/healthz` and `/readyz` (docs/security.md says why
+/// that is safe to expose).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Whether to listen (off by default: the HTTP port serves the same).
+    pub enabled: bool,
+    /// Address and port.
+    pub addr: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Config::default().listen.metrics
+    }
 }
 
 /// The HTTP/3 + WebTransport listener.
@@ -431,6 +456,10 @@ impl Default for Config {
                 h3: H3 {
                     enabled: true,
                     addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_H3_PORT)),
+                },
+                metrics: Metrics {
+                    enabled: false,
+                    addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT)),
                 },
             },
             data_dir,

@@ -31,6 +31,7 @@ mod audit;
 mod auth;
 pub mod config;
 pub mod local_token;
+mod metrics;
 pub mod provider_keys;
 mod providers;
 mod reload;
@@ -43,6 +44,7 @@ pub use gtl_service::{
     Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, KeyOpener,
     Principal,
 };
+pub use metrics::PrometheusMetrics;
 pub use providers::{ProviderEntry, ProvidersError, registry};
 pub use reload::Reloader;
 pub use server::{Gateway, Server, ServerError};

@@ -114,6 +114,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             .context(
                 "is another gtl-server running with the same data dir? stop it or pass --data-dir",
             )?;
+        if let Some(addr) = server.metrics_addr() {
+            eprintln!("gtl-server: metrics on http://{addr}/metrics");
+        }
         for endpoint in server.endpoints() {
             eprintln!("gtl-server: listening on {endpoint}");
         }

@@ -17,6 +17,7 @@ use gtl_service::{CallService, serve_framed};
 use gtl_transport_http::{HttpGateway, WebTransportInfo};
 use gtl_transport_quic::{QuicGateway, WtGateway};
 
+use crate::metrics::PrometheusMetrics;
 use crate::tls::ServerIdentity;
 
 use crate::config::Config;
@@ -123,6 +124,10 @@ pub struct Server {
     /// The configuration it was bound with, for reloads.
     config: Config,
     drain_timeout: Duration,
+    /// The process's metrics recorder, when this server serves `/metrics`.
+    metrics: Option<Arc<PrometheusMetrics>>,
+    /// The `[listen.metrics]` port.
+    ops: Option<tokio::net::TcpListener>,
     shutdown_timeout: Duration,
 }
 
@@ -212,6 +217,25 @@ impl Server {
             service
         };
         let service = Arc::new(service);
+        // Ready once the listeners accept (see `run`).
+        service.set_listening(false);
+        let metrics = if listen.http.enabled || listen.metrics.enabled {
+            PrometheusMetrics::install()
+        } else {
+            None
+        };
+        let mut ops = None;
+        if listen.metrics.enabled {
+            let addr = listen.metrics.addr;
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServerError::Bind {
+                        endpoint: format!("http://{addr}/metrics"),
+                        source: e.into(),
+                    })?;
+            ops = Some(listener);
+        }
         let identity = if listen.quic.enabled
             || listen.h3.enabled
             || (listen.tcp.enabled && listen.tcp.tls)
@@ -301,6 +325,8 @@ impl Server {
             local_token,
             config: config.clone(),
             drain_timeout: Duration::from_secs(config.limits.drain_secs),
+            metrics,
+            ops,
             shutdown_timeout: Duration::from_secs(config.limits.shutdown_timeout_secs),
         })
     }
@@ -388,6 +414,11 @@ impl Server {
         )
     }
 
+    /// The `[listen.metrics]` port's address, when it is on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The gateway, for stdio and in-process connections.
     pub fn gateway(&self) -> Gateway {
         self.gateway.clone()
@@ -413,6 +444,9 @@ impl Server {
     ) {
         let webtransport = self.webtransport();
         let service = self.gateway.service.clone();
+        // The listeners were bound by `bind` and accept from here on; set
+        // first, so no probe they answer can see them not ready.
+        self.gateway.service.set_listening(true);
         let mut tasks = JoinSet::new();
         // Accept loops end once drained; the server's own tasks do not.
         let mut accepting = JoinSet::new();
@@ -434,6 +468,9 @@ impl Server {
             if let Some(info) = &webtransport {
                 gateway = gateway.with_webtransport(info.clone());
             }
+            if let Some(metrics) = &self.metrics {
+                gateway = gateway.with_metrics(metrics.clone());
+            }
             let acceptor = Http {
                 listener,
                 tls,
@@ -454,6 +491,28 @@ impl Server {
                 handshake_timeout: self.gateway.service.limits().handshake_timeout,
             };
             accepting.spawn(accept_loop(acceptor, service.draining()).instrument(span));
+        }
+        if let Some(listener) = self.ops {
+            let endpoint = listener
+                .local_addr()
+                .map_or_else(|_| "http://?".into(), |a| format!("http://{a}/metrics"));
+            let span = tracing::info_span!("listener", %endpoint);
+            let mut gateway = HttpGateway::new(self.gateway.service.clone());
+            if let Some(metrics) = &self.metrics {
+                gateway = gateway.with_metrics(metrics.clone());
+            }
+            // Probes and scrapes go on through the drain: not ready, not gone.
+            let serving = accept_loop(Ops { listener, gateway }, std::future::pending());
+            tasks.spawn(serving.instrument(span));
+        }
+        if let Some(metrics) = self.metrics.clone() {
+            tasks.spawn(async move {
+                let mut ticks = tokio::time::interval(crate::metrics::UPKEEP_EVERY);
+                loop {
+                    ticks.tick().await;
+                    metrics.upkeep();
+                }
+            });
         }
         if let Some(identity) = self.identity.clone() {
             tasks.spawn(refresh_identity(identity, webtransport));
@@ -479,6 +538,8 @@ impl Server {
             () = &mut stop => {}
         }
         service.drain();
+        // Not ready while draining: a balancer's probe sends traffic elsewhere.
+        service.set_listening(false);
         let drained = async {
             while accepting.join_next().await.is_some() {}
             service.drained().await;
@@ -618,6 +679,21 @@ impl Acceptor for Http {
                 gateway.serve_connection(stream, peer).await;
             }
         }))
+    }
+}
+
+/// The `[listen.metrics]` port: the operators' routes only.
+struct Ops {
+    listener: tokio::net::TcpListener,
+    gateway: HttpGateway,
+}
+
+impl Acceptor for Ops {
+    async fn accept(&mut self) -> Result<Serve, String> {
+        let (stream, addr) = self.listener.accept().await.map_err(|e| e.to_string())?;
+        let peer = gtl_transport_tcp::peer_info(&stream, addr, "metrics");
+        let gateway = self.gateway.clone();
+        Ok(Box::pin(gateway.serve_ops_connection(stream, peer)))
     }
 }
 

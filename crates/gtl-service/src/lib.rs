@@ -49,6 +49,8 @@ mod auth;
 mod drain;
 mod events;
 mod framed;
+mod measure;
+mod probe;
 mod service;
 
 pub use audit::{AuditRecord, AuditSink};
@@ -57,4 +59,5 @@ pub use events::{BATCH, CallEvents};
 pub use framed::{
     SERVER_NAME, serve as serve_framed, serve_calls, serve_with_bearer as serve_framed_with_bearer,
 };
-pub use service::{Admission, CallError, CallService, ConnectionLimits, SubjectConnection};
+pub use probe::Readiness;
+pub use service::{Admission, CallError, CallService, ConnectionLimits, ROUTED, SubjectConnection};

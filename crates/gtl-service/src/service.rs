@@ -23,6 +23,12 @@ use gtl_transport::PeerInfo;
 use crate::audit::{AuditSink, Audited, CallAudit};
 use crate::auth::{Authenticator, KeyOpener, Principal};
 use crate::drain::Drain;
+use crate::measure::{CallLabels, Measured, OpenConnection};
+use crate::probe::Readiness;
+
+/// The `provider` label of a call through a route (its attempts are
+/// labelled with their own providers).
+pub const ROUTED: &str = "routed";
 
 /// Why the service refused an operation: a GTL code and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +143,8 @@ pub struct CallService {
     key_opener: Option<Arc<dyn KeyOpener>>,
     /// Set when the server drains before stopping.
     drain: Arc<Drain>,
+    /// Whether the server's listeners are accepting.
+    listening: std::sync::atomic::AtomicBool,
 }
 
 /// A connection's place among the open ones; dropping it frees the place.
@@ -144,6 +152,7 @@ pub struct CallService {
 pub struct Admission {
     service: Arc<CallService>,
     peer: String,
+    _open: OpenConnection,
 }
 
 impl Drop for Admission {
@@ -185,6 +194,8 @@ impl CallService {
             subject_rate,
             key_opener: None,
             drain: Arc::new(Drain::new()),
+            // In-process and stdio gateways have no listener to wait for.
+            listening: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -233,6 +244,31 @@ impl CallService {
                 !calls.is_empty() || self.lock_connections().0 > 0
             })
             .await;
+    }
+
+    /// Says whether the server's listeners are accepting (see
+    /// [`readiness`](Self::readiness)); a server sets it once they are,
+    /// and clears it when it stops accepting.
+    pub fn set_listening(&self, listening: bool) {
+        self.listening
+            .store(listening, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the gateway can serve calls now: what `/readyz` and the
+    /// gRPC health service report.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            store: self.engine.store_writable(),
+            listening: self.listening.load(std::sync::atomic::Ordering::Relaxed),
+            providers: self.router.load().has_usable_provider(),
+        }
+    }
+
+    /// Brings the metrics that describe state rather than events up to
+    /// date (the circuit breakers' `gtl_circuit_open`): call it before
+    /// rendering the metrics.
+    pub fn record_state(&self) {
+        self.router.load().record_circuits();
     }
 
     /// Opens the provider keys callers' tokens carry with `opener`; without
@@ -296,6 +332,7 @@ impl CallService {
         Ok(Admission {
             service: self.clone(),
             peer: key,
+            _open: OpenConnection::new(peer.transport),
         })
     }
 
@@ -357,6 +394,30 @@ impl CallService {
         &self,
         principal: &Principal,
         session_id: Option<String>,
+        request: CompletionRequest,
+    ) -> Result<Call, CallError> {
+        let received = std::time::Instant::now();
+        let route = crate::measure::route_of(&request);
+        let model = self.router.load().model_label(&request.model).to_owned();
+        self.start_at(received, principal, session_id, request)
+            .inspect_err(|e| {
+                // Refused before any provider was called: the provider is
+                // not known (or not reached).
+                CallLabels {
+                    route,
+                    transport: principal.transport,
+                    provider: gtl_router::OTHER.to_owned(),
+                    model,
+                }
+                .count(&crate::measure::outcome(e.code));
+            })
+    }
+
+    fn start_at(
+        &self,
+        received: std::time::Instant,
+        principal: &Principal,
+        session_id: Option<String>,
         mut request: CompletionRequest,
     ) -> Result<Call, CallError> {
         principal.check(Operation::Chat, now())?;
@@ -373,7 +434,9 @@ impl CallService {
         // The place first: a call refused for it does not use up the rate.
         let slot = self.call_slot(principal)?;
         self.admit_call(principal)?;
-        let mut context = call_context(principal, session_id.as_deref());
+        let timing = Arc::new(gtl_router::CallTiming::new(received));
+        let mut context =
+            call_context(principal, session_id.as_deref()).with_timing(timing.clone());
         if !principal.provider_keys.is_empty() {
             context = context.with_keys(Arc::new(SealedKeys {
                 sealed: principal.provider_keys.clone(),
@@ -394,6 +457,24 @@ impl CallService {
         provider = Arc::new(Counted {
             inner: provider,
             _slot: slot,
+        });
+        // A routed call's provider is its route: the attempts are counted
+        // per provider by the router.
+        let labels = CallLabels {
+            route: crate::measure::route_of(&request),
+            transport: principal.transport,
+            provider: if request.provider.is_empty() {
+                ROUTED.to_owned()
+            } else {
+                request.provider.clone()
+            },
+            model: router.model_label(&request.model).to_owned(),
+        };
+        let first_output = labels.first_output(timing);
+        provider = Arc::new(Measured {
+            inner: provider,
+            labels,
+            received,
         });
         let mut named = None;
         if let Some(sink) = &self.audit {
@@ -419,7 +500,8 @@ impl CallService {
             });
             named = Some(session_id);
         }
-        let mut start = StartCall::new(&principal.subject, provider, request);
+        let mut start =
+            StartCall::new(&principal.subject, provider, request).with_first_output(first_output);
         if let Some(id) = session_id {
             start = start.with_session_id(id);
         }
@@ -438,10 +520,20 @@ impl CallService {
         after_seq: u64,
         resume_token: &str,
     ) -> Result<Call, CallError> {
-        principal.check(Operation::ReadSession, now())?;
-        Ok(self
-            .engine
-            .resume(&principal.subject, session_id, after_seq, resume_token)?)
+        let resumed = principal
+            .check(Operation::ReadSession, now())
+            .map_err(CallError::from)
+            .and_then(|()| {
+                Ok(self
+                    .engine
+                    .resume(&principal.subject, session_id, after_seq, resume_token)?)
+            });
+        let outcome = match &resumed {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => crate::measure::outcome(e.code),
+        };
+        crate::measure::resumed(principal.transport, &outcome);
+        resumed
     }
 
     /// Cancels one of `principal`'s sessions that the caller is not

@@ -46,6 +46,8 @@ pub struct HttpGateway {
     pub(crate) grpc: tonic::service::Routes,
     /// The WebTransport endpoint beside this port, if there is one.
     pub(crate) webtransport: Option<Arc<WebTransportInfo>>,
+    /// What `GET /metrics` answers, if the server records metrics.
+    pub(crate) metrics: Option<Arc<dyn crate::MetricsRender>>,
 }
 
 /// Where the gateway's WebTransport (HTTP/3) endpoint is, and the
@@ -116,12 +118,34 @@ impl WebTransportInfo {
 impl HttpGateway {
     /// A gateway calling `service`.
     pub fn new(service: Arc<CallService>) -> Self {
-        let grpc = grpc::routes(GrpcGateway::new(service.clone()).into_server());
+        let grpc = grpc::routes(
+            GrpcGateway::new(service.clone()).into_server(),
+            service.clone(),
+        );
         Self {
             service,
             grpc,
             webtransport: None,
+            metrics: None,
         }
+    }
+
+    /// Answers `GET /metrics` with what `render` returns (the Prometheus
+    /// text format); without it, `/metrics` is `404`.
+    pub fn with_metrics(mut self, render: Arc<dyn crate::MetricsRender>) -> Self {
+        self.metrics = Some(render);
+        self
+    }
+
+    /// Serves one connection of a port that carries only the operators'
+    /// routes (`/metrics`, `/healthz`, `/readyz`; anything else is `404`),
+    /// without credentials: e.g. `[listen.metrics]`, for a Prometheus
+    /// elsewhere.
+    pub async fn serve_ops_connection<S>(self, stream: S, peer: PeerInfo)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        crate::ops::serve(self, stream, peer).await;
     }
 
     /// Tells the routes about the WebTransport endpoint beside this port:

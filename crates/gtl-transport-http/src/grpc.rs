@@ -73,7 +73,10 @@ static CORS: LazyLock<CorsLayer> = LazyLock::new(|| {
 });
 
 /// The gRPC services of the HTTP port.
-pub(crate) fn routes(gtl: GtlServer<GrpcGateway>) -> Routes {
+pub(crate) fn routes(
+    gtl: GtlServer<GrpcGateway>,
+    service: std::sync::Arc<gtl_service::CallService>,
+) -> Routes {
     // Every service served here is listed by reflection.
     let described = || {
         tonic_reflection::server::Builder::configure()
@@ -87,9 +90,8 @@ pub(crate) fn routes(gtl: GtlServer<GrpcGateway>) -> Routes {
     let reflection_alpha = described()
         .build_v1alpha()
         .expect("the built-in descriptor sets are valid");
-    let (reporter, health) = tonic_health::server::health_reporter();
-    // The reporter's lock is free here: this completes at once.
-    futures::executor::block_on(reporter.set_serving::<GtlServer<GrpcGateway>>());
+    // Reports the same readiness as `/readyz`, looked up per request.
+    let health = crate::ops::HealthService::server(service);
     Routes::new(gtl)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -20,6 +20,9 @@
 //!   `POST /v1/messages`, `POST /v1/messages/count_tokens`,
 //!   `GET /v1/models[/{id}]`), translated by `gtl-compat`, each call an
 //!   ordinary GTL session named in the `gtl-session-id` header;
+//! - `GET /healthz`, `GET /readyz` and `GET /metrics` (with
+//!   `HttpGateway::with_metrics`), without a credential, and the gRPC
+//!   health service reporting the same readiness;
 //! - `GET /`: a web chat page (embedded HTML, script and style sheet) that
 //!   calls over WebTransport or WebSocket and resumes after a drop, and
 //!   `GET /gtl/v1/web`, where it learns the transports.
@@ -64,6 +67,8 @@ mod gateway;
 #[cfg(feature = "server")]
 mod grpc;
 #[cfg(feature = "server")]
+mod ops;
+#[cfg(feature = "server")]
 mod origin;
 #[cfg(feature = "server")]
 mod respond;
@@ -82,6 +87,8 @@ pub use compat::SESSION_HEADER;
 pub(crate) use gateway::event_error;
 #[cfg(feature = "server")]
 pub use gateway::{HttpGateway, WebTransportInfo};
+#[cfg(feature = "server")]
+pub use ops::MetricsRender;
 
 /// The header carrying protocol versions (a list in requests, the
 /// negotiated one in responses).

@@ -38,6 +38,10 @@ pub(crate) async fn handle(
     if let Some(response) = crate::web::respond(gateway.webtransport.as_deref(), &request) {
         return response;
     }
+    // Nor do health and metrics, which monitoring scrapes without one.
+    if let Some(response) = crate::ops::respond(gateway, &request) {
+        return response;
+    }
     let version = match respond::version(request.headers()) {
         Ok(version) => version,
         Err(e) => return respond::error(&e, ""),

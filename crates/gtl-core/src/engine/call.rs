@@ -55,8 +55,10 @@ impl Call {
     /// Hands up to `max` pending events to `send`, borrowed from the log.
     pub fn drain(&self, max: usize, mut send: impl FnMut(Transmit<'_>)) -> Drained {
         let mut drained = Drained::default();
+        let mut first_output = None;
         let relieved = {
-            let mut state = self.shared.lock();
+            let mut guard = self.shared.lock();
+            let state = &mut *guard;
             let session = &mut state.session;
             if session.attached() != Some(self.attach) {
                 drained.detached = true;
@@ -67,6 +69,9 @@ impl Call {
                 let Some(transmit) = session.poll_transmit() else {
                     break;
                 };
+                if state.on_first_output.is_some() && is_output(transmit.body) {
+                    first_output = state.on_first_output.take();
+                }
                 send(transmit);
                 drained.events += 1;
             }
@@ -75,6 +80,10 @@ impl Call {
         };
         if relieved {
             self.shared.to_driver.notify_one();
+        }
+        // After the batch is handed over, outside the lock.
+        if let Some(hook) = first_output {
+            hook.run();
         }
         drained
     }
@@ -143,6 +152,13 @@ impl Drop for Call {
             .session
             .handle_disconnect(now(), self.attach);
     }
+}
+
+/// Whether `body` is output the client waits for (what time to first
+/// token measures).
+fn is_output(body: &gtl_proto::Body) -> bool {
+    use gtl_proto::Body;
+    matches!(body, Body::Token(_) | Body::ToolCall(_) | Body::Patch(_))
 }
 
 /// Asks the driver to cancel: it drops the provider's stream, then ends the

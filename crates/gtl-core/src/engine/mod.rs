@@ -147,6 +147,32 @@ pub struct StartCall {
     pub provider: Arc<dyn Provider>,
     /// The request, with `model` resolved for `provider`.
     pub request: CompletionRequest,
+    /// Runs once, when the session's first output event is handed to a
+    /// client.
+    pub on_first_output: Option<FirstOutput>,
+}
+
+/// A callback run once, when a session's first output event (a token, a
+/// tool call or a patch) is handed to a client's transport: what a
+/// gateway measures its time to first token by.
+pub struct FirstOutput(Box<dyn FnOnce() + Send>);
+
+impl FirstOutput {
+    /// Runs `hook` at the first output. It runs on the draining client's
+    /// task, outside the session's lock; keep it short.
+    pub fn new(hook: impl FnOnce() + Send + 'static) -> Self {
+        Self(Box::new(hook))
+    }
+
+    pub(crate) fn run(self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for FirstOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FirstOutput")
+    }
 }
 
 impl StartCall {
@@ -161,6 +187,7 @@ impl StartCall {
             session_id: None,
             provider,
             request,
+            on_first_output: None,
         }
     }
 
@@ -168,6 +195,14 @@ impl StartCall {
     #[must_use]
     pub fn with_session_id(mut self, id: impl Into<String>) -> Self {
         self.session_id = Some(id.into());
+        self
+    }
+
+    /// Runs `hook` when the session's first output event is handed to a
+    /// client.
+    #[must_use]
+    pub fn with_first_output(mut self, hook: FirstOutput) -> Self {
+        self.on_first_output = Some(hook);
         self
     }
 }
@@ -195,6 +230,8 @@ struct Inner {
     drivers: Mutex<JoinSet<()>>,
     /// Seeds ids and tokens; mixed with a counter and the clock.
     seed: u64,
+    /// Whether the store took the writer's last batch.
+    writable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One session and the wakeups around it.
@@ -240,6 +277,8 @@ pub(crate) struct SharedState {
     /// with the events not yet delivered to it.
     pub(crate) conn: Option<Arc<MemoryBudget>>,
     conn_charged: usize,
+    /// Runs at the first output event handed to a client.
+    pub(crate) on_first_output: Option<FirstOutput>,
 }
 
 impl SharedState {
@@ -380,7 +419,13 @@ impl Engine {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (std::process::id() as u64).rotate_left(32);
         let (jobs, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(persist::writer(store.clone(), queue, jobs.downgrade()));
+        let writable = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writer = tokio::spawn(persist::writer(
+            store.clone(),
+            queue,
+            jobs.downgrade(),
+            writable.clone(),
+        ));
         let inner = Arc::new(Inner {
             sessions: Mutex::new(HashMap::new()),
             budget: Arc::new(MemoryBudget::new(config.memory_budget)),
@@ -391,9 +436,17 @@ impl Engine {
             next_id: AtomicU64::new(1),
             drivers: Mutex::new(JoinSet::new()),
             seed,
+            writable,
         });
         tokio::spawn(sweep(Arc::downgrade(&inner)));
         Self { inner }
+    }
+
+    /// Whether the session store took the last batch of events written
+    /// to it (`false` while writes fail and are retried, e.g. on a full
+    /// disk).
+    pub fn store_writable(&self) -> bool {
+        self.inner.writable.load(Ordering::Relaxed)
     }
 
     /// Loads the store's sessions after a restart, so their clients can
@@ -489,6 +542,7 @@ impl Engine {
         }
         let attach = session.attached().expect("a new session is attached");
         let key = store_key(&call.owner, &id);
+        let on_first_output = call.on_first_output;
         let meta = SessionMeta::new(&key, &call.owner, &resume_token, unix_ms());
         let shared = Arc::new(Shared::new(
             &self.inner,
@@ -498,6 +552,7 @@ impl Engine {
             Some(meta),
             persist,
         ));
+        shared.lock().on_first_output = on_first_output;
         {
             let mut map = self.inner.lock_sessions();
             if map.contains_key(&key) {
@@ -722,6 +777,7 @@ impl Shared {
                 charged: 0,
                 conn: None,
                 conn_charged: 0,
+                on_first_output: None,
             }),
             to_client: Notify::new(),
             to_driver: Notify::new(),

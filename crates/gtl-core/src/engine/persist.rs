@@ -168,6 +168,7 @@ pub(super) async fn writer(
     store: Arc<dyn SessionStore>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     requeue: mpsc::WeakUnboundedSender<Job>,
+    writable: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut stop = false;
     while let Some(job) = jobs.recv().await {
@@ -187,6 +188,7 @@ pub(super) async fn writer(
         }
         let pending = batch.iter().filter_map(take_pending).collect();
         let result = commit(&store, &requeue, pending).await;
+        writable.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
         for done in flushes {
             let _ = done.send(result.clone());
         }

@@ -342,3 +342,30 @@ async fn without_persistence_the_store_is_never_written() {
     engine.flush().await.unwrap();
     assert_eq!(store.list().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_first_output_hook_runs_once_when_the_first_token_is_handed_out() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counter = fired.clone();
+    let engine = engine(Arc::new(MemoryStore::new()));
+    let call = engine
+        .start(
+            StartCall::new("alice", Arc::new(Scripted::tokens(5)), request(false))
+                .with_first_output(gtl_core::FirstOutput::new(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                })),
+        )
+        .unwrap();
+    let mut tokens_seen = false;
+    loop {
+        let event = take(&call, 1).await;
+        tokens_seen |= matches!(event[0].1, Body::Token(_));
+        // Not before the first token is handed out, then never again.
+        assert_eq!(fired.load(Ordering::SeqCst), usize::from(tokens_seen));
+        if matches!(event[0].1, Body::Done(_)) {
+            break;
+        }
+    }
+    assert!(tokens_seen);
+}

@@ -7,6 +7,7 @@ mod breakers;
 mod budgets;
 mod cache;
 mod failover;
+mod labels;
 mod strategies;
 mod support;
 mod timeouts;

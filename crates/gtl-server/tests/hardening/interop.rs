@@ -111,7 +111,7 @@ async fn curl_streams_sse_and_resumes_with_last_event_id() {
 /// A stock client's path: on `PATH`, or in the tools environment `.ci/run`
 /// installs (`~/.cache/gtl/venv/bin`). `None` (with a note) when neither has
 /// it outside CI; in CI a missing tool fails the test.
-fn tool(name: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn tool(name: &str) -> Option<std::path::PathBuf> {
     let venv = std::env::var_os("HOME")
         .map(|home| std::path::PathBuf::from(home).join(".cache/gtl/venv/bin"));
     let paths = std::env::var_os("PATH").unwrap_or_default();

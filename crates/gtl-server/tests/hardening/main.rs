@@ -2,7 +2,9 @@
 //! `gtl-server` binary and attacks it as a script would (never read, flood,
 //! hold connections, touch others' sessions, kill -9 under load, exhaust
 //! descriptors). Memory and CPU figures are read from /proc and checked
-//! against generous bounds: they are limits, not benchmarks.
+//! against generous bounds: they are limits, not benchmarks. The
+//! operators' view of the same process (`/metrics`, `/readyz`, gRPC health)
+//! is checked here too, since the metrics recorder is per process.
 
 mod connections;
 mod crash;
@@ -10,6 +12,7 @@ mod drain;
 mod interop;
 mod logs;
 mod memory;
+mod metrics;
 mod ownership;
 mod reload;
 mod sdk;

@@ -1,0 +1,224 @@
+//! The call side of the gateway's metrics, recorded once here for every
+//! transport (the upstream side is the router's).
+//!
+//! Through the `metrics` facade: the server installs a recorder; without
+//! one each record is a branch. Calls are recorded when they start, at
+//! their first output and when they end, never per token. Label values
+//! are bounded: the route is the operation (`chat.complete`,
+//! `chat.stream`, `session.pipe`), the transport a name fixed in code,
+//! providers and models configured names or
+//! [`OTHER`](gtl_router::OTHER), the outcome `ok`, `cancelled` or an
+//! error code.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::Stream;
+use gtl_core::{EventStream, FirstOutput, Provider, ProviderError};
+use gtl_proto::{Body, CompletionRequest, ErrorCode, ProviderInfo};
+use gtl_router::CallTiming;
+use metrics::{Histogram, counter, gauge, histogram};
+
+/// The labels of one call.
+#[derive(Debug, Clone)]
+pub(crate) struct CallLabels {
+    pub(crate) route: &'static str,
+    pub(crate) transport: &'static str,
+    pub(crate) provider: String,
+    pub(crate) model: String,
+}
+
+impl CallLabels {
+    /// Counts a finished (or refused) call.
+    pub(crate) fn count(&self, outcome: &str) {
+        counter!(
+            "gtl_requests_total",
+            "route" => self.route,
+            "transport" => self.transport,
+            "provider" => self.provider.clone(),
+            "model" => self.model.clone(),
+            "outcome" => outcome.to_owned(),
+        )
+        .increment(1);
+    }
+
+    /// What the first output event's hand-over records: the time to first
+    /// token as the gateway sees it and the gateway's own share of it.
+    pub(crate) fn first_output(&self, timing: Arc<CallTiming>) -> FirstOutput {
+        let ttft = histogram!(
+            "gtl_time_to_first_token_seconds",
+            "route" => self.route,
+            "transport" => self.transport,
+        );
+        let added = histogram!("gtl_added_latency_seconds", "transport" => self.transport);
+        FirstOutput::new(move || first_output(&timing, &ttft, &added, Instant::now()))
+    }
+}
+
+fn first_output(timing: &CallTiming, ttft: &Histogram, added: &Histogram, written: Instant) {
+    ttft.record(written.saturating_duration_since(timing.received()));
+    if let Some(own) = timing.added_latency(written) {
+        added.record(own);
+    }
+}
+
+/// The label value of an outcome.
+pub(crate) fn outcome(code: ErrorCode) -> String {
+    code.to_string()
+}
+
+/// `route` (the operation) of a request.
+pub(crate) fn route_of(request: &CompletionRequest) -> &'static str {
+    if request.pipe {
+        "session.pipe"
+    } else if request.stream {
+        "chat.stream"
+    } else {
+        "chat.complete"
+    }
+}
+
+/// A resume, by its outcome.
+pub(crate) fn resumed(transport: &'static str, outcome: &str) {
+    counter!("gtl_resumes_total", "transport" => transport, "outcome" => outcome.to_owned())
+        .increment(1);
+}
+
+/// An open connection, counted in `gtl_active_connections` until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    pub(crate) fn new(transport: &'static str) -> Self {
+        let open = gauge!("gtl_active_connections", "transport" => transport);
+        open.increment(1.0);
+        Self(open)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// A provider whose streams are measured as the call the client made.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    pub(crate) inner: Arc<dyn Provider>,
+    pub(crate) labels: CallLabels,
+    pub(crate) received: Instant,
+}
+
+#[async_trait::async_trait]
+impl Provider for Measured {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
+        self.inner.models().await
+    }
+
+    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
+        self.inner.count_tokens(request).await
+    }
+
+    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+        let active = gauge!("gtl_active_sessions");
+        active.increment(1.0);
+        let watch = Watch {
+            labels: self.labels.clone(),
+            received: self.received,
+            active,
+            end: None,
+        };
+        match self.inner.stream(request).await {
+            Ok(events) => Ok(Box::pin(Watched {
+                events,
+                watch: Some(watch),
+            })),
+            Err(error) => {
+                let mut watch = watch;
+                watch.end = Some(outcome(error.code));
+                watch.finish();
+                Err(error)
+            }
+        }
+    }
+}
+
+struct Watch {
+    labels: CallLabels,
+    received: Instant,
+    active: metrics::Gauge,
+    /// The outcome, once the terminal event went by.
+    end: Option<String>,
+}
+
+impl Watch {
+    fn see(&mut self, body: &Body) {
+        match body {
+            Body::Done(_) => self.end = Some("ok".to_owned()),
+            Body::Error(error) => self.end = Some(outcome(error.code())),
+            _ => {}
+        }
+    }
+
+    fn finish(self) {
+        self.active.decrement(1.0);
+        let outcome = self.end.as_deref().unwrap_or("cancelled");
+        self.labels.count(outcome);
+        histogram!(
+            "gtl_request_duration_seconds",
+            "route" => self.labels.route,
+            "transport" => self.labels.transport,
+        )
+        .record(self.received.elapsed());
+    }
+}
+
+/// A call's event stream that records it when it ends or is dropped.
+struct Watched {
+    events: EventStream,
+    watch: Option<Watch>,
+}
+
+impl Stream for Watched {
+    type Item = Body;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Body>> {
+        let next = self.events.as_mut().poll_next(cx);
+        match &next {
+            Poll::Ready(Some(body)) => {
+                if let Some(watch) = self.watch.as_mut() {
+                    watch.see(body);
+                }
+                // Recorded before the terminal event goes on, so a client
+                // that has it sees it counted.
+                if matches!(body, Body::Done(_) | Body::Error(_))
+                    && let Some(watch) = self.watch.take()
+                {
+                    watch.finish();
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(watch) = self.watch.take() {
+                    watch.finish();
+                }
+            }
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            watch.finish();
+        }
+    }
+}
