@@ -50,6 +50,7 @@ mod drain;
 mod events;
 mod framed;
 mod service;
+mod trace;
 
 pub use audit::{AuditRecord, AuditSink};
 pub use auth::{AuthError, Authenticator, KeyOpener, LocalUsers, Principal, TokenVerifier};
@@ -58,3 +59,4 @@ pub use framed::{
     SERVER_NAME, serve as serve_framed, serve_calls, serve_with_bearer as serve_framed_with_bearer,
 };
 pub use service::{Admission, CallError, CallService, ConnectionLimits, SubjectConnection};
+pub use trace::{TRACEPARENT, TraceParent};

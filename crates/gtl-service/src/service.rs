@@ -137,6 +137,8 @@ pub struct CallService {
     key_opener: Option<Arc<dyn KeyOpener>>,
     /// Set when the server drains before stopping.
     drain: Arc<Drain>,
+    /// Links a call's span to its request's `traceparent`.
+    trace_parent: Option<Arc<dyn crate::trace::TraceParent>>,
 }
 
 /// A connection's place among the open ones; dropping it frees the place.
@@ -185,6 +187,7 @@ impl CallService {
             subject_rate,
             key_opener: None,
             drain: Arc::new(Drain::new()),
+            trace_parent: None,
         }
     }
 
@@ -248,6 +251,14 @@ impl CallService {
         if let Some(sink) = &self.audit {
             sink.flush();
         }
+    }
+
+    /// Makes a request's W3C `traceparent` (metadata key
+    /// [`TRACEPARENT`](crate::TRACEPARENT)) the remote parent of its call's
+    /// span, with `link`: what a server exporting traces installs.
+    pub fn with_trace_parent(mut self, link: Arc<dyn crate::trace::TraceParent>) -> Self {
+        self.trace_parent = Some(link);
+        self
     }
 
     /// Records every call in `sink` (see [`AuditRecord`](crate::AuditRecord)).
@@ -394,6 +405,17 @@ impl CallService {
         provider = Arc::new(Counted {
             inner: provider,
             _slot: slot,
+        });
+        let span = crate::trace::call_span(&request, provider.name(), principal.transport);
+        if let (Some(link), Some(parent)) = (
+            &self.trace_parent,
+            request.metadata.get(crate::trace::TRACEPARENT),
+        ) {
+            link.link(&span, parent);
+        }
+        provider = Arc::new(crate::trace::Traced {
+            inner: provider,
+            span,
         });
         let mut named = None;
         if let Some(sink) = &self.audit {

@@ -14,3 +14,4 @@ mod ownership;
 mod reload;
 mod sdk;
 mod support;
+mod telemetry;
