@@ -102,5 +102,7 @@ pub use config::{
     ProviderKind, Secret, Timeouts, build, configs_from_env, ollama_base_url, providers_from_env,
 };
 pub use echo::{EchoProvider, EchoStats};
+#[cfg(feature = "__http")]
+pub use http::set_trace_injector;
 pub use registry::Registry;
 pub use usage::{Price, PriceTable, merge_usage};

@@ -36,6 +36,7 @@ pub mod provider_keys;
 mod providers;
 mod reload;
 mod server;
+pub mod telemetry;
 pub mod tls;
 
 pub use auth::{AuthConfigError, token_verifier};

@@ -62,7 +62,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     overrides(&mut config);
-    init_logging(&config);
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    // The trace exporter's batches run on the runtime.
+    let traces = {
+        let _runtime = runtime.enter();
+        init_logging(&config)?
+    };
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());
@@ -73,7 +78,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", keys.recipient());
         return Ok(());
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let served = runtime.block_on(async {
         if args.stdio {
             // One client on our own stdin/stdout; no listeners.
@@ -129,6 +133,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         server.run_draining(drain, stop).await;
         Ok(())
     });
+    if let Some(traces) = traces {
+        // The last spans go out before the exporter's runtime stops.
+        let flushed = runtime
+            .block_on(async { tokio::task::spawn_blocking(move || traces.shutdown()).await });
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "traces not all exported");
+        }
+    }
     // `run` kept its shutdown deadline; a store write still under way is
     // not waited for (the store is crash-safe, and no event a client has
     // seen depends on it).
@@ -192,18 +204,44 @@ async fn reload_on_change(
 
 /// Logs to stderr (with --stdio, stdout is the protocol), at `RUST_LOG`'s
 /// level, else the configuration's.
-fn init_logging(config: &Config) {
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the calls' spans also go to
+/// that collector, whatever the log level: the returned provider.
+fn init_logging(
+    config: &Config,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use tracing_subscriber::prelude::*;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => logs.json().init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match config.log.format {
+        LogFormat::Json => logs.json().boxed(),
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
+            .boxed(),
+    };
+    let traces = if gtl_server::telemetry::requested() {
+        Some(gtl_server::telemetry::tracer_provider().map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let exported = traces.as_ref().map(|provider| {
+        // The calls' spans, and what is logged inside them at info.
+        gtl_server::telemetry::layer(provider).with_filter(tracing_subscriber::filter::filter_fn(
+            |meta| {
+                if meta.is_span() {
+                    meta.name().starts_with("gen_ai.")
+                } else {
+                    *meta.level() <= tracing::Level::INFO
+                }
+            },
+        ))
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(exported)
+        .init();
+    Ok(traces)
 }
 
 /// How long exiting waits for work still on blocking threads.

@@ -52,6 +52,7 @@ mod framed;
 mod measure;
 mod probe;
 mod service;
+mod trace;
 
 pub use audit::{AuditRecord, AuditSink};
 pub use auth::{AuthError, Authenticator, KeyOpener, LocalUsers, Principal, TokenVerifier};
@@ -61,3 +62,4 @@ pub use framed::{
 };
 pub use probe::Readiness;
 pub use service::{Admission, CallError, CallService, ConnectionLimits, ROUTED, SubjectConnection};
+pub use trace::{TRACEPARENT, TraceParent};

@@ -145,6 +145,8 @@ pub struct CallService {
     drain: Arc<Drain>,
     /// Whether the server's listeners are accepting.
     listening: std::sync::atomic::AtomicBool,
+    /// Links a call's span to its request's `traceparent`.
+    trace_parent: Option<Arc<dyn crate::trace::TraceParent>>,
 }
 
 /// A connection's place among the open ones; dropping it frees the place.
@@ -196,6 +198,7 @@ impl CallService {
             drain: Arc::new(Drain::new()),
             // In-process and stdio gateways have no listener to wait for.
             listening: std::sync::atomic::AtomicBool::new(true),
+            trace_parent: None,
         }
     }
 
@@ -284,6 +287,14 @@ impl CallService {
         if let Some(sink) = &self.audit {
             sink.flush();
         }
+    }
+
+    /// Makes a request's W3C `traceparent` (metadata key
+    /// [`TRACEPARENT`](crate::TRACEPARENT)) the remote parent of its call's
+    /// span, with `link`: what a server exporting traces installs.
+    pub fn with_trace_parent(mut self, link: Arc<dyn crate::trace::TraceParent>) -> Self {
+        self.trace_parent = Some(link);
+        self
     }
 
     /// Records every call in `sink` (see [`AuditRecord`](crate::AuditRecord)).
@@ -475,6 +486,17 @@ impl CallService {
             inner: provider,
             labels,
             received,
+        });
+        let span = crate::trace::call_span(&request, provider.name(), principal.transport);
+        if let (Some(link), Some(parent)) = (
+            &self.trace_parent,
+            request.metadata.get(crate::trace::TRACEPARENT),
+        ) {
+            link.link(&span, parent);
+        }
+        provider = Arc::new(crate::trace::Traced {
+            inner: provider,
+            span,
         });
         let mut named = None;
         if let Some(sink) = &self.audit {

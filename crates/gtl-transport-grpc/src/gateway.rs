@@ -85,6 +85,23 @@ impl GrpcGateway {
     }
 }
 
+/// The request, with the RPC's `traceparent` metadata in its request's
+/// metadata (unless that has one): the call's span continues the trace.
+fn with_trace_context(request: Request<CompleteRequest>) -> CompleteRequest {
+    let traceparent = request
+        .metadata()
+        .get(gtl_service::TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let mut inner = request.into_inner();
+    if let (Some(traceparent), Some(call)) = (traceparent, inner.request.as_mut()) {
+        call.metadata
+            .entry(gtl_service::TRACEPARENT.to_owned())
+            .or_insert(traceparent);
+    }
+    inner
+}
+
 /// The caller as the carrying transport saw it.
 fn peer<T>(request: &Request<T>) -> PeerInfo {
     request
@@ -119,7 +136,7 @@ impl Gtl for GrpcGateway {
         request: Request<CompleteRequest>,
     ) -> Result<Response<Completion>, Status> {
         let principal = self.principal(&request)?;
-        let request = request.into_inner();
+        let request = with_trace_context(request);
         if request.request.as_ref().is_some_and(|r| r.pipe) {
             return Err(status(CallError::new(
                 ErrorCode::InvalidRequest,
@@ -159,7 +176,7 @@ impl Gtl for GrpcGateway {
 
     async fn stream(&self, request: Request<CompleteRequest>) -> Result<Response<Frames>, Status> {
         let principal = self.principal(&request)?;
-        let events = self.start(&principal, request.into_inner())?;
+        let events = self.start(&principal, with_trace_context(request))?;
         Ok(Response::new(answer(events)))
     }
 

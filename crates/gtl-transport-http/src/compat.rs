@@ -99,8 +99,16 @@ async fn chat(
     dialect: Dialect,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ErrorReply> {
+    let traceparent = respond::traceparent(request.headers());
     let body = read_body(service, dialect, request).await?;
     let mut parsed = dialect.parse(&body).map_err(|e| dialect.refused(&e))?;
+    if let Some(traceparent) = traceparent {
+        parsed
+            .request
+            .metadata
+            .entry(gtl_service::TRACEPARENT.to_owned())
+            .or_insert(traceparent);
+    }
     // Upstream is always streamed, whatever the client asked: the session
     // logs each event as it comes (a unary answer cut by the network is
     // still resumable by its session id), and a long answer is bounded by

@@ -116,6 +116,14 @@ pub(crate) fn version(headers: &HeaderMap) -> Result<Version, CallError> {
     gtl_proto::negotiate(&offered, SUPPORTED_VERSIONS).map_err(|e| unsupported(e.to_string()))
 }
 
+/// The W3C `traceparent` header, for the call's request metadata.
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(gtl_service::TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// The bearer token of `Authorization`, or "" when there is none.
 pub(crate) fn bearer(headers: &HeaderMap) -> &str {
     headers

@@ -171,13 +171,19 @@ async fn start(
     request: Request<Incoming>,
 ) -> Result<CallEvents, Failure> {
     let max = service.limits().max_frame_bytes;
+    let traceparent = respond::traceparent(request.headers());
     let body = respond::body(request.into_body(), max)
         .await
         .map_err(fail)?;
     let frame = respond::frame_of_type(&body, "completion_request").map_err(fail)?;
-    let Some(FrameBody::CompletionRequest(call)) = frame.body else {
+    let Some(FrameBody::CompletionRequest(mut call)) = frame.body else {
         unreachable!("frame_of_type checked the type");
     };
+    if let Some(traceparent) = traceparent {
+        call.metadata
+            .entry(gtl_service::TRACEPARENT.to_owned())
+            .or_insert(traceparent);
+    }
     let session_id = (!frame.session_id.is_empty()).then_some(frame.session_id);
     let call = service
         .start(principal, session_id.clone(), *call)

@@ -52,6 +52,17 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 /// operator asks for them by name (`RUST_LOG=gtl::bodies=trace,info`).
 pub(crate) const BODIES: &str = "gtl::bodies";
 
+/// Adds the current span's trace context to an upstream request's headers.
+static TRACE_INJECTOR: std::sync::OnceLock<fn(&mut HeaderMap)> = std::sync::OnceLock::new();
+
+/// Sets how every adapter's upstream requests carry the trace context
+/// (e.g. a W3C `traceparent` header), once per process: a server
+/// exporting traces sets it. It runs inside the request's
+/// `gen_ai.upstream` span.
+pub fn set_trace_injector(inject: fn(&mut HeaderMap)) {
+    let _ = TRACE_INJECTOR.set(inject);
+}
+
 /// Header names whose values are always treated as secrets.
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
@@ -152,6 +163,20 @@ impl HttpClient {
             }
         }
         let secrets = secrets_of(&headers);
+        // The upstream attempt, as a child of the call's span: until the
+        // response's headers (the body is the call's).
+        let span = tracing::info_span!(
+            "gen_ai.upstream",
+            otel.name = format!("POST {}", self.provider),
+            otel.kind = "client",
+            "gen_ai.system" = &*self.provider,
+            "http.request.method" = "POST",
+            "http.response.status_code" = tracing::field::Empty,
+        );
+        if let Some(inject) = TRACE_INJECTOR.get() {
+            let _entered = span.enter();
+            inject(&mut headers);
+        }
         if tracing::enabled!(target: BODIES, tracing::Level::TRACE) {
             // The query may hold a key (Gemini's `?key=`); headers are not
             // logged; a key echoed in the body is scrubbed.
@@ -165,8 +190,15 @@ impl HttpClient {
             );
         }
         let request = self.client.post(url).headers(headers).body(body).send();
-        match tokio::time::timeout(self.timeouts.first_byte, request).await {
-            Ok(Ok(response)) => Ok(response),
+        let sent = tokio::time::timeout(self.timeouts.first_byte, request);
+        match tracing::Instrument::instrument(sent, span.clone()).await {
+            Ok(Ok(response)) => {
+                span.record(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                );
+                Ok(response)
+            }
             Ok(Err(error)) => Err(self.transport_error(error, &secrets)),
             Err(_) => Err(ProviderError::new(
                 ErrorCode::ProviderTimeout,

@@ -17,3 +17,4 @@ mod ownership;
 mod reload;
 mod sdk;
 mod support;
+mod telemetry;

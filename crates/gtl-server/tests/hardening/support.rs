@@ -38,6 +38,15 @@ impl ServerProcess {
 
     /// As [`start`](Self::start), run through `wrapper` (e.g. `prlimit`).
     pub(crate) async fn start_wrapped(dir: &Path, extra: &str, wrapper: &[&str]) -> Self {
+        Self::spawn(dir, extra, wrapper, &[]).await
+    }
+
+    /// As [`start`](Self::start), with `env` in the server's environment.
+    pub(crate) async fn start_with_env(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, extra, &[], env).await
+    }
+
+    async fn spawn(dir: &Path, extra: &str, wrapper: &[&str], env: &[(&str, &str)]) -> Self {
         let config = dir.join("gtl.toml");
         std::fs::write(&config, config_text(dir, extra)).unwrap();
         let server = env!("CARGO_BIN_EXE_gtl-server");
@@ -56,6 +65,7 @@ impl ServerProcess {
             // For `[[providers]]` entries of tests (`api_key_env`): a key
             // the replay servers accept, never a real one.
             .env("GTL_TEST_PROVIDER_KEY", "replay-key")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
