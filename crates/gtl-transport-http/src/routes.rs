@@ -169,15 +169,19 @@ async fn start(
     service: &CallService,
     principal: &Principal,
     request: Request<Incoming>,
+    stream: bool,
 ) -> Result<CallEvents, Failure> {
     let max = service.limits().max_frame_bytes;
     let body = respond::body(request.into_body(), max)
         .await
         .map_err(fail)?;
     let frame = respond::frame_of_type(&body, "completion_request").map_err(fail)?;
-    let Some(FrameBody::CompletionRequest(call)) = frame.body else {
+    let Some(FrameBody::CompletionRequest(mut call)) = frame.body else {
         unreachable!("frame_of_type checked the type");
     };
+    // The stream route is chat.stream whatever the body says (the audit
+    // record and the metrics name the operation by this flag).
+    call.stream |= stream;
     let session_id = (!frame.session_id.is_empty()).then_some(frame.session_id);
     let call = service
         .start(principal, session_id.clone(), *call)
@@ -191,7 +195,7 @@ async fn complete(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Failure> {
-    let mut events = start(service, principal, request).await?;
+    let mut events = start(service, principal, request, false).await?;
     let session_id = events.session_id().to_owned();
     let completion = events.complete().await;
     let completion = completion
@@ -233,7 +237,7 @@ async fn stream(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Failure> {
-    let events = start(service, principal, request).await?;
+    let events = start(service, principal, request, true).await?;
     Ok(sse_response(service, events))
 }
 
