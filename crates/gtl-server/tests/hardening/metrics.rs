@@ -541,3 +541,38 @@ async fn the_dashboard_queries_parse_and_use_the_documented_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_call_is_an_active_session_until_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), "").await;
+    let scrape = || async {
+        let (status, text) = get(&format!("http://{}/metrics", server.http)).await;
+        assert_eq!(status, 200);
+        parse(&text)
+    };
+    let cancelled = [
+        ("route", "chat.stream"),
+        ("transport", "tcp"),
+        ("provider", "echo"),
+        ("model", "echo"),
+        ("outcome", "cancelled"),
+    ];
+    let mut tcp = Raw::hello(&server.tcp, &server.token).await;
+    let mut request = stream_request(1, "echo");
+    // One token, then nothing until the call is cancelled.
+    request["metadata"] = json!({"echo.stall_after": "1"});
+    tcp.send(request).await;
+    while tcp.recv_call(1).await.unwrap()["type"] != "token" {}
+    let running = scrape().await;
+    assert_eq!(value(&running, "gtl_active_sessions", &[]), 1.0);
+    assert_eq!(value(&running, "gtl_requests_total", &cancelled), 0.0);
+
+    tcp.send(json!({"type": "cancel", "call_id": 1, "reason": "test"}))
+        .await;
+    let end = tcp.until_terminal(1).await;
+    assert_eq!(end.last().unwrap()["code"], "CANCELLED", "{end:?}");
+    let after = scrape().await;
+    assert_eq!(value(&after, "gtl_active_sessions", &[]), 0.0);
+    assert_eq!(value(&after, "gtl_requests_total", &cancelled), 1.0);
+}
