@@ -104,10 +104,11 @@ impl KnownModels {
 #[derive(Debug)]
 pub(crate) struct Observed {
     inner: Arc<dyn Provider>,
-    /// The provider's configured name.
-    provider: String,
+    /// The provider's configured name (shared: each record clones a
+    /// pointer, not the text).
+    provider: Arc<str>,
     /// The model's label ([`KnownModels::label`]).
-    model: String,
+    model: Arc<str>,
     timing: Option<Arc<CallTiming>>,
 }
 
@@ -120,8 +121,8 @@ impl Observed {
     ) -> Self {
         Self {
             inner,
-            provider: provider.to_owned(),
-            model: model.to_owned(),
+            provider: Arc::from(provider),
+            model: Arc::from(model),
             timing,
         }
     }
@@ -169,26 +170,26 @@ impl Provider for Observed {
                 }),
             })),
             Err(error) => {
-                provider_error(&self.provider, &error.code.to_string());
+                provider_error(&self.provider, error.code.name());
                 Err(error)
             }
         }
     }
 }
 
-fn provider_error(provider: &str, code: &str) {
+fn provider_error(provider: &Arc<str>, code: &'static str) {
     metrics::counter!(
         "gtl_provider_errors_total",
-        "provider" => provider.to_owned(),
-        "code" => code.to_owned(),
+        "provider" => provider.clone(),
+        "code" => code,
     )
     .increment(1);
 }
 
 /// What one attempt has done so far.
 struct Watch {
-    provider: String,
-    model: String,
+    provider: Arc<str>,
+    model: Arc<str>,
     timing: Option<Arc<CallTiming>>,
     sent: Instant,
     output: bool,
@@ -199,7 +200,7 @@ impl Watch {
     fn see(&mut self, body: &Body) {
         match body {
             Body::Usage(usage) => gtl_providers::merge_usage(&mut self.usage, usage),
-            Body::Error(error) => provider_error(&self.provider, &error.code().to_string()),
+            Body::Error(error) => provider_error(&self.provider, error.code().name()),
             body if !self.output && is_output(body) => {
                 self.output = true;
                 let now = Instant::now();

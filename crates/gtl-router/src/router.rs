@@ -423,9 +423,9 @@ impl Router {
         }
     }
 
-    /// Whether some provider can take a call now: one that no configured
-    /// route's target has seen fail (it has no breaker), or a target whose
-    /// breaker is not open.
+    /// Whether some provider can take a call now: one that is no route's
+    /// target (it has no breaker), or one with a target whose breaker is
+    /// not open.
     pub fn has_usable_provider(&self) -> bool {
         let stats = self.lock_stats();
         self.registry.names().any(|name| {

@@ -139,3 +139,26 @@ fn describe() {
     );
     describe_gauge!("gtl_build_info", "Always 1; the version is the label.");
 }
+
+#[cfg(test)]
+mod tests {
+    use gtl_transport_http::MetricsRender as _;
+
+    use super::*;
+
+    #[test]
+    fn dollars_are_a_counter_with_help() {
+        let metrics = PrometheusMetrics::install().expect("the test binary's first recorder");
+        gauge!("gtl_cost_usd_total", "provider" => "p", "model" => "m").increment(0.25);
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE gtl_cost_usd_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("gtl_cost_usd_total{provider=\"p\",model=\"m\"} 0.25\n"));
+        assert!(text.contains("# HELP gtl_cost_usd_total "), "{text}");
+        assert!(text.contains("gtl_build_info{version=\""), "{text}");
+        // Installing again shares the recorder.
+        assert!(PrometheusMetrics::install().is_some());
+    }
+}

@@ -220,8 +220,6 @@ impl Server {
             service
         };
         let service = Arc::new(service);
-        // Ready once the listeners accept (see `run`).
-        service.set_listening(false);
         let metrics = if listen.http.enabled || listen.metrics.enabled {
             PrometheusMetrics::install()
         } else {
@@ -316,6 +314,16 @@ impl Server {
                     source,
                 })?;
             listeners.push(Box::new(listener));
+        }
+        // With listeners, ready once they accept (see `run`).
+        if !listeners.is_empty()
+            || http.is_some()
+            || tcp_tls.is_some()
+            || quic.is_some()
+            || h3.is_some()
+            || ops.is_some()
+        {
+            service.set_listening(false);
         }
         Ok(Self {
             gateway: Gateway { service },

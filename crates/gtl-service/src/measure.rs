@@ -26,20 +26,21 @@ use metrics::{Histogram, counter, gauge, histogram};
 pub(crate) struct CallLabels {
     pub(crate) route: &'static str,
     pub(crate) transport: &'static str,
-    pub(crate) provider: String,
-    pub(crate) model: String,
+    /// Shared, so each record clones a pointer rather than the text.
+    pub(crate) provider: Arc<str>,
+    pub(crate) model: Arc<str>,
 }
 
 impl CallLabels {
     /// Counts a finished (or refused) call.
-    pub(crate) fn count(&self, outcome: &str) {
+    pub(crate) fn count(&self, outcome: &'static str) {
         counter!(
             "gtl_requests_total",
             "route" => self.route,
             "transport" => self.transport,
             "provider" => self.provider.clone(),
             "model" => self.model.clone(),
-            "outcome" => outcome.to_owned(),
+            "outcome" => outcome,
         )
         .increment(1);
     }
@@ -65,8 +66,8 @@ fn first_output(timing: &CallTiming, ttft: &Histogram, added: &Histogram, writte
 }
 
 /// The label value of an outcome.
-pub(crate) fn outcome(code: ErrorCode) -> String {
-    code.to_string()
+pub(crate) fn outcome(code: ErrorCode) -> &'static str {
+    code.name()
 }
 
 /// `route` (the operation) of a request.
@@ -81,9 +82,8 @@ pub(crate) fn route_of(request: &CompletionRequest) -> &'static str {
 }
 
 /// A resume, by its outcome.
-pub(crate) fn resumed(transport: &'static str, outcome: &str) {
-    counter!("gtl_resumes_total", "transport" => transport, "outcome" => outcome.to_owned())
-        .increment(1);
+pub(crate) fn resumed(transport: &'static str, outcome: &'static str) {
+    counter!("gtl_resumes_total", "transport" => transport, "outcome" => outcome).increment(1);
 }
 
 /// An open connection, counted in `gtl_active_connections` until dropped.
@@ -155,13 +155,13 @@ struct Watch {
     received: Instant,
     active: metrics::Gauge,
     /// The outcome, once the terminal event went by.
-    end: Option<String>,
+    end: Option<&'static str>,
 }
 
 impl Watch {
     fn see(&mut self, body: &Body) {
         match body {
-            Body::Done(_) => self.end = Some("ok".to_owned()),
+            Body::Done(_) => self.end = Some("ok"),
             Body::Error(error) => self.end = Some(outcome(error.code())),
             _ => {}
         }
@@ -169,7 +169,7 @@ impl Watch {
 
     fn finish(self) {
         self.active.decrement(1.0);
-        let outcome = self.end.as_deref().unwrap_or("cancelled");
+        let outcome = self.end.unwrap_or("cancelled");
         self.labels.count(outcome);
         histogram!(
             "gtl_request_duration_seconds",

@@ -409,7 +409,7 @@ impl CallService {
     ) -> Result<Call, CallError> {
         let received = std::time::Instant::now();
         let route = crate::measure::route_of(&request);
-        let model = self.router.load().model_label(&request.model).to_owned();
+        let model = Arc::from(self.router.load().model_label(&request.model));
         self.start_at(received, principal, session_id, request)
             .inspect_err(|e| {
                 // Refused before any provider was called: the provider is
@@ -417,10 +417,10 @@ impl CallService {
                 CallLabels {
                     route,
                     transport: principal.transport,
-                    provider: gtl_router::OTHER.to_owned(),
+                    provider: Arc::from(gtl_router::OTHER),
                     model,
                 }
-                .count(&crate::measure::outcome(e.code));
+                .count(crate::measure::outcome(e.code));
             })
     }
 
@@ -474,12 +474,12 @@ impl CallService {
         let labels = CallLabels {
             route: crate::measure::route_of(&request),
             transport: principal.transport,
-            provider: if request.provider.is_empty() {
-                ROUTED.to_owned()
+            provider: Arc::from(if request.provider.is_empty() {
+                ROUTED
             } else {
-                request.provider.clone()
-            },
-            model: router.model_label(&request.model).to_owned(),
+                request.provider.as_str()
+            }),
+            model: Arc::from(router.model_label(&request.model)),
         };
         let first_output = labels.first_output(timing);
         provider = Arc::new(Measured {
@@ -551,10 +551,10 @@ impl CallService {
                     .resume(&principal.subject, session_id, after_seq, resume_token)?)
             });
         let outcome = match &resumed {
-            Ok(_) => "ok".to_owned(),
+            Ok(_) => "ok",
             Err(e) => crate::measure::outcome(e.code),
         };
-        crate::measure::resumed(principal.transport, &outcome);
+        crate::measure::resumed(principal.transport, outcome);
         resumed
     }
 

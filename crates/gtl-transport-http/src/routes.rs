@@ -169,6 +169,7 @@ async fn start(
     service: &CallService,
     principal: &Principal,
     request: Request<Incoming>,
+    stream: bool,
 ) -> Result<CallEvents, Failure> {
     let max = service.limits().max_frame_bytes;
     let traceparent = respond::traceparent(request.headers());
@@ -184,6 +185,9 @@ async fn start(
             .entry(gtl_service::TRACEPARENT.to_owned())
             .or_insert(traceparent);
     }
+    // The stream route is chat.stream whatever the body says (the audit
+    // record and the metrics name the operation by this flag).
+    call.stream |= stream;
     let session_id = (!frame.session_id.is_empty()).then_some(frame.session_id);
     let call = service
         .start(principal, session_id.clone(), *call)
@@ -197,7 +201,7 @@ async fn complete(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Failure> {
-    let mut events = start(service, principal, request).await?;
+    let mut events = start(service, principal, request, false).await?;
     let session_id = events.session_id().to_owned();
     let completion = events.complete().await;
     let completion = completion
@@ -239,7 +243,7 @@ async fn stream(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Failure> {
-    let events = start(service, principal, request).await?;
+    let events = start(service, principal, request, true).await?;
     Ok(sse_response(service, events))
 }
 

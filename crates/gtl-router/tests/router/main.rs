@@ -7,7 +7,7 @@ mod breakers;
 mod budgets;
 mod cache;
 mod failover;
-mod labels;
+mod observe;
 mod strategies;
 mod support;
 mod timeouts;

@@ -176,6 +176,25 @@ async fn counters_move_by_what_the_calls_imply_over_http_and_tcp() {
     .await;
     assert_eq!(status, 404);
 
+    // A stream over SSE, its body silent about `stream`: the route says it.
+    let sse = client()
+        .post(format!("http://{}/gtl/v1/stream", server.http))
+        .bearer_auth(&server.token)
+        .body(json!({"model": "echo", "messages": message("four five")}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sse: Vec<Value> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(sse.last().unwrap()["type"], "done", "{sse:?}");
+    let (sse_in, sse_out) = usage(&sse);
+
     // TCP: a success, a provider error, and a routed call that retries
     // and fails over.
     let mut tcp = Raw::hello(&server.tcp, &server.token).await;
@@ -244,6 +263,7 @@ async fn counters_move_by_what_the_calls_imply_over_http_and_tcp() {
         requests("chat.complete", "http", "other", "echo", not_found),
         1.0
     );
+    assert_eq!(requests("chat.stream", "http", "echo", "echo", "ok"), 1.0);
     assert_eq!(requests("chat.stream", "tcp", "echo", "echo", "ok"), 1.0);
     assert_eq!(
         requests("chat.stream", "tcp", "echo", "other", "CONTENT_FILTERED"),
@@ -255,7 +275,7 @@ async fn counters_move_by_what_the_calls_imply_over_http_and_tcp() {
         .filter(|((name, _), _)| name == "gtl_requests_total")
         .map(|(series, v)| v - before.get(series).copied().unwrap_or(0.0))
         .sum();
-    assert_eq!(total, 6.0, "no call counted twice or left out");
+    assert_eq!(total, 7.0, "no call counted twice or left out");
     for (code, n) in [
         (not_found, 1.0),
         ("CONTENT_FILTERED", 1.0),
@@ -278,16 +298,18 @@ async fn counters_move_by_what_the_calls_imply_over_http_and_tcp() {
             ],
         )
     };
-    assert_eq!(tokens("in"), http_in + plain_in + routed_in);
-    assert_eq!(tokens("out"), http_out + plain_out + routed_out);
+    assert_eq!(tokens("in"), http_in + sse_in + plain_in + routed_in);
+    assert_eq!(tokens("out"), http_out + sse_out + plain_out + routed_out);
     let count = |name: &str, labels: &[(&str, &str)]| delta(&format!("{name}_count"), labels);
     let http = [("route", "chat.complete"), ("transport", "http")];
     let tcp_stream = [("route", "chat.stream"), ("transport", "tcp")];
+    let http_stream = [("route", "chat.stream"), ("transport", "http")];
     assert_eq!(count("gtl_time_to_first_token_seconds", &http), 1.0);
+    assert_eq!(count("gtl_time_to_first_token_seconds", &http_stream), 1.0);
     assert_eq!(count("gtl_time_to_first_token_seconds", &tcp_stream), 2.0);
     assert_eq!(
         count("gtl_added_latency_seconds", &[("transport", "http")]),
-        1.0
+        2.0
     );
     assert_eq!(
         count("gtl_added_latency_seconds", &[("transport", "tcp")]),
@@ -295,13 +317,14 @@ async fn counters_move_by_what_the_calls_imply_over_http_and_tcp() {
     );
     // The refused call never reached a provider.
     assert_eq!(count("gtl_request_duration_seconds", &http), 2.0);
+    assert_eq!(count("gtl_request_duration_seconds", &http_stream), 1.0);
     assert_eq!(count("gtl_request_duration_seconds", &tcp_stream), 3.0);
     assert_eq!(
         count(
             "gtl_upstream_time_to_first_token_seconds",
             &[("provider", "echo"), ("model", "echo")]
         ),
-        3.0
+        4.0
     );
     for (transport, outcome) in [("tcp", "RESUME_NOT_FOUND"), ("http", "ok")] {
         let labels = [("transport", transport), ("outcome", outcome)];
@@ -517,4 +540,39 @@ async fn the_dashboard_queries_parse_and_use_the_documented_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_call_is_an_active_session_until_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), "").await;
+    let scrape = || async {
+        let (status, text) = get(&format!("http://{}/metrics", server.http)).await;
+        assert_eq!(status, 200);
+        parse(&text)
+    };
+    let cancelled = [
+        ("route", "chat.stream"),
+        ("transport", "tcp"),
+        ("provider", "echo"),
+        ("model", "echo"),
+        ("outcome", "cancelled"),
+    ];
+    let mut tcp = Raw::hello(&server.tcp, &server.token).await;
+    let mut request = stream_request(1, "echo");
+    // One token, then nothing until the call is cancelled.
+    request["metadata"] = json!({"echo.stall_after": "1"});
+    tcp.send(request).await;
+    while tcp.recv_call(1).await.unwrap()["type"] != "token" {}
+    let running = scrape().await;
+    assert_eq!(value(&running, "gtl_active_sessions", &[]), 1.0);
+    assert_eq!(value(&running, "gtl_requests_total", &cancelled), 0.0);
+
+    tcp.send(json!({"type": "cancel", "call_id": 1, "reason": "test"}))
+        .await;
+    let end = tcp.until_terminal(1).await;
+    assert_eq!(end.last().unwrap()["code"], "CANCELLED", "{end:?}");
+    let after = scrape().await;
+    assert_eq!(value(&after, "gtl_active_sessions", &[]), 0.0);
+    assert_eq!(value(&after, "gtl_requests_total", &cancelled), 1.0);
 }

@@ -20,6 +20,7 @@ mod compat;
 mod errors;
 mod grpc;
 mod grpc_web;
+mod ops;
 mod resume;
 mod web;
 mod ws;
