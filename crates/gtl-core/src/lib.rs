@@ -52,6 +52,7 @@ mod engine;
 mod provider;
 mod session;
 mod store;
+mod watch;
 
 pub use completion::{Completion, RESTARTED};
 pub use provider::{EventStream, Provider, ProviderError, complete};
@@ -61,6 +62,7 @@ pub use store::{
     BackendError, MemoryStore, Outcome, SessionMeta, SessionStore, SessionWrite, StoreError,
     StoredSession,
 };
+pub use watch::{EventWatch, watch_events};
 
 #[cfg(feature = "runtime")]
 pub use engine::{

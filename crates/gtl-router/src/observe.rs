@@ -8,12 +8,9 @@
 //! output and at its end), never per token.
 
 use std::collections::HashSet;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::Stream;
 use gtl_core::{EventStream, Provider, ProviderError};
 use gtl_proto::{Body, CompletionRequest, ProviderInfo, Usage};
 
@@ -158,17 +155,17 @@ impl Provider for Observed {
             let _ = timing.sent.set(sent);
         }
         match self.inner.stream(request).await {
-            Ok(events) => Ok(Box::pin(Attempt {
+            Ok(events) => Ok(gtl_core::watch_events(
                 events,
-                watch: Some(Watch {
+                Watch {
                     provider: self.provider.clone(),
                     model: self.model.clone(),
                     timing: self.timing.clone(),
                     sent,
                     output: false,
                     usage: Usage::default(),
-                }),
-            })),
+                },
+            )),
             Err(error) => {
                 provider_error(&self.provider, error.code.name());
                 Err(error)
@@ -196,7 +193,7 @@ struct Watch {
     usage: Usage,
 }
 
-impl Watch {
+impl gtl_core::EventWatch for Watch {
     fn see(&mut self, body: &Body) {
         match body {
             Body::Usage(usage) => gtl_providers::merge_usage(&mut self.usage, usage),
@@ -242,49 +239,6 @@ impl Watch {
                 "model" => self.model,
             )
             .increment(usage.cost);
-        }
-    }
-}
-
-/// An attempt's events, watched.
-struct Attempt {
-    events: EventStream,
-    watch: Option<Watch>,
-}
-
-impl Stream for Attempt {
-    type Item = Body;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Body>> {
-        let next = self.events.as_mut().poll_next(cx);
-        match &next {
-            Poll::Ready(Some(body)) => {
-                if let Some(watch) = self.watch.as_mut() {
-                    watch.see(body);
-                }
-                // Recorded before the terminal event goes on, so a client
-                // that has it sees it counted.
-                if matches!(body, Body::Done(_) | Body::Error(_))
-                    && let Some(watch) = self.watch.take()
-                {
-                    watch.finish();
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(watch) = self.watch.take() {
-                    watch.finish();
-                }
-            }
-            Poll::Pending => {}
-        }
-        next
-    }
-}
-
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        if let Some(watch) = self.watch.take() {
-            watch.finish();
         }
     }
 }

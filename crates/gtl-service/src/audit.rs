@@ -8,13 +8,10 @@
 //! server's writes to a file off the hot path, and a failed write never
 //! fails a call.
 
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use futures::Stream;
-use gtl_core::{EventStream, Provider, ProviderError};
+use gtl_core::{EventStream, EventWatch as _, Provider, ProviderError};
 use gtl_proto::{Body, CompletionRequest, ProviderInfo, Usage};
 use serde::Serialize;
 
@@ -115,12 +112,11 @@ impl Provider for Audited {
             end: None,
         };
         match self.inner.stream(request).await {
-            Ok(events) => Ok(Box::pin(Watched {
-                events,
-                watch: Some(watch),
-            })),
+            Ok(events) => Ok(gtl_core::watch_events(events, watch)),
             Err(error) => {
-                watch.finish(Some(End::Error(error.code.to_string())));
+                let mut watch = watch;
+                watch.end = Some(End::Error(error.code.to_string()));
+                watch.finish();
                 Err(error)
             }
         }
@@ -142,7 +138,7 @@ struct Watch {
     end: Option<End>,
 }
 
-impl Watch {
+impl gtl_core::EventWatch for Watch {
     fn see(&mut self, body: &Body) {
         match body {
             Body::Usage(usage) => gtl_providers::merge_usage(&mut self.usage, usage),
@@ -157,8 +153,8 @@ impl Watch {
         }
     }
 
-    fn finish(self, end: Option<End>) {
-        let (outcome, error_code) = match end {
+    fn finish(self) {
+        let (outcome, error_code) = match self.end {
             Some(End::Done) => ("ok", None),
             Some(End::Error(code)) => ("error", Some(code)),
             None => ("cancelled", None),
@@ -180,43 +176,5 @@ impl Watch {
             error_code,
             session_id: audit.session_id.get().cloned().unwrap_or_default(),
         });
-    }
-}
-
-/// A provider stream that records its call when it ends or is dropped.
-struct Watched {
-    events: EventStream,
-    watch: Option<Watch>,
-}
-
-impl Stream for Watched {
-    type Item = Body;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Body>> {
-        let next = self.events.as_mut().poll_next(cx);
-        match &next {
-            Poll::Ready(Some(body)) => {
-                if let Some(watch) = self.watch.as_mut() {
-                    watch.see(body);
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(mut watch) = self.watch.take() {
-                    let end = watch.end.take();
-                    watch.finish(end);
-                }
-            }
-            Poll::Pending => {}
-        }
-        next
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if let Some(mut watch) = self.watch.take() {
-            let end = watch.end.take();
-            watch.finish(end);
-        }
     }
 }

@@ -10,13 +10,10 @@
 //! [`OTHER`](gtl_router::OTHER), the outcome `ok`, `cancelled` or an
 //! error code.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::Stream;
-use gtl_core::{EventStream, FirstOutput, Provider, ProviderError};
+use gtl_core::{EventStream, EventWatch, FirstOutput, Provider, ProviderError};
 use gtl_proto::{Body, CompletionRequest, ErrorCode, ProviderInfo};
 use gtl_router::CallTiming;
 use metrics::{Histogram, counter, gauge, histogram};
@@ -136,10 +133,7 @@ impl Provider for Measured {
             end: None,
         };
         match self.inner.stream(request).await {
-            Ok(events) => Ok(Box::pin(Watched {
-                events,
-                watch: Some(watch),
-            })),
+            Ok(events) => Ok(gtl_core::watch_events(events, watch)),
             Err(error) => {
                 let mut watch = watch;
                 watch.end = Some(outcome(error.code));
@@ -158,7 +152,7 @@ struct Watch {
     end: Option<&'static str>,
 }
 
-impl Watch {
+impl EventWatch for Watch {
     fn see(&mut self, body: &Body) {
         match body {
             Body::Done(_) => self.end = Some("ok"),
@@ -177,48 +171,5 @@ impl Watch {
             "transport" => self.labels.transport,
         )
         .record(self.received.elapsed());
-    }
-}
-
-/// A call's event stream that records it when it ends or is dropped.
-struct Watched {
-    events: EventStream,
-    watch: Option<Watch>,
-}
-
-impl Stream for Watched {
-    type Item = Body;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Body>> {
-        let next = self.events.as_mut().poll_next(cx);
-        match &next {
-            Poll::Ready(Some(body)) => {
-                if let Some(watch) = self.watch.as_mut() {
-                    watch.see(body);
-                }
-                // Recorded before the terminal event goes on, so a client
-                // that has it sees it counted.
-                if matches!(body, Body::Done(_) | Body::Error(_))
-                    && let Some(watch) = self.watch.take()
-                {
-                    watch.finish();
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(watch) = self.watch.take() {
-                    watch.finish();
-                }
-            }
-            Poll::Pending => {}
-        }
-        next
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if let Some(watch) = self.watch.take() {
-            watch.finish();
-        }
     }
 }
