@@ -29,11 +29,19 @@ fn token(subject: &str, scopes: &[&str]) -> String {
 
 /// A gateway verifying HS256 tokens, and the file holding the secret.
 async fn gateway() -> (Gateway, tempfile::TempDir) {
+    gateway_with(|_| {}).await
+}
+
+/// [`gateway`] with its configuration changed by `adjust`.
+async fn gateway_with(
+    adjust: impl FnOnce(&mut gtl_server::Config),
+) -> (Gateway, tempfile::TempDir) {
     let secret = tempfile::tempdir().unwrap();
     let path = secret.path().join("hs256.secret");
     std::fs::write(&path, SECRET).unwrap();
     let gateway = Gateway::start_with(|config| {
         config.auth.hs256_secret_file = Some(path);
+        adjust(config);
     })
     .await;
     (gateway, secret)
@@ -357,11 +365,7 @@ async fn oidc_discovery_and_a_jwks_rotation() {
 /// connections together; the refusal is `RATE_LIMIT` and says when to retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subject_is_held_to_its_rate_and_its_running_calls() {
-    let secret = tempfile::tempdir().unwrap();
-    let path = secret.path().join("hs256.secret");
-    std::fs::write(&path, SECRET).unwrap();
-    let gateway = Gateway::start_with(|config| {
-        config.auth.hs256_secret_file = Some(path);
+    let (gateway, _secret) = gateway_with(|config| {
         config.limits.calls_per_minute_per_subject = 2;
         config.limits.max_calls_per_subject = 1;
     })
@@ -417,14 +421,8 @@ async fn a_subject_is_held_to_its_rate_and_its_running_calls() {
 /// frees its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subject_is_held_to_its_open_connections() {
-    let secret = tempfile::tempdir().unwrap();
-    let path = secret.path().join("hs256.secret");
-    std::fs::write(&path, SECRET).unwrap();
-    let gateway = Gateway::start_with(|config| {
-        config.auth.hs256_secret_file = Some(path);
-        config.limits.max_connections_per_subject = 1;
-    })
-    .await;
+    let (gateway, _secret) =
+        gateway_with(|config| config.limits.max_connections_per_subject = 1).await;
     let alice = token("alice", &["chat:*"]);
     let held = connect(opts(&gateway, Transport::Tcp, Some(&alice)))
         .await
