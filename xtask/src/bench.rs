@@ -44,12 +44,119 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     }
     let e2e = String::from_utf8(output.stdout)?;
 
-    let doc = render(&micro, &e2e);
     let path = root.join("docs/benchmarks.md");
+    let kept = fs::read_to_string(&path)
+        .ok()
+        .and_then(|doc| e2e_block(&doc).map(str::to_owned))
+        .unwrap_or_else(|| {
+            format!("{E2E_BEGIN}\nNot run yet: `cargo xtask bench e2e`.\n{E2E_END}\n")
+        });
+    let doc = render(&micro, &e2e, &kept);
     fs::write(&path, doc)?;
     println!("wrote {}", path.display());
     Ok(())
 }
+
+const E2E_BEGIN: &str = "<!-- bench e2e: begin -->";
+const E2E_END: &str = "<!-- bench e2e: end -->";
+
+/// The `bench e2e` section of `doc`, markers included.
+fn e2e_block(doc: &str) -> Option<&str> {
+    let start = doc.find(E2E_BEGIN)?;
+    let end = doc[start..].find(E2E_END)? + start + E2E_END.len();
+    Some(&doc[start..end])
+}
+
+/// `cargo xtask bench e2e [--quick]`: builds the gateway and the harness
+/// (release) and runs `gtl-load --e2e`. The full run writes its section of
+/// docs/benchmarks.md and docs/benchmarks-e2e.json; the quick one is
+/// checked against that JSON and writes nothing in the tree.
+pub(crate) fn e2e(root: &Path, quick: bool) -> Result<()> {
+    let target = target_dir(root);
+    eprintln!("xtask: building the gateway and the load harness (release)");
+    cargo(
+        root,
+        &["build", "--release", "-p", "gtl-server", "-p", "gtl-bench"],
+    )?;
+    let server = target.join("release/gtl-server");
+    let load = target.join("release/gtl-load");
+    let recorded = root.join("docs/benchmarks-e2e.json");
+    let json = if quick {
+        target.join("benchmarks-e2e-quick.json")
+    } else {
+        recorded.clone()
+    };
+    let mut command = Command::new(&load);
+    command.arg("--e2e").arg("--json").arg(&json);
+    if quick {
+        command.arg("--quick");
+        if recorded.is_file() {
+            command.arg("--against").arg(&recorded);
+        }
+    }
+    eprintln!(
+        "xtask: running gtl-load --e2e{}",
+        if quick { " --quick" } else { "" }
+    );
+    let output = command
+        .arg(&server)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running gtl-load")?;
+    let tables = String::from_utf8(output.stdout)?;
+    if !output.status.success() {
+        print!("{tables}");
+        bail!("gtl-load --e2e failed");
+    }
+    if quick {
+        print!("{tables}");
+        return Ok(());
+    }
+    let path = root.join("docs/benchmarks.md");
+    let doc = fs::read_to_string(&path).unwrap_or_default();
+    let section = format!("{E2E_BEGIN}\n{}\n{tables}{E2E_END}", E2E_INTRO.trim_end());
+    let doc = match e2e_block(&doc) {
+        Some(old) => doc.replacen(old, &section, 1),
+        None => format!("{doc}\n{section}\n"),
+    };
+    fs::write(&path, doc)?;
+    println!("wrote {} and {}", path.display(), json.display());
+    Ok(())
+}
+
+/// What the e2e tables measure and how (above them in docs/benchmarks.md).
+const E2E_INTRO: &str = r#"## Direct versus through GTL (`cargo xtask bench e2e`)
+
+A mock upstream (bare hyper, `crates/gtl-bench/src/e2e/mock.rs`) answers in OpenAI's
+and Anthropic's wire formats. An open-loop load generator sends the same requests at a
+fixed arrival rate, latency measured from each request's *intended* send time (so a
+stall cannot hide: coordinated omission), into HDR histograms: once straight to the
+mock, once to a `gtl-server` release process whose `openai` and `anthropic`
+providers are that mock. The difference is what the gateway adds. The gateway runs in
+its own process, so its CPU time and memory are read from /proc apart from the load
+generator's and the mock's; all three share the machine's two cores, so every
+through-GTL figure also pays for the gateway taking CPU from the client and the mock.
+The gateway's configuration is the default except its listeners (loopback, free ports)
+and the per-subject and session caps, raised past the load (every request here is one
+subject). "Durable sessions" is the default (redb: every event stored, fsync'd, before
+a client sees it); "sessions in memory" is `[sessions] persist = false`.
+
+Open streams: a client process holding 100k connections would need 100k ephemeral
+ports per destination (Linux gives about 28k: `net.ipv4.ip_local_port_range`) and as
+many file descriptors on each side, so the streams are multiplexed, 1,000 to a native
+TCP connection, and the gateway reaches the mock over one h2c connection
+(`h2c = true`). The harness raises the gateway's file limit (`ulimit -n`, as root or
+within `fs.nr_open`). Holding 100k SSE or WebSocket connections instead needs
+`fs.nr_open` and `ulimit -n` above 200k, `net.ipv4.ip_local_port_range = 1024 65535`,
+several client source addresses (127.0.0.2, …), `net.core.somaxconn` and
+`net.ipv4.tcp_max_syn_backlog` of a few thousand.
+
+The full run also writes every figure, with the machine and versions, to
+`docs/benchmarks-e2e.json`. `cargo xtask bench e2e --quick` (run by `.ci/run`) is a
+short run checked against that file: it fails on a lost request or token, or on
+throughput below a quarter of the recorded figure on the same CPU model and core
+count; never on noise. The targets are reported, not asserted.
+"#;
 
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -117,7 +224,7 @@ fn collect(dir: &Path, rows: &mut Vec<(String, f64, u64)>) -> Result<()> {
     Ok(())
 }
 
-fn render(micro: &str, e2e: &str) -> String {
+fn render(micro: &str, e2e: &str, kept: &str) -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -156,7 +263,8 @@ fn render(micro: &str, e2e: &str) -> String {
          in-memory rows show the transport and engine alone. SSE is HTTP/1.1: every\n\
          concurrent stream is its own request, so its concurrent row pays a\n\
          connection per stream.\n\n\
-         {e2e}"
+         {e2e}\n\
+         {kept}\n"
     )
 }
 

@@ -5,6 +5,11 @@
 //! - `codegen --check`: fail when any of them is stale.
 //! - `bench`: run the criterion benches and the load harness; write
 //!   `docs/benchmarks.md`.
+//! - `bench e2e`: the direct-versus-gateway benchmark against a mock
+//!   upstream; writes its section of `docs/benchmarks.md` and
+//!   `docs/benchmarks-e2e.json`.
+//! - `bench e2e --quick`: a short run of the same, checked against
+//!   `docs/benchmarks-e2e.json` for gross regressions (what CI runs).
 
 use std::path::PathBuf;
 
@@ -21,9 +26,14 @@ fn main() -> Result<()> {
             let check = args.iter().any(|a| a == "--check");
             codegen::run(&root, check)
         }
+        Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => {
+            bench::e2e(&root, args.iter().any(|a| a == "--quick"))
+        }
         Some("bench") => bench::run(&root),
-        Some(other) => bail!("unknown task `{other}`; tasks: codegen [--check], bench"),
-        None => bail!("usage: cargo xtask <codegen [--check] | bench>"),
+        Some(other) => {
+            bail!("unknown task `{other}`; tasks: codegen [--check], bench [e2e [--quick]]")
+        }
+        None => bail!("usage: cargo xtask <codegen [--check] | bench [e2e [--quick]]>"),
     }
 }
 

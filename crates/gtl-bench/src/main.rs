@@ -14,6 +14,7 @@
 //! bounded in count; nothing leaves loopback.
 
 mod compat;
+mod e2e;
 mod routing;
 
 use std::future::Future;
@@ -40,9 +41,15 @@ const FIRST_TOKENS: usize = 300;
 
 /// `gtl-load [GTL_SERVER_BIN]` runs everything (the stdio row needs the
 /// binary); `gtl-load --compat` only the compatible-API table,
-/// `gtl-load --routing` only the router-overhead table.
+/// `gtl-load --routing` only the router-overhead table;
+/// `gtl-load --e2e [--quick] [--json FILE] [--against FILE] GTL_SERVER_BIN`
+/// the direct-versus-gateway benchmark (`e2e`).
 fn main() -> Result<()> {
-    let arg = std::env::args().nth(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--e2e") {
+        return e2e::main(&args[1..]);
+    }
+    let arg = args.first().cloned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

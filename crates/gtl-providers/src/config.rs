@@ -316,6 +316,10 @@ pub struct ProviderConfig {
     pub region: Option<String>,
     /// AWS credentials (Bedrock).
     pub aws: Option<AwsCredentials>,
+    /// Speak HTTP/2 without TLS to an `http://` base URL (h2c, prior
+    /// knowledge): every call to the provider shares one connection, as a
+    /// local model server or a sidecar proxy speaking h2c allows.
+    pub http2_prior_knowledge: bool,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -335,6 +339,7 @@ impl fmt::Debug for ProviderConfig {
             .field("api_version", &self.api_version)
             .field("region", &self.region)
             .field("aws", &self.aws)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
             .finish()
     }
 }
@@ -356,6 +361,7 @@ impl ProviderConfig {
             api_version: None,
             region: None,
             aws: None,
+            http2_prior_knowledge: false,
         }
     }
 
@@ -447,6 +453,13 @@ impl ProviderConfig {
     #[must_use]
     pub fn with_region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
+        self
+    }
+
+    /// Speaks h2c (HTTP/2 without TLS, prior knowledge) to the provider.
+    #[must_use]
+    pub fn with_http2_prior_knowledge(mut self) -> Self {
+        self.http2_prior_knowledge = true;
         self
     }
 

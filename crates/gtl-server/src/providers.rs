@@ -42,6 +42,10 @@ pub struct ProviderEntry {
     /// Model aliases of this provider (Azure: model → deployment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aliases: BTreeMap<String, String>,
+    /// Speak HTTP/2 without TLS (h2c) to an `http://` base URL: one
+    /// connection carries every call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub h2c: bool,
 }
 
 /// The providers could not be set up.
@@ -89,6 +93,9 @@ impl ProviderEntry {
         }
         for (alias, model) in &self.aliases {
             config = config.with_alias(alias, model);
+        }
+        if self.h2c {
+            config = config.with_http2_prior_knowledge();
         }
         Ok(config)
     }

@@ -93,30 +93,33 @@ pub(crate) struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client for the provider named `provider`.
-    pub(crate) fn new(provider: &str, timeouts: Timeouts) -> Result<Self, ConfigError> {
-        install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .tcp_keepalive(std::time::Duration::from_secs(30))
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .http2_adaptive_window(true)
-            .user_agent(concat!("gtl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| ConfigError::Invalid {
-                provider: provider.to_owned(),
-                message: format!("cannot build the HTTP client: {error}"),
-            })?;
-        Ok(Self {
-            client,
-            provider: Arc::from(provider),
-            timeouts,
-        })
-    }
-
     /// A client for `config`'s provider, with its timeouts.
     pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, ConfigError> {
-        Self::new(&config.name, config.timeouts)
+        install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.timeouts.connect)
+            .tcp_keepalive(std::time::Duration::from_secs(30))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            // Fixed, generous HTTP/2 windows rather than adaptive ones: h2
+            // budgets the small DATA frames it buffers at half the
+            // connection window, and thousands of token streams sharing one
+            // connection each buffer a few (below that, the connection is
+            // torn down with ENHANCE_YOUR_CALM).
+            .http2_initial_connection_window_size(16 << 20)
+            .http2_initial_stream_window_size(1 << 20)
+            .user_agent(concat!("gtl/", env!("CARGO_PKG_VERSION")));
+        if config.http2_prior_knowledge {
+            builder = builder.http2_prior_knowledge();
+        }
+        let client = builder.build().map_err(|error| ConfigError::Invalid {
+            provider: config.name.clone(),
+            message: format!("cannot build the HTTP client: {error}"),
+        })?;
+        Ok(Self {
+            client,
+            provider: Arc::from(config.name.as_str()),
+            timeouts: config.timeouts,
+        })
     }
 
     /// POSTs `body` (JSON unless `headers` say otherwise) and returns the
