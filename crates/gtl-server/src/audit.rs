@@ -159,32 +159,45 @@ enum Target {
     },
 }
 
-/// Writes records until every sender is gone.
+/// How long the writer lets records gather after writing a batch: one
+/// wake-up and one write for many calls, not a thread switch and a file
+/// open per call. A flush still waits for everything before it.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Writes records until every sender is gone: whatever has queued, as one
+/// batch.
 fn write_all(messages: &Receiver<Message>, target: &Target) {
     let mut failing = false;
-    for message in messages {
-        let record = match message {
-            Message::Record(record) => record,
-            Message::Flush(written) => {
-                if let Target::Stdout = target {
-                    let _ = std::io::stdout().lock().flush();
+    let mut batch = Vec::new();
+    let mut ends = Vec::new();
+    let mut flushed = Vec::new();
+    while let Ok(first) = messages.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Record(record) => {
+                    if serde_json::to_writer(&mut batch, &record).is_ok() {
+                        batch.push(b'\n');
+                        ends.push(batch.len());
+                    }
                 }
-                let _ = written.send(());
-                continue;
+                Message::Flush(written) => flushed.push(written),
             }
-        };
-        let Ok(mut line) = serde_json::to_vec(&record) else {
-            continue;
-        };
-        line.push(b'\n');
+            next = messages.try_recv().ok();
+        }
         let written = match target {
-            Target::Stdout => std::io::stdout().lock().write_all(&line),
+            Target::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&batch).and_then(|()| out.flush())
+            }
             Target::File {
                 path,
                 max_bytes,
                 keep,
-            } => append(path, &line, *max_bytes, *keep),
+            } => append(path, &batch, &ends, *max_bytes, *keep),
         };
+        batch.clear();
+        ends.clear();
         // One warning per failing stretch, not one per call.
         match written {
             Err(e) if !failing => {
@@ -194,24 +207,53 @@ fn write_all(messages: &Receiver<Message>, target: &Target) {
             Err(_) => {}
             Ok(()) => failing = false,
         }
+        let waiting = !flushed.is_empty();
+        for written in flushed.drain(..) {
+            let _ = written.send(());
+        }
+        if !waiting {
+            std::thread::sleep(GATHER);
+        }
     }
 }
 
-/// Appends `line`, first rotating the file if it would grow past
-/// `max_bytes`: `audit.log` → `audit.log.1` → … → `audit.log.<keep>`.
-fn append(path: &Path, line: &[u8], max_bytes: u64, keep: u32) -> std::io::Result<()> {
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
-    if size > 0 && size + line.len() as u64 > max_bytes {
-        rotate(path, keep)?;
+/// Appends `lines` (each ending at one of `ends`), rotating the file
+/// whenever the next line would grow it past `max_bytes`:
+/// `audit.log` → `audit.log.1` → … → `audit.log.<keep>`.
+fn append(
+    path: &Path,
+    lines: &[u8],
+    ends: &[usize],
+    max_bytes: u64,
+    keep: u32,
+) -> std::io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    file.write_all(line)
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    };
+    let mut size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut file = open()?;
+    let (mut start, mut unwritten) = (0, 0);
+    for &end in ends {
+        let len = (end - start) as u64;
+        if size > 0 && size + len > max_bytes {
+            file.write_all(&lines[unwritten..start])?;
+            rotate(path, keep)?;
+            file = open()?;
+            (size, unwritten) = (0, start);
+        }
+        size += len;
+        start = end;
+    }
+    file.write_all(&lines[unwritten..])
 }
 
 fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
@@ -234,9 +276,13 @@ mod tests {
     fn a_full_file_is_rotated_and_old_ones_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        for i in 0..10 {
-            append(&path, format!("{i:09}\n").as_bytes(), 25, 2).unwrap();
+        // One line at a time, then the same rotation within one batch.
+        for i in 0..4 {
+            append(&path, format!("{i:09}\n").as_bytes(), &[10], 25, 2).unwrap();
         }
+        let batch: String = (4..10).map(|i| format!("{i:09}\n")).collect();
+        let ends: Vec<usize> = (1..=6).map(|n| n * 10).collect();
+        append(&path, batch.as_bytes(), &ends, 25, 2).unwrap();
         // Two 10-byte lines fit in 25 bytes; ten lines make five files, of
         // which the newest three are kept.
         assert_eq!(

@@ -64,7 +64,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     overrides(&mut config);
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     // The trace exporter's batches run on the runtime.
-    let traces = {
+    // The guard flushes the log lines still queued when main returns.
+    let (traces, _log_writer) = {
         let _runtime = runtime.enter();
         init_logging(&config)?
     };
@@ -203,17 +204,26 @@ async fn reload_on_change(
 }
 
 /// Logs to stderr (with --stdio, stdout is the protocol), at `RUST_LOG`'s
-/// level, else the configuration's.
+/// level, else the configuration's, from a thread of its own: a call's log
+/// line is queued, never written on the thread serving calls (lines are
+/// not dropped; a full queue waits).
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the calls' spans also go to
 /// that collector, whatever the log level: the returned provider.
 fn init_logging(
     config: &Config,
-) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+) -> anyhow::Result<(
+    Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    tracing_appender::non_blocking::WorkerGuard,
+)> {
     use tracing_subscriber::prelude::*;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let (stderr, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("gtl-log")
+        .finish(std::io::stderr());
+    let logs = tracing_subscriber::fmt::layer().with_writer(stderr);
     let logs = match config.log.format {
         LogFormat::Json => logs.json().boxed(),
         LogFormat::Text => logs
@@ -241,7 +251,7 @@ fn init_logging(
         .with(logs.with_filter(filter))
         .with(exported)
         .init();
-    Ok(traces)
+    Ok((traces, guard))
 }
 
 /// How long exiting waits for work still on blocking threads.

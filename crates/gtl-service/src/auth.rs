@@ -195,6 +195,44 @@ pub struct Authenticator {
     tokens: Option<Arc<dyn TokenVerifier>>,
     /// Verifies the server's local token, and whose it is.
     local_token: Option<(Arc<dyn TokenVerifier>, String)>,
+    verified: Arc<Verified>,
+}
+
+/// Tokens already verified, each until it expires. Checking a signature
+/// and decoding the claims is the dearest step of an HTTP call, and an SDK
+/// sends the same bearer token with every request. A reload builds a new
+/// authenticator, so a key rotation drops them all.
+#[derive(Debug, Default)]
+struct Verified {
+    /// By token and whether the peer was on this host (the local token
+    /// counts only from there); the principal without its transport.
+    entries: std::sync::Mutex<std::collections::HashMap<(Box<str>, bool), Principal>>,
+}
+
+/// Verified tokens kept at once; when full, the cache starts over.
+const VERIFIED_TOKENS: usize = 4_096;
+
+impl Verified {
+    fn get(&self, token: &str, same_host: bool) -> Option<Principal> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let principal = entries.get(&(Box::from(token), same_host))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // Past its expiry the verifier decides again (with its leeway).
+        principal
+            .expires_at
+            .is_some_and(|at| now < at)
+            .then(|| principal.clone())
+    }
+
+    fn insert(&self, token: &str, same_host: bool, principal: &Principal) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= VERIFIED_TOKENS {
+            entries.clear();
+        }
+        entries.insert((Box::from(token), same_host), principal.clone());
+    }
 }
 
 impl Authenticator {
@@ -211,6 +249,7 @@ impl Authenticator {
             },
             tokens: None,
             local_token: None,
+            verified: Arc::default(),
         }
     }
 
@@ -221,6 +260,7 @@ impl Authenticator {
             trust: Trust::Users(users),
             tokens: None,
             local_token: None,
+            verified: Arc::default(),
         }
     }
 
@@ -228,6 +268,7 @@ impl Authenticator {
     #[must_use]
     pub fn with_tokens(mut self, verifier: Arc<dyn TokenVerifier>) -> Self {
         self.tokens = Some(verifier);
+        self.verified = Arc::default();
         self
     }
 
@@ -242,6 +283,7 @@ impl Authenticator {
             _ => "local".to_owned(),
         };
         self.local_token = Some((verifier, subject));
+        self.verified = Arc::default();
         self
     }
 
@@ -296,6 +338,18 @@ impl Authenticator {
     }
 
     fn authenticate_token(&self, peer: &PeerInfo, token: &str) -> Result<Principal, AuthError> {
+        if let Some(principal) = self.verified.get(token, peer.same_host) {
+            return Ok(Principal {
+                transport: peer.transport,
+                ..principal
+            });
+        }
+        let principal = self.verify_token(peer, token)?;
+        self.verified.insert(token, peer.same_host, &principal);
+        Ok(principal)
+    }
+
+    fn verify_token(&self, peer: &PeerInfo, token: &str) -> Result<Principal, AuthError> {
         let refused = |message: String| AuthError {
             code: ErrorCode::Unauthenticated,
             message,
@@ -431,6 +485,33 @@ mod tests {
         )
         .unwrap();
         (Arc::new(verifier), token)
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_only_for_its_peer_kind_and_lifetime() {
+        let (local, token) = hs256(
+            b"local-key-local-key-local-key-32",
+            "me",
+            Default::default(),
+        );
+        let auth = Authenticator::local_users(LocalUsers::new(Some(1000))).with_local_token(local);
+        let tcp = PeerInfo::new("tcp", "127.0.0.1:5000");
+        let ws = PeerInfo::new("ws", "127.0.0.1:5001");
+        assert_eq!(auth.authenticate(&tcp, &token).unwrap().transport, "tcp");
+        // Served from the cache, with the second caller's transport.
+        let again = auth.authenticate(&ws, &token).unwrap();
+        assert_eq!(
+            (again.subject.as_str(), again.transport),
+            ("uid:1000", "ws")
+        );
+        // The local token counts only from this host, cached or not.
+        let remote = PeerInfo::new("tcp", "10.0.0.2:5000").with_same_host(false);
+        assert!(auth.authenticate(&remote, &token).is_err());
+        // An expired entry is not served.
+        let mut expired = again.clone();
+        expired.expires_at = Some(1);
+        auth.verified.insert("forged", true, &expired);
+        assert!(auth.authenticate(&tcp, "forged").is_err());
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct Size {
     concurrency: &'static [usize],
     drip: Duration,
     resumes: usize,
+    /// Only this section (`--only`).
+    only: Option<&'static str>,
 }
 
 impl Size {
@@ -61,6 +63,7 @@ impl Size {
         concurrency: &[10_000, 50_000, 100_000],
         drip: Duration::from_secs(15),
         resumes: 300,
+        only: None,
     };
     pub(crate) const QUICK: Self = Self {
         name: "quick",
@@ -72,6 +75,7 @@ impl Size {
         concurrency: &[2_000],
         drip: Duration::from_secs(2),
         resumes: 40,
+        only: None,
     };
 }
 
@@ -85,14 +89,11 @@ const STREAM_MODEL: &str = "mock-40x2";
 /// The relay model: 5,000 chunks as fast as they go.
 const RELAY_MODEL: &str = "mock-5000x0";
 
-/// Runs everything, or only the section `only` names (unary, streaming,
-/// native, resume, concurrency) after the start-up figures.
-pub(crate) async fn run(
-    server: PathBuf,
-    size: Size,
-    only: Option<&str>,
-) -> Result<(String, Value)> {
-    let want = |section: &str| only.is_none_or(|o| o == section);
+/// Runs everything, or only the section `size.only` names (unary, max,
+/// streaming, relay, native, resume, concurrency) after the start-up
+/// figures.
+pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> {
+    let want = |section: &str| wanted(size.only, section);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let upstream = mock::start().await?;
     let mut report = Report::new(&size, &server);
@@ -107,7 +108,7 @@ pub(crate) async fn run(
     let direct = Endpoint::direct(upstream);
     let through_memory = Endpoint::gateway(&memory)?;
     let through_durable = Endpoint::gateway(&durable)?;
-    if want("unary") {
+    if want("unary") || want("max") {
         unary(
             &mut report,
             &size,
@@ -119,7 +120,7 @@ pub(crate) async fn run(
         )
         .await?;
     }
-    if want("streaming") {
+    if want("streaming") || want("relay") {
         eprintln!("gtl-load: streaming runs");
         streaming(
             &mut report,
@@ -149,6 +150,10 @@ pub(crate) async fn run(
         report.concurrency(concurrency::hold(&gateway, streams, size.drip).await?);
     }
     Ok(report.finish())
+}
+
+fn wanted(only: Option<&str>, section: &str) -> bool {
+    only.is_none_or(|o| o == section)
 }
 
 /// Where a run sends its requests: the mock itself or a gateway's HTTP port.
@@ -287,7 +292,12 @@ async fn unary(
             Some(memory),
         ),
     ];
-    for &rate in size.rates {
+    let rates = if wanted(size.only, "unary") {
+        size.rates
+    } else {
+        &[]
+    };
+    for &rate in rates {
         for (name, endpoint, http, gateway) in paths {
             let count = rate * size.hold.as_secs().max(1);
             let target = endpoint.openai(UNARY_MODEL, false);
@@ -302,6 +312,7 @@ async fn unary(
     // Anthropic's Messages API at 2k/s, both ways.
     let rate = 2_000;
     let count = rate * size.hold.as_secs().max(1);
+    let anthropic = if wanted(size.only, "unary") { 2 } else { 0 };
     for (name, endpoint, gateway) in [
         ("direct `/v1/messages`, HTTP/1.1", direct, None),
         (
@@ -309,7 +320,10 @@ async fn unary(
             memory_ep,
             Some(memory),
         ),
-    ] {
+    ]
+    .into_iter()
+    .take(anthropic)
+    {
         let target = endpoint.anthropic(UNARY_MODEL);
         let pace = Pace::Rate {
             per_second: rate,
@@ -322,7 +336,10 @@ async fn unary(
         ("direct, HTTP/1.1", direct, None),
         ("GTL, sessions in memory", memory_ep, Some(memory)),
         ("GTL, durable sessions (default)", durable_ep, Some(durable)),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| wanted(size.only, "max"))
+    {
         let target = endpoint.openai(UNARY_MODEL, false);
         let pace = Pace::Saturate {
             workers: WORKERS,
@@ -347,7 +364,10 @@ async fn streaming(
         ("direct", direct, None),
         ("GTL, sessions in memory", memory_ep, Some(memory)),
         ("GTL, durable sessions (default)", durable_ep, Some(durable)),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| wanted(size.only, "streaming"))
+    {
         let target = endpoint.openai(STREAM_MODEL, true);
         let pace = Pace::Rate {
             per_second: 200,
@@ -360,7 +380,10 @@ async fn streaming(
         ("direct", direct, None),
         ("GTL, sessions in memory", memory_ep, Some(memory)),
         ("GTL, durable sessions (default)", durable_ep, Some(durable)),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| wanted(size.only, "relay"))
+    {
         let target = endpoint.openai(RELAY_MODEL, true);
         let pace = Pace::Saturate {
             workers: 4,
@@ -373,10 +396,10 @@ async fn streaming(
 }
 
 /// Reads `--e2e`'s arguments:
-/// `[--quick] [--only SECTION] [--json FILE] [--against FILE] GTL_SERVER_BIN`.
+/// `[--quick] [--only SECTION] [--secs N] [--json FILE] [--against FILE] GTL_SERVER_BIN`.
 /// `--against` checks the run against recorded figures ([`guard`]).
 pub(crate) fn main(args: &[String]) -> Result<()> {
-    const USAGE: &str = "usage: gtl-load --e2e [--quick] [--only SECTION] [--json FILE] [--against FILE] GTL_SERVER_BIN";
+    const USAGE: &str = "usage: gtl-load --e2e [--quick] [--only SECTION] [--secs N] [--json FILE] [--against FILE] GTL_SERVER_BIN";
     let quick = args.iter().any(|a| a == "--quick");
     let value = |flag: &str| {
         args.iter()
@@ -390,16 +413,24 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         .enumerate()
         .filter(|(i, a)| {
             !a.starts_with("--")
-                && (*i == 0 || !matches!(args[i - 1].as_str(), "--json" | "--against" | "--only"))
+                && (*i == 0
+                    || !matches!(
+                        args[i - 1].as_str(),
+                        "--json" | "--against" | "--only" | "--secs"
+                    ))
         })
         .map(|(_, a)| PathBuf::from(a))
         .next_back()
         .context(USAGE)?;
-    let size = if quick { Size::QUICK } else { Size::FULL };
+    let mut size = if quick { Size::QUICK } else { Size::FULL };
+    size.only = only.map(|o| &*o.leak());
+    if let Some(secs) = value("--secs")? {
+        size.saturate = Duration::from_secs(secs.parse().context(USAGE)?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (markdown, figures) = runtime.block_on(run(server, size, only.as_deref()))?;
+    let (markdown, figures) = runtime.block_on(run(server, size))?;
     print!("{markdown}");
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&figures)? + "\n")?;
