@@ -136,10 +136,13 @@ providers are that mock. The difference is what the gateway adds. The gateway ru
 its own process, so its CPU time and memory are read from /proc apart from the load
 generator's and the mock's; all three share the machine's two cores, so every
 through-GTL figure also pays for the gateway taking CPU from the client and the mock.
-The gateway's configuration is the default except its listeners (loopback, free ports)
-and the per-subject and session caps, raised past the load (every request here is one
-subject). "Durable sessions" is the default (redb: every event stored, fsync'd, before
-a client sees it); "sessions in memory" is `[sessions] persist = false`.
+The gateway's configuration is the default except its listeners (loopback, free ports),
+the per-subject and session caps, raised past the load (every request here is one
+subject), and its providers' HTTP version: a real provider's HTTPS endpoint negotiates
+HTTP/2 (ALPN), so the mock is reached over h2c (`h2c = true`), HTTP/2 without the TLS;
+the rows marked "HTTP/1.1 upstream" show what a plain-HTTP/1.1 upstream costs instead.
+"Durable sessions" is the default (redb: every event stored, fsync'd, before a client
+sees it); "sessions in memory" is `[sessions] persist = false`.
 
 Open streams: a client process holding 100k connections would need 100k ephemeral
 ports per destination (Linux gives about 28k: `net.ipv4.ip_local_port_range`) and as

@@ -23,6 +23,16 @@ pub(crate) enum Sessions {
     Memory,
 }
 
+/// How the gateway reaches the mock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upstream {
+    /// HTTP/2 without TLS (`h2c = true`): what a real provider's HTTPS
+    /// endpoint negotiates (ALPN h2), without the TLS.
+    H2c,
+    /// HTTP/1.1, what a plain `http://` base URL gets by default.
+    Http1,
+}
+
 pub(crate) struct Gateway {
     child: Child,
     pub(crate) endpoints: Vec<String>,
@@ -35,17 +45,18 @@ pub(crate) struct Gateway {
 
 impl Gateway {
     /// Starts `binary` with the mock at `upstream` as its `openai` and
-    /// `anthropic` providers (h2c when `h2c`), every listener on a free
+    /// `anthropic` providers (reached over `protocol`), every listener on a free
     /// loopback port, and limits raised past the load the harness puts on
     /// it. Returns once every listener is bound.
     pub(crate) fn start(
         binary: &Path,
         upstream: SocketAddr,
         sessions: Sessions,
-        h2c: bool,
+        protocol: Upstream,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("gtl.toml");
+        let h2c = protocol == Upstream::H2c;
         std::fs::write(&config, render(dir.path(), upstream, sessions, h2c))?;
         let spawned = Instant::now();
         let mut child = Command::new("sh")
@@ -56,6 +67,7 @@ impl Gateway {
             .arg(binary)
             .arg(&config)
             .env("GTL_BENCH_UPSTREAM_KEY", "mock-key")
+            .envs(std::env::var("GTL_E2E_GATEWAY_WORKERS").map(|n| ("TOKIO_WORKER_THREADS", n)))
             .env_remove("OPENAI_API_KEY")
             .env_remove("ANTHROPIC_API_KEY")
             .stdin(Stdio::null())

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use gateway::{Gateway, Sessions};
+use gateway::{Gateway, Sessions, Upstream};
 use load::{Figures, Http, Pace, Pool, Target};
 use report::Report;
 
@@ -99,39 +99,24 @@ pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> 
     let mut report = Report::new(&size, &server);
 
     // Start-up first, on a machine at rest: spawn → first served call.
-    let durable = Gateway::start(&server, upstream, Sessions::Durable, false)?;
+    let durable = Gateway::start(&server, upstream, Sessions::Durable, Upstream::H2c)?;
     let first = native::first_call(&durable).await?;
     report.startup(&durable, first, durable.rss()?);
-    let memory = Gateway::start(&server, upstream, Sessions::Memory, false)?;
+    let memory = Gateway::start(&server, upstream, Sessions::Memory, Upstream::H2c)?;
+    let h1 = Gateway::start(&server, upstream, Sessions::Memory, Upstream::Http1)?;
     eprintln!("gtl-load: gateways up; unary runs");
-
-    let direct = Endpoint::direct(upstream);
-    let through_memory = Endpoint::gateway(&memory)?;
-    let through_durable = Endpoint::gateway(&durable)?;
+    let paths = Paths {
+        direct: Endpoint::direct(upstream),
+        memory: (Endpoint::gateway(&memory)?, &memory),
+        durable: (Endpoint::gateway(&durable)?, &durable),
+        h1: (Endpoint::gateway(&h1)?, &h1),
+    };
     if want("unary") || want("max") {
-        unary(
-            &mut report,
-            &size,
-            &direct,
-            &through_memory,
-            &through_durable,
-            &memory,
-            &durable,
-        )
-        .await?;
+        unary(&mut report, &size, &paths).await?;
     }
     if want("streaming") || want("relay") {
         eprintln!("gtl-load: streaming runs");
-        streaming(
-            &mut report,
-            &size,
-            &direct,
-            &through_memory,
-            &through_durable,
-            &memory,
-            &durable,
-        )
-        .await?;
+        streaming(&mut report, &size, &paths).await?;
     }
     if want("native") {
         eprintln!("gtl-load: native transports");
@@ -142,11 +127,11 @@ pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> 
         eprintln!("gtl-load: resume");
         report.resume(native::resume(&durable, size.resumes).await?);
     }
-    drop(memory);
-    drop(durable);
+    drop(paths);
+    drop((memory, durable, h1));
     for &streams in size.concurrency.iter().filter(|_| want("concurrency")) {
         eprintln!("gtl-load: {streams} open streams");
-        let gateway = Gateway::start(&server, upstream, Sessions::Memory, true)?;
+        let gateway = Gateway::start(&server, upstream, Sessions::Memory, Upstream::H2c)?;
         report.concurrency(concurrency::hold(&gateway, streams, size.drip).await?);
     }
     Ok(report.finish())
@@ -154,6 +139,17 @@ pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> 
 
 fn wanted(only: Option<&str>, section: &str) -> bool {
     only.is_none_or(|o| o == section)
+}
+
+/// The ways to the mock: directly, and through each gateway.
+struct Paths<'a> {
+    direct: Endpoint,
+    /// Sessions in memory; HTTP/2 upstream.
+    memory: (Endpoint, &'a Gateway),
+    /// The default durable sessions; HTTP/2 upstream.
+    durable: (Endpoint, &'a Gateway),
+    /// Sessions in memory; HTTP/1.1 upstream.
+    h1: (Endpoint, &'a Gateway),
 }
 
 /// Where a run sends its requests: the mock itself or a gateway's HTTP port.
@@ -261,35 +257,35 @@ async fn measure(
     Ok((figures, cpu))
 }
 
-async fn unary(
-    report: &mut Report,
-    size: &Size,
-    direct: &Endpoint,
-    memory_ep: &Endpoint,
-    durable_ep: &Endpoint,
-    memory: &Gateway,
-    durable: &Gateway,
-) -> Result<()> {
-    let paths: [(&str, &Endpoint, Http, Option<&Gateway>); 5] = [
+async fn unary(report: &mut Report, size: &Size, paths: &Paths<'_>) -> Result<()> {
+    let (memory, durable, h1) = (&paths.memory, &paths.durable, &paths.h1);
+    let direct = &paths.direct;
+    let rows: [(&str, &Endpoint, Http, Option<&Gateway>); 6] = [
         ("direct, HTTP/1.1", direct, Http::H1(WORKERS), None),
         (
             "GTL, HTTP/1.1, sessions in memory",
-            memory_ep,
+            &memory.0,
             Http::H1(WORKERS),
-            Some(memory),
+            Some(memory.1),
         ),
         (
             "GTL, HTTP/1.1, durable sessions (default)",
-            durable_ep,
+            &durable.0,
             Http::H1(WORKERS),
-            Some(durable),
+            Some(durable.1),
+        ),
+        (
+            "GTL, HTTP/1.1, sessions in memory, HTTP/1.1 upstream",
+            &h1.0,
+            Http::H1(WORKERS),
+            Some(h1.1),
         ),
         ("direct, h2c", direct, Http::H2(2), None),
         (
             "GTL, h2c, sessions in memory",
-            memory_ep,
+            &memory.0,
             Http::H2(2),
-            Some(memory),
+            Some(memory.1),
         ),
     ];
     let rates = if wanted(size.only, "unary") {
@@ -298,7 +294,7 @@ async fn unary(
         &[]
     };
     for &rate in rates {
-        for (name, endpoint, http, gateway) in paths {
+        for (name, endpoint, http, gateway) in rows {
             let count = rate * size.hold.as_secs().max(1);
             let target = endpoint.openai(UNARY_MODEL, false);
             let pace = Pace::Rate {
@@ -308,38 +304,41 @@ async fn unary(
             let (figures, cpu) = measure(endpoint, http, &target, pace, gateway).await?;
             report.unary(rate, name, &figures, cpu);
         }
+        // Anthropic's Messages API, both ways.
+        for (name, endpoint, gateway) in [
+            ("direct `/v1/messages`, HTTP/1.1", direct, None),
+            (
+                "GTL `/v1/messages`, HTTP/1.1, sessions in memory",
+                &memory.0,
+                Some(memory.1),
+            ),
+        ] {
+            let count = rate * size.hold.as_secs().max(1);
+            let target = endpoint.anthropic(UNARY_MODEL);
+            let pace = Pace::Rate {
+                per_second: rate,
+                count,
+            };
+            let (figures, cpu) =
+                measure(endpoint, Http::H1(WORKERS), &target, pace, gateway).await?;
+            report.unary(rate, name, &figures, cpu);
+        }
     }
-    // Anthropic's Messages API at 2k/s, both ways.
-    let rate = 2_000;
-    let count = rate * size.hold.as_secs().max(1);
-    let anthropic = if wanted(size.only, "unary") { 2 } else { 0 };
-    for (name, endpoint, gateway) in [
-        ("direct `/v1/messages`, HTTP/1.1", direct, None),
-        (
-            "GTL `/v1/messages`, HTTP/1.1, sessions in memory",
-            memory_ep,
-            Some(memory),
-        ),
-    ]
-    .into_iter()
-    .take(anthropic)
-    {
-        let target = endpoint.anthropic(UNARY_MODEL);
-        let pace = Pace::Rate {
-            per_second: rate,
-            count,
-        };
-        let (figures, cpu) = measure(endpoint, Http::H1(WORKERS), &target, pace, gateway).await?;
-        report.unary(rate, name, &figures, cpu);
-    }
-    for (name, endpoint, gateway) in [
+    let saturated = [
         ("direct, HTTP/1.1", direct, None),
-        ("GTL, sessions in memory", memory_ep, Some(memory)),
-        ("GTL, durable sessions (default)", durable_ep, Some(durable)),
-    ]
-    .into_iter()
-    .filter(|_| wanted(size.only, "max"))
-    {
+        ("GTL, sessions in memory", &memory.0, Some(memory.1)),
+        (
+            "GTL, durable sessions (default)",
+            &durable.0,
+            Some(durable.1),
+        ),
+        (
+            "GTL, sessions in memory, HTTP/1.1 upstream",
+            &h1.0,
+            Some(h1.1),
+        ),
+    ];
+    for (name, endpoint, gateway) in saturated.into_iter().filter(|_| wanted(size.only, "max")) {
         let target = endpoint.openai(UNARY_MODEL, false);
         let pace = Pace::Saturate {
             workers: WORKERS,
@@ -351,23 +350,23 @@ async fn unary(
     Ok(())
 }
 
-async fn streaming(
-    report: &mut Report,
-    size: &Size,
-    direct: &Endpoint,
-    memory_ep: &Endpoint,
-    durable_ep: &Endpoint,
-    memory: &Gateway,
-    durable: &Gateway,
-) -> Result<()> {
-    for (name, endpoint, gateway) in [
-        ("direct", direct, None),
-        ("GTL, sessions in memory", memory_ep, Some(memory)),
-        ("GTL, durable sessions (default)", durable_ep, Some(durable)),
-    ]
-    .into_iter()
-    .filter(|_| wanted(size.only, "streaming"))
-    {
+async fn streaming(report: &mut Report, size: &Size, paths: &Paths<'_>) -> Result<()> {
+    let (memory, durable, h1) = (&paths.memory, &paths.durable, &paths.h1);
+    let rows = [
+        ("direct", &paths.direct, None),
+        ("GTL, sessions in memory", &memory.0, Some(memory.1)),
+        (
+            "GTL, durable sessions (default)",
+            &durable.0,
+            Some(durable.1),
+        ),
+        (
+            "GTL, sessions in memory, HTTP/1.1 upstream",
+            &h1.0,
+            Some(h1.1),
+        ),
+    ];
+    for (name, endpoint, gateway) in rows.into_iter().filter(|_| wanted(size.only, "streaming")) {
         let target = endpoint.openai(STREAM_MODEL, true);
         let pace = Pace::Rate {
             per_second: 200,
@@ -376,14 +375,7 @@ async fn streaming(
         let (figures, _) = measure(endpoint, Http::H1(WORKERS), &target, pace, gateway).await?;
         report.streamed(name, &figures);
     }
-    for (name, endpoint, gateway) in [
-        ("direct", direct, None),
-        ("GTL, sessions in memory", memory_ep, Some(memory)),
-        ("GTL, durable sessions (default)", durable_ep, Some(durable)),
-    ]
-    .into_iter()
-    .filter(|_| wanted(size.only, "relay"))
-    {
+    for (name, endpoint, gateway) in rows.into_iter().filter(|_| wanted(size.only, "relay")) {
         let target = endpoint.openai(RELAY_MODEL, true);
         let pace = Pace::Saturate {
             workers: 4,
@@ -426,6 +418,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     size.only = only.map(|o| &*o.leak());
     if let Some(secs) = value("--secs")? {
         size.saturate = Duration::from_secs(secs.parse().context(USAGE)?);
+        size.hold = size.saturate;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

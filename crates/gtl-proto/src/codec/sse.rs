@@ -131,7 +131,7 @@ impl Parser {
                 rest = tail;
             }
         }
-        while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', rest) {
             self.take_line(&rest[..end], out)?;
             if rest[end] == b'\r' {
                 match rest.get(end + 1) {

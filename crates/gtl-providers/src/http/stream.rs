@@ -11,8 +11,9 @@
 //! - `usage` events are merged (see [`merge_usage`]), priced, and sent once,
 //!   just before the terminal event;
 //! - empty `token`s are dropped;
-//! - the first `done` or `error` ends the stream; the rest of the body is
-//!   not read;
+//! - the first `done` or `error` ends the stream; the rest of the body (an
+//!   OpenAI `[DONE]`, the end of the HTTP/2 stream) is read in the
+//!   background, bounded, so that the connection is not reset;
 //! - an `error`'s phase is set from what was sent: `AFTER_FIRST_TOKEN` once
 //!   a token, tool call or patch went out;
 //! - no chunk within the idle timeout: `PROVIDER_TIMEOUT`; the connection
@@ -406,8 +407,36 @@ impl<D: StreamDecoder> Driver<D> {
     }
 }
 
+/// What is read of a body after its terminal event, at most.
+const DRAIN_BYTES: usize = 64 << 10;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads the rest of a finished stream's body. Dropping it unread resets
+/// the HTTP/2 stream (or closes the HTTP/1.1 connection); thousands of
+/// such resets on one shared HTTP/2 connection make the client library
+/// tear the connection down, with every call on it (h2's
+/// `too_many_internal_resets`).
+async fn drain(mut body: BodyStream) {
+    let rest = async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
+}
+
 impl<D> Drop for Driver<D> {
     fn drop(&mut self) {
+        if self.finished
+            && let Some(body) = self.body.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(drain(body));
+        }
         if !self.finished {
             let usage = self.usage.unwrap_or_default();
             tracing::debug!(
@@ -487,6 +516,36 @@ mod tests {
         assert!((usage.cost - 0.003).abs() < 1e-12);
         assert!(matches!(events[3], Body::Done(_)));
         assert_eq!(events.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_body_after_done_is_read_to_its_end_not_dropped() {
+        let (tail, read_to_end) = tokio::sync::oneshot::channel();
+        let mut tail = Some(tail);
+        let rest = futures::stream::poll_fn(move |_| {
+            // Reached only when the body is read past `[END]`.
+            if let Some(tail) = tail.take() {
+                let _ = tail.send(());
+            }
+            std::task::Poll::Ready(None)
+        });
+        let body =
+            futures::stream::iter([ok("data: a\n\ndata: [END]\n\n"), ok("data: [DONE]\n\n")])
+                .chain(rest);
+        let events: Vec<Body> = drive(
+            body,
+            Sse::new(Echo),
+            StreamMeta::default(),
+            Arc::from("p"),
+            Duration::from_secs(60),
+        )
+        .collect()
+        .await;
+        assert!(matches!(events.last(), Some(Body::Done(_))), "{events:?}");
+        tokio::time::timeout(Duration::from_secs(5), read_to_end)
+            .await
+            .expect("the rest of the body is read")
+            .unwrap();
     }
 
     #[tokio::test]
