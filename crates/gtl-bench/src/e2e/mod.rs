@@ -114,14 +114,14 @@ pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> 
     if want("unary") || want("max") {
         unary(&mut report, &size, &paths).await?;
     }
-    if want("streaming") || want("relay") {
-        eprintln!("gtl-load: streaming runs");
-        streaming(&mut report, &size, &paths).await?;
-    }
     if want("native") {
         eprintln!("gtl-load: native transports");
         let baseline = report.direct_at(2_000);
         native::transports(&mut report, &size, &memory, baseline).await?;
+    }
+    if want("streaming") || want("relay") {
+        eprintln!("gtl-load: streaming runs");
+        streaming(&mut report, &size, &paths).await?;
     }
     if want("resume") {
         eprintln!("gtl-load: resume");

@@ -795,28 +795,54 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Sessions checked between two yields of the sweep.
+const SWEEP_CHUNK: usize = 512;
+
 /// Forgets expired sessions, in memory and in the store.
+///
+/// The session map's lock is held only to copy out its entries and to
+/// remove the expired ones, and the checks yield every [`SWEEP_CHUNK`]
+/// sessions: with hundreds of thousands of finished sessions waiting out
+/// their resume window, one pass over the map under its lock stalled every
+/// new call for milliseconds each second.
 async fn sweep(inner: Weak<Inner>) {
     let period = Duration::from_secs(1);
     loop {
         tokio::time::sleep(period).await;
         let Some(inner) = inner.upgrade() else { return };
         let now = now();
+        let sessions: Vec<Arc<Shared>> = inner.lock_sessions().values().cloned().collect();
         let mut expired = Vec::new();
-        inner.lock_sessions().retain(|id, shared| {
-            let mut state = shared.lock();
-            if state.session.poll_timeout().is_some_and(|t| t <= now) {
-                state.session.handle_timeout(now);
+        for chunk in sessions.chunks(SWEEP_CHUNK) {
+            for shared in chunk {
+                let mut state = shared.lock();
+                if state.session.poll_timeout().is_some_and(|t| t <= now) {
+                    state.session.handle_timeout(now);
+                }
+                let gone = state.session.is_expired();
+                drop(state);
+                if gone {
+                    shared.to_driver.notify_one();
+                    shared.to_client.notify_waiters();
+                    expired.push(shared.clone());
+                }
             }
-            let keep = !state.session.is_expired();
-            drop(state);
-            if !keep {
-                shared.to_driver.notify_one();
-                shared.to_client.notify_waiters();
-                expired.push(id.clone());
-            }
-            keep
-        });
+            tokio::task::yield_now().await;
+        }
+        drop(sessions);
+        let expired: Vec<String> = {
+            let mut map = inner.lock_sessions();
+            expired
+                .into_iter()
+                .filter_map(|shared| {
+                    let same = map
+                        .get(shared.key())
+                        .is_some_and(|current| Arc::ptr_eq(current, &shared));
+                    same.then(|| map.remove(shared.key()).map(|_| shared.key().to_owned()))
+                        .flatten()
+                })
+                .collect()
+        };
         if !inner.budget.has_room() {
             // Memory pressure: what clients already have goes first.
             let sessions: Vec<_> = inner.lock_sessions().values().cloned().collect();
