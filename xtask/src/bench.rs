@@ -45,9 +45,14 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let e2e = String::from_utf8(output.stdout)?;
 
     let path = root.join("docs/benchmarks.md");
+    // The e2e section and whatever follows it (written by hand: profiles,
+    // before/after figures) are kept as they are.
     let kept = fs::read_to_string(&path)
         .ok()
-        .and_then(|doc| e2e_block(&doc).map(str::to_owned))
+        .and_then(|doc| {
+            doc.find(E2E_BEGIN)
+                .map(|at| doc[at..].trim_end().to_owned())
+        })
         .unwrap_or_else(|| {
             format!("{E2E_BEGIN}\nNot run yet: `cargo xtask bench e2e`.\n{E2E_END}\n")
         });
