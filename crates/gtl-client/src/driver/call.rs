@@ -320,8 +320,11 @@ impl SessionCall {
             return Flow::Over;
         }
         if !delivered {
-            out.push(self.cancel_frame("the client dropped the event stream"));
-            return Flow::Over;
+            // The caller dropped its stream (its `Forget`, on the way,
+            // cancels the session) or detached it (its `Detach` keeps the
+            // session running for a resume elsewhere): the command decides,
+            // not this event, which may have overtaken it.
+            return Flow::Active;
         }
         self.push_ready_input(out);
         Flow::Active
@@ -528,6 +531,21 @@ mod tests {
             .iter()
             .map(|f| f.body.as_ref().unwrap().frame_type().as_str())
             .collect()
+    }
+
+    #[test]
+    fn an_event_for_a_stream_let_go_of_sends_no_cancel() {
+        // The stream was detached or dropped; its command, behind this
+        // event, decides whether the session is cancelled.
+        let (mut call, rx) = session(false);
+        let mut out = Vec::new();
+        call.on_frame(accepted("s_1", "rt"), &mut out);
+        drop(rx);
+        assert_eq!(call.on_frame(event(1, token("a")), &mut out), Flow::Active);
+        assert!(out.is_empty(), "{out:?}");
+        // A dropped stream's `Forget` still cancels it.
+        let cancel = call.cancel_frame("dropped");
+        assert_eq!(types(&[cancel]), ["cancel"]);
     }
 
     #[test]
