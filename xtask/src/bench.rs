@@ -24,13 +24,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     }
     let micro = criterion_table(&criterion_dir)?;
 
-    eprintln!("xtask: building the gateway and the load harness (release)");
-    cargo(
-        root,
-        &["build", "--release", "-p", "gtl-server", "-p", "gtl-bench"],
-    )?;
-    let server = target.join("release/gtl-server");
-    let load = target.join("release/gtl-load");
+    let (server, load) = build_release(root, &target)?;
     eprintln!("xtask: running the load harness");
     let output = Command::new(&load)
         .arg(&server)
@@ -78,13 +72,7 @@ fn e2e_block(doc: &str) -> Option<&str> {
 /// checked against that JSON and writes nothing in the tree.
 pub(crate) fn e2e(root: &Path, quick: bool) -> Result<()> {
     let target = target_dir(root);
-    eprintln!("xtask: building the gateway and the load harness (release)");
-    cargo(
-        root,
-        &["build", "--release", "-p", "gtl-server", "-p", "gtl-bench"],
-    )?;
-    let server = target.join("release/gtl-server");
-    let load = target.join("release/gtl-load");
+    let (server, load) = build_release(root, &target)?;
     let recorded = root.join("docs/benchmarks-e2e.json");
     let json = if quick {
         target.join("benchmarks-e2e-quick.json")
@@ -165,6 +153,19 @@ short run checked against that file: it fails on a lost request or token, or on
 throughput below a quarter of the recorded figure on the same CPU model and core
 count; never on noise. The targets are reported, not asserted.
 "#;
+
+/// Builds the gateway and the load harness (release); their paths.
+fn build_release(root: &Path, target: &Path) -> Result<(PathBuf, PathBuf)> {
+    eprintln!("xtask: building the gateway and the load harness (release)");
+    cargo(
+        root,
+        &["build", "--release", "-p", "gtl-server", "-p", "gtl-bench"],
+    )?;
+    Ok((
+        target.join("release/gtl-server"),
+        target.join("release/gtl-load"),
+    ))
+}
 
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -207,46 +207,44 @@ pub(crate) enum Pace {
     Saturate { workers: usize, time: Duration },
 }
 
-/// Runs `pace` against `target` over `pool`.
-pub(crate) async fn run(pool: &Arc<Pool>, target: &Target, pace: Pace) -> Result<Figures> {
-    let figures = Arc::new(Mutex::new(Figures::new()));
-    let failures = Arc::new(AtomicU64::new(0));
-    let first_error = Arc::new(Mutex::new(None::<String>));
-    let start = Instant::now();
-    let one = {
-        let (pool, target, figures, failures, first_error) = (
-            pool.clone(),
-            target.clone(),
-            figures.clone(),
-            failures.clone(),
-            first_error.clone(),
-        );
-        move |intended: Instant| {
-            let (pool, target, figures, failures, first_error) = (
-                pool.clone(),
-                target.clone(),
-                figures.clone(),
-                failures.clone(),
-                first_error.clone(),
-            );
-            async move {
-                let mut marks = Vec::new();
-                match pool.exchange(&target, &mut marks).await {
-                    Ok(()) => record(&figures, intended, &marks),
-                    Err(e) => {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        first_error
-                            .lock()
-                            .expect("error")
-                            .get_or_insert(format!("{e:#}"));
-                    }
-                }
+/// What every request of a run shares.
+struct Run {
+    pool: Arc<Pool>,
+    target: Target,
+    figures: Mutex<Figures>,
+    failures: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Run {
+    /// One request, meant to leave at `intended`.
+    async fn one(self: Arc<Self>, intended: Instant) {
+        let mut marks = Vec::new();
+        match self.pool.exchange(&self.target, &mut marks).await {
+            Ok(()) => record(&self.figures, intended, &marks),
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().expect("error");
+                first.get_or_insert(format!("{e:#}"));
             }
         }
-    };
+    }
+}
+
+/// Runs `pace` against `target` over `pool`.
+pub(crate) async fn run(pool: &Arc<Pool>, target: &Target, pace: Pace) -> Result<Figures> {
+    let run = Arc::new(Run {
+        pool: pool.clone(),
+        target: target.clone(),
+        figures: Mutex::new(Figures::new()),
+        failures: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+    });
+    let start = Instant::now();
     match pace {
         Pace::Rate { per_second, count } => {
-            for task in paced(per_second, count, one.clone()).await? {
+            let each = run.clone();
+            for task in paced(per_second, count, move |at| each.clone().one(at)).await? {
                 task.await?;
             }
         }
@@ -254,24 +252,21 @@ pub(crate) async fn run(pool: &Arc<Pool>, target: &Target, pace: Pace) -> Result
             let stop = start + time;
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..workers {
-                let one = one.clone();
+                let run = run.clone();
                 tasks.spawn(async move {
                     while Instant::now() < stop {
-                        one(Instant::now()).await;
+                        run.clone().one(Instant::now()).await;
                     }
                 });
             }
             while tasks.join_next().await.is_some() {}
         }
     }
-    drop(one);
-    let mut figures = Arc::try_unwrap(figures)
-        .map_err(|_| anyhow::anyhow!("a request outlived its run"))?
-        .into_inner()
-        .expect("figures");
+    let run = Arc::try_unwrap(run).map_err(|_| anyhow::anyhow!("a request outlived its run"))?;
+    let mut figures = run.figures.into_inner().expect("figures");
     figures.elapsed = start.elapsed();
-    figures.errors = failures.load(Ordering::Relaxed);
-    if let Some(error) = first_error.lock().expect("error").take() {
+    figures.errors = run.failures.load(Ordering::Relaxed);
+    if let Some(error) = run.first_error.into_inner().expect("error") {
         eprintln!(
             "gtl-load: {} of the requests failed; the first: {error}",
             figures.errors

@@ -152,6 +152,30 @@ struct Paths<'a> {
     h1: (Endpoint, &'a Gateway),
 }
 
+impl Paths<'_> {
+    /// Direct (named `direct`), then each gateway, for a table's rows.
+    fn rows<'a>(&'a self, direct: &'a str) -> [(&'a str, &'a Endpoint, Option<&'a Gateway>); 4] {
+        [
+            (direct, &self.direct, None),
+            (
+                "GTL, sessions in memory",
+                &self.memory.0,
+                Some(self.memory.1),
+            ),
+            (
+                "GTL, durable sessions (default)",
+                &self.durable.0,
+                Some(self.durable.1),
+            ),
+            (
+                "GTL, sessions in memory, HTTP/1.1 upstream",
+                &self.h1.0,
+                Some(self.h1.1),
+            ),
+        ]
+    }
+}
+
 /// Where a run sends its requests: the mock itself or a gateway's HTTP port.
 struct Endpoint {
     addr: SocketAddr,
@@ -324,20 +348,7 @@ async fn unary(report: &mut Report, size: &Size, paths: &Paths<'_>) -> Result<()
             report.unary(rate, name, &figures, cpu);
         }
     }
-    let saturated = [
-        ("direct, HTTP/1.1", direct, None),
-        ("GTL, sessions in memory", &memory.0, Some(memory.1)),
-        (
-            "GTL, durable sessions (default)",
-            &durable.0,
-            Some(durable.1),
-        ),
-        (
-            "GTL, sessions in memory, HTTP/1.1 upstream",
-            &h1.0,
-            Some(h1.1),
-        ),
-    ];
+    let saturated = paths.rows("direct, HTTP/1.1");
     for (name, endpoint, gateway) in saturated.into_iter().filter(|_| wanted(size.only, "max")) {
         let target = endpoint.openai(UNARY_MODEL, false);
         let pace = Pace::Saturate {
@@ -351,21 +362,7 @@ async fn unary(report: &mut Report, size: &Size, paths: &Paths<'_>) -> Result<()
 }
 
 async fn streaming(report: &mut Report, size: &Size, paths: &Paths<'_>) -> Result<()> {
-    let (memory, durable, h1) = (&paths.memory, &paths.durable, &paths.h1);
-    let rows = [
-        ("direct", &paths.direct, None),
-        ("GTL, sessions in memory", &memory.0, Some(memory.1)),
-        (
-            "GTL, durable sessions (default)",
-            &durable.0,
-            Some(durable.1),
-        ),
-        (
-            "GTL, sessions in memory, HTTP/1.1 upstream",
-            &h1.0,
-            Some(h1.1),
-        ),
-    ];
+    let rows = paths.rows("direct");
     for (name, endpoint, gateway) in rows.into_iter().filter(|_| wanted(size.only, "streaming")) {
         let target = endpoint.openai(STREAM_MODEL, true);
         let pace = Pace::Rate {
