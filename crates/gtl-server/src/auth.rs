@@ -76,6 +76,7 @@ pub async fn token_verifier(
                 verifier: RwLock::new(Verifier::new(keys, settings)),
                 jwks,
                 wake: Notify::new(),
+                version: std::sync::atomic::AtomicU64::new(0),
             });
             tokio::spawn(refresh(Arc::downgrade(&refreshing)));
             refreshing
@@ -213,6 +214,8 @@ struct RefreshingVerifier {
     verifier: RwLock<Verifier>,
     jwks: Jwks,
     wake: Notify,
+    /// Bumped at every refresh (see [`TokenVerifier::keys_version`]).
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl TokenVerifier for RefreshingVerifier {
@@ -226,6 +229,10 @@ impl TokenVerifier for RefreshingVerifier {
             self.wake.notify_one();
         }
         verified
+    }
+
+    fn keys_version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -255,6 +262,9 @@ async fn refresh(verifier: Weak<RefreshingVerifier>) {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .set_keys(keys);
+                strong
+                    .version
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "GhostToken keys not refreshed; the last ones stay")

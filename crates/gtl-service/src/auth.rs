@@ -107,6 +107,12 @@ pub trait KeyOpener: std::fmt::Debug + Send + Sync {
 pub trait TokenVerifier: std::fmt::Debug + Send + Sync {
     /// The token's claims, or why it is refused.
     fn verify(&self, token: &str) -> Result<Claims, TokenError>;
+
+    /// A number that changes whenever the keys do (a JWKS refresh), so
+    /// that tokens verified with the old keys are checked again.
+    fn keys_version(&self) -> u64 {
+        0
+    }
 }
 
 impl TokenVerifier for gtl_auth::Verifier {
@@ -198,24 +204,29 @@ pub struct Authenticator {
     verified: Arc<Verified>,
 }
 
-/// Tokens already verified, each until it expires. Checking a signature
-/// and decoding the claims is the dearest step of an HTTP call, and an SDK
-/// sends the same bearer token with every request. A reload builds a new
-/// authenticator, so a key rotation drops them all.
+/// Tokens already verified, each until it expires or the keys change.
+/// Checking a signature and decoding the claims is the dearest step of an
+/// HTTP call, and an SDK sends the same bearer token with every request. A
+/// JWKS refresh changes [`TokenVerifier::keys_version`]; a reload builds a
+/// new authenticator.
 #[derive(Debug, Default)]
 struct Verified {
     /// By token and whether the peer was on this host (the local token
-    /// counts only from there); the principal without its transport.
-    entries: std::sync::Mutex<std::collections::HashMap<(Box<str>, bool), Principal>>,
+    /// counts only from there): the principal without its transport, and
+    /// the keys' version it was verified with.
+    entries: std::sync::Mutex<std::collections::HashMap<(Box<str>, bool), (Principal, u64)>>,
 }
 
 /// Verified tokens kept at once; when full, the cache starts over.
 const VERIFIED_TOKENS: usize = 4_096;
 
 impl Verified {
-    fn get(&self, token: &str, same_host: bool) -> Option<Principal> {
+    fn get(&self, token: &str, same_host: bool, keys: u64) -> Option<Principal> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let principal = entries.get(&(Box::from(token), same_host))?;
+        let (principal, version) = entries.get(&(Box::from(token), same_host))?;
+        if *version != keys {
+            return None;
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -226,12 +237,12 @@ impl Verified {
             .then(|| principal.clone())
     }
 
-    fn insert(&self, token: &str, same_host: bool, principal: &Principal) {
+    fn insert(&self, token: &str, same_host: bool, keys: u64, principal: &Principal) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= VERIFIED_TOKENS {
             entries.clear();
         }
-        entries.insert((Box::from(token), same_host), principal.clone());
+        entries.insert((Box::from(token), same_host), (principal.clone(), keys));
     }
 }
 
@@ -338,14 +349,16 @@ impl Authenticator {
     }
 
     fn authenticate_token(&self, peer: &PeerInfo, token: &str) -> Result<Principal, AuthError> {
-        if let Some(principal) = self.verified.get(token, peer.same_host) {
+        let keys = self.tokens.as_ref().map_or(0, |t| t.keys_version());
+        if let Some(principal) = self.verified.get(token, peer.same_host, keys) {
             return Ok(Principal {
                 transport: peer.transport,
                 ..principal
             });
         }
         let principal = self.verify_token(peer, token)?;
-        self.verified.insert(token, peer.same_host, &principal);
+        self.verified
+            .insert(token, peer.same_host, keys, &principal);
         Ok(principal)
     }
 
@@ -510,7 +523,7 @@ mod tests {
         // An expired entry is not served.
         let mut expired = again.clone();
         expired.expires_at = Some(1);
-        auth.verified.insert("forged", true, &expired);
+        auth.verified.insert("forged", true, 0, &expired);
         assert!(auth.authenticate(&tcp, "forged").is_err());
     }
 
