@@ -214,8 +214,11 @@ struct Verified {
     /// By token and whether the peer was on this host (the local token
     /// counts only from there): the principal without its transport, and
     /// the keys' version it was verified with.
-    entries: std::sync::Mutex<std::collections::HashMap<(Box<str>, bool), (Principal, u64)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<VerifiedKey, (Principal, u64)>>,
 }
+
+/// A remembered token: the token, and whether its peer was on this host.
+type VerifiedKey = (Box<str>, bool);
 
 /// Verified tokens kept at once; when full, the cache starts over.
 const VERIFIED_TOKENS: usize = 4_096;
