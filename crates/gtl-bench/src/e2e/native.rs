@@ -123,9 +123,14 @@ pub(crate) struct Resumes {
 }
 
 /// `count` times each way: a stream over the Unix socket is cut after 5
-/// tokens, resumed over TCP, and checked to the last token.
+/// tokens, resumed over TCP 10 ms later, and checked to the last token.
 pub(crate) async fn resume(gateway: &Gateway, count: usize) -> Result<Resumes> {
-    const TOKENS: usize = 40;
+    const TOKENS: usize = 60;
+    /// How long the cut client is away. Resuming at once would time the
+    /// mock's next token (a millisecond away) rather than the replay; by
+    /// then the session has stored the tokens generated meanwhile, and the
+    /// first event a resume gets is a replayed one.
+    const AWAY: Duration = Duration::from_millis(10);
     let mut out = Resumes {
         reconnect: Histogram::new_with_bounds(1_000, 120_000_000_000, 3)?,
         resume: Histogram::new_with_bounds(1_000, 120_000_000_000, 3)?,
@@ -144,6 +149,7 @@ pub(crate) async fn resume(gateway: &Gateway, count: usize) -> Result<Resumes> {
         }
         let point = events.detach();
         drop(first);
+        tokio::time::sleep(AWAY).await;
         // Every other cut resumes on a fresh connection (what a cut
         // client does), the rest on one already open.
         let fresh = i % 2 == 0;
