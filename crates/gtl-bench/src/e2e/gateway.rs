@@ -136,12 +136,23 @@ impl Gateway {
 
     /// Resident memory, in bytes.
     pub(crate) fn rss(&self) -> Result<u64> {
+        self.status("VmRSS:")
+    }
+
+    /// Resident memory of the process's own (anonymous) pages, in bytes:
+    /// the RSS without the binary's code and data mapped from the page
+    /// cache, which other processes running it share.
+    pub(crate) fn rss_anon(&self) -> Result<u64> {
+        self.status("RssAnon:")
+    }
+
+    fn status(&self, field: &str) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kib = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .context("no VmRSS")?;
+            .with_context(|| format!("no {field} in /proc status"))?;
         Ok(kib * 1024)
     }
 

@@ -101,7 +101,7 @@ pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> 
     // Start-up first, on a machine at rest: spawn → first served call.
     let durable = Gateway::start(&server, upstream, Sessions::Durable, Upstream::H2c)?;
     let first = native::first_call(&durable).await?;
-    report.startup(&durable, first, durable.rss()?);
+    report.startup(&durable, first, durable.rss()?, durable.rss_anon()?);
     let memory = Gateway::start(&server, upstream, Sessions::Memory, Upstream::H2c)?;
     let h1 = Gateway::start(&server, upstream, Sessions::Memory, Upstream::Http1)?;
     eprintln!("gtl-load: gateways up; unary runs");

@@ -108,13 +108,14 @@ impl Report {
         }
     }
 
-    pub(crate) fn startup(&mut self, gateway: &Gateway, first: Duration, idle_rss: u64) {
+    pub(crate) fn startup(&mut self, gateway: &Gateway, first: Duration, idle_rss: u64, anon: u64) {
         self.json.insert(
             "startup".into(),
             json!({
                 "listening_ms": gateway.bound_after.as_secs_f64() * 1e3,
                 "first_call_ms": first.as_secs_f64() * 1e3,
                 "idle_rss_mib": idle_rss as f64 / 1048576.0,
+                "idle_rss_anon_mib": anon as f64 / 1048576.0,
             }),
         );
     }
@@ -574,7 +575,9 @@ fn markdown(j: &Value) -> String {
          | resume on an open connection → first replayed event | {} | {} | {} |\n\n\
          Start-up (durable sessions, fresh data dir: creates the redb file, the self-signed\n\
          certificate and the local token): every listener bound after {:.1} ms, the first\n\
-         `chat.complete` answered {:.1} ms after spawn. Idle RSS: {:.1} MiB.\n",
+         `chat.complete` answered {:.1} ms after spawn. Idle RSS: {:.1} MiB, of which\n\
+         {:.1} MiB are the process's own pages (the rest is the binary's code and data,\n\
+         mapped from the page cache and shared by every process running it).\n",
         r["count"],
         micro(&r["reconnect_and_resume"]["p50_us"]),
         micro(&r["reconnect_and_resume"]["p99_us"]),
@@ -585,6 +588,7 @@ fn markdown(j: &Value) -> String {
         f(&s["listening_ms"]),
         f(&s["first_call_ms"]),
         f(&s["idle_rss_mib"]),
+        f(&s["idle_rss_anon_mib"]),
     );
     out
 }
