@@ -55,7 +55,7 @@ mod store;
 mod watch;
 
 pub use completion::{Completion, RESTARTED};
-pub use provider::{EventStream, Provider, ProviderError, complete};
+pub use provider::{EventStream, Provider, ProviderError, Wrapper, complete};
 #[cfg(feature = "redb")]
 pub use store::RedbStore;
 pub use store::{

@@ -51,13 +51,7 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
     /// `INVALID_REQUEST` (the default).
     fn with_api_key(&self, key: &str) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
         let _ = key;
-        Err(ProviderError::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "provider `{}` does not take a caller's own key: leave it out of provider_keys",
-                self.name()
-            ),
-        ))
+        Err(takes_no_key(self.name()))
     }
 
     /// How many input tokens `request` is, counted as the provider counts
@@ -75,6 +69,58 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
                 request.model
             ),
         ))
+    }
+}
+
+fn takes_no_key(provider: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorCode::InvalidRequest,
+        format!(
+            "provider `{provider}` does not take a caller's own key: leave it out of provider_keys"
+        ),
+    )
+}
+
+/// A provider in front of another that changes only how its calls run (a
+/// timeout, a cache, metrics, a span, an audit record): its name, models
+/// and token counts are the inner provider's. Implementing it implements
+/// [`Provider`].
+#[async_trait::async_trait]
+pub trait Wrapper: fmt::Debug + Send + Sync + 'static {
+    /// The provider behind this one.
+    fn inner(&self) -> &std::sync::Arc<dyn Provider>;
+
+    /// [`Provider::stream`], through this wrapper.
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError>;
+
+    /// [`Provider::with_api_key`]: by default, not taken (a wrapper that
+    /// can rebuild itself around the keyed inner provider says so).
+    fn wrap_with_api_key(&self, key: &str) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+        let _ = key;
+        Err(takes_no_key(self.inner().name()))
+    }
+}
+
+#[async_trait::async_trait]
+impl<W: Wrapper> Provider for W {
+    fn name(&self) -> &str {
+        self.inner().name()
+    }
+
+    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
+        self.inner().models().await
+    }
+
+    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+        self.wrap(request).await
+    }
+
+    fn with_api_key(&self, key: &str) -> Result<std::sync::Arc<dyn Provider>, ProviderError> {
+        self.wrap_with_api_key(key)
+    }
+
+    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
+        self.inner().count_tokens(request).await
     }
 }
 

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
-use gtl_core::{EventStream, Provider, ProviderError};
-use gtl_proto::{Body, CompletionRequest, ErrorCode, ProviderInfo};
+use gtl_core::{EventStream, Provider, ProviderError, Wrapper};
+use gtl_proto::{Body, CompletionRequest, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 /// Limits for one subject or one route; unset ones do not apply. Spend is
@@ -170,20 +170,12 @@ pub(crate) struct Metered {
 }
 
 #[async_trait::async_trait]
-impl Provider for Metered {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Wrapper for Metered {
+    fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
     }
 
-    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        self.inner.models().await
-    }
-
-    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
-        self.inner.count_tokens(request).await
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         let events = self.inner.stream(request).await?;
         Ok(Box::pin(Charged {
             events,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use gtl_core::{EventStream, Provider, ProviderError};
-use gtl_proto::{Body, CompletionRequest, ProviderInfo, Status};
+use gtl_core::{EventStream, Provider, ProviderError, Wrapper};
+use gtl_proto::{Body, CompletionRequest, Status};
 
 use crate::cache::{Flight, Key, ResponseCache};
 
@@ -39,20 +39,12 @@ impl Cached {
 }
 
 #[async_trait::async_trait]
-impl Provider for Cached {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Wrapper for Cached {
+    fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
     }
 
-    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        self.inner.models().await
-    }
-
-    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
-        self.inner.count_tokens(request).await
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         if let Some(events) = self.cache.get(&self.key) {
             tracing::debug!(provider = %self.inner.name(), "answered from the cache");
             let status = Body::Status(Status {

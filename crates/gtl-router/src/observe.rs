@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use gtl_core::{EventStream, Provider, ProviderError};
-use gtl_proto::{Body, CompletionRequest, ProviderInfo, Usage};
+use gtl_core::{EventStream, Provider, ProviderError, Wrapper};
+use gtl_proto::{Body, CompletionRequest, Usage};
 
 use crate::timeout::is_output;
 
@@ -126,20 +126,12 @@ impl Observed {
 }
 
 #[async_trait::async_trait]
-impl Provider for Observed {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Wrapper for Observed {
+    fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
     }
 
-    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        self.inner.models().await
-    }
-
-    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
-        self.inner.count_tokens(request).await
-    }
-
-    fn with_api_key(&self, key: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+    fn wrap_with_api_key(&self, key: &str) -> Result<Arc<dyn Provider>, ProviderError> {
         let inner = self.inner.with_api_key(key)?;
         Ok(Arc::new(Self {
             inner,
@@ -149,7 +141,7 @@ impl Provider for Observed {
         }))
     }
 
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         let sent = Instant::now();
         if let Some(timing) = &self.timing {
             let _ = timing.sent.set(sent);

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use futures::StreamExt as _;
-use gtl_core::{EventStream, Provider, ProviderError};
-use gtl_proto::{Body, CompletionRequest, ErrorCode, Phase, ProviderInfo};
+use gtl_core::{EventStream, Provider, ProviderError, Wrapper};
+use gtl_proto::{Body, CompletionRequest, ErrorCode, Phase};
 use tokio::time::{Instant, timeout_at};
 
 use crate::Timeouts;
@@ -37,20 +37,12 @@ pub(crate) fn is_output(body: &Body) -> bool {
 }
 
 #[async_trait::async_trait]
-impl Provider for Timed {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Wrapper for Timed {
+    fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
     }
 
-    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        self.inner.models().await
-    }
-
-    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
-        self.inner.count_tokens(request).await
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         let start = Instant::now();
         let deadline = self.deadline.unwrap_or(start + self.timeouts.total);
         let name = self.inner.name().to_owned();

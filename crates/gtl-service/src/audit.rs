@@ -11,8 +11,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use gtl_core::{EventStream, EventWatch as _, Provider, ProviderError};
-use gtl_proto::{Body, CompletionRequest, ProviderInfo, Usage};
+use gtl_core::{EventStream, EventWatch as _, Provider, ProviderError, Wrapper};
+use gtl_proto::{Body, CompletionRequest, Usage};
 use serde::Serialize;
 
 /// One call, as the audit log records it.
@@ -84,20 +84,12 @@ pub(crate) struct Audited {
 }
 
 #[async_trait::async_trait]
-impl Provider for Audited {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Wrapper for Audited {
+    fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
     }
 
-    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        self.inner.models().await
-    }
-
-    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
-        self.inner.count_tokens(request).await
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         let started = Instant::now();
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)

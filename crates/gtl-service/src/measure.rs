@@ -13,8 +13,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gtl_core::{EventStream, EventWatch, FirstOutput, Provider, ProviderError};
-use gtl_proto::{Body, CompletionRequest, ErrorCode, ProviderInfo};
+use gtl_core::{EventStream, EventWatch, FirstOutput, Provider, ProviderError, Wrapper};
+use gtl_proto::{Body, CompletionRequest, ErrorCode};
 use gtl_router::CallTiming;
 use metrics::{Histogram, counter, gauge, histogram};
 
@@ -110,20 +110,12 @@ pub(crate) struct Measured {
 }
 
 #[async_trait::async_trait]
-impl Provider for Measured {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Wrapper for Measured {
+    fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
     }
 
-    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        self.inner.models().await
-    }
-
-    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
-        self.inner.count_tokens(request).await
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         let active = gauge!("gtl_active_sessions");
         active.increment(1.0);
         let watch = Watch {

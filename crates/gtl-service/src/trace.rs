@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use gtl_core::{EventStream, Provider, ProviderError};
-use gtl_proto::{Body, CompletionRequest, ProviderInfo};
+use gtl_core::{EventStream, Provider, ProviderError, Wrapper};
+use gtl_proto::{Body, CompletionRequest};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
@@ -63,20 +63,12 @@ pub(crate) struct Traced {
 }
 
 #[async_trait::async_trait]
-impl Provider for Traced {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Wrapper for Traced {
+    fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
     }
 
-    async fn models(&self) -> Result<ProviderInfo, ProviderError> {
-        self.inner.models().await
-    }
-
-    async fn count_tokens(&self, request: CompletionRequest) -> Result<u64, ProviderError> {
-        self.inner.count_tokens(request).await
-    }
-
-    async fn stream(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
+    async fn wrap(&self, request: CompletionRequest) -> Result<EventStream, ProviderError> {
         match self
             .inner
             .stream(request)
