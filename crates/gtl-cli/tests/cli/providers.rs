@@ -101,13 +101,7 @@ async fn gtl_chat_streams_from_every_provider_through_the_server() {
 
         // The same through gtl-server and the `gtl` command.
         let dir = tempfile::tempdir().unwrap();
-        let mut config = gtl_server::Config::default();
-        config.set_data_dir(dir.path().join("data"));
-        config.listen.uds.path = dir.path().join("gtl.sock");
-        config.listen.tcp.enabled = false;
-        config.listen.http.enabled = false;
-        config.listen.quic.enabled = false;
-        config.listen.h3.enabled = false;
+        let config = crate::uds_only(dir.path());
         let server = gtl_server::Server::bind(&config, registry(&env))
             .await
             .unwrap();

@@ -36,13 +36,7 @@ fn request(model: &str) -> CompletionRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_reports_the_calls_the_gateway_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = gtl_server::Config::default();
-    config.set_data_dir(dir.path().join("data"));
-    config.listen.uds.path = dir.path().join("gtl.sock");
-    config.listen.tcp.enabled = false;
-    config.listen.http.enabled = false;
-    config.listen.quic.enabled = false;
-    config.listen.h3.enabled = false;
+    let mut config = crate::uds_only(dir.path());
     config.aliases.insert("fast".into(), "echo/echo".into());
     let registry = gtl_server::default_registry(&config).unwrap();
     let server = gtl_server::Server::bind(&config, registry).await.unwrap();

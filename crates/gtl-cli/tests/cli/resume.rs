@@ -11,13 +11,7 @@ use gtl_client::{ConnectOpts, connect, user_message};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gtl_chat_resume_prints_the_rest_of_a_reply() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = gtl_server::Config::default();
-    config.set_data_dir(dir.path().join("data"));
-    config.listen.uds.path = dir.path().join("gtl.sock");
-    config.listen.tcp.enabled = false;
-    config.listen.http.enabled = false;
-    config.listen.quic.enabled = false;
-    config.listen.h3.enabled = false;
+    let config = crate::uds_only(dir.path());
     let registry = gtl_server::default_registry(&config).unwrap();
     let server = gtl_server::Server::bind(&config, registry).await.unwrap();
     let endpoint = server.endpoints()[0].clone();
