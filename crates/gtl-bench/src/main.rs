@@ -27,6 +27,11 @@ use gtl_client::proto::{Body, CompletionRequest};
 use gtl_client::{Client, ConnectOpts, connect, user_message};
 use gtl_server::{Config, Server, default_registry};
 
+// The gateway's allocator, so that the floor proxy (`e2e::floor`) is not
+// slower than the gateway for a reason of no interest.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tokens streamed per throughput run.
 const STREAM_TOKENS: usize = 200_000;
 /// Sequential calls per latency run (after a warm-up).
@@ -48,6 +53,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--e2e") {
         return e2e::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("--floor-proxy") {
+        return e2e::floor_proxy(&args[1..]);
     }
     let arg = args.first().cloned();
     let runtime = tokio::runtime::Builder::new_multi_thread()

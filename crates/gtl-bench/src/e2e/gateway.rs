@@ -1,5 +1,5 @@
 //! The gateway under test: the release `gtl-server` binary in a process of
-//! its own, so that its CPU time and memory can be read from /proc apart
+//! its own (or the floor proxy, [`super::floor`], in one of its own), so that its CPU time and memory can be read from /proc apart
 //! from the load generator's and the mock's.
 
 use std::io::{BufRead as _, BufReader};
@@ -102,6 +102,43 @@ impl Gateway {
             endpoints,
             token,
             bound_after,
+            spawned,
+            _dir: dir,
+        })
+    }
+
+    /// Starts the bare proxy ([`super::floor`]) in front of `upstream`, from
+    /// this very binary, and returns once it listens.
+    pub(crate) fn floor(upstream: SocketAddr) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let spawned = Instant::now();
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--floor-proxy")
+            .arg(upstream.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the floor proxy")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                bail!(
+                    "the floor proxy exited before listening: {:?}",
+                    child.wait()?
+                );
+            };
+            if let Some(addr) = line?.strip_prefix(super::floor::LISTENING) {
+                break addr.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            child,
+            endpoints: vec![format!("http://{addr}")],
+            token: "mock-key".into(),
+            bound_after: spawned.elapsed(),
             spawned,
             _dir: dir,
         })

@@ -11,6 +11,7 @@
 //! loop is bounded in count and time; nothing leaves loopback.
 
 mod concurrency;
+mod floor;
 mod gateway;
 pub(crate) mod guard;
 mod load;
@@ -30,6 +31,8 @@ use serde_json::{Value, json};
 use gateway::{Gateway, Sessions, Upstream};
 use load::{Figures, Http, Pace, Pool, Target};
 use report::Report;
+
+pub(crate) use floor::main as floor_proxy;
 
 /// How big a run is.
 #[derive(Debug, Clone)]
@@ -104,12 +107,14 @@ pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> 
     report.startup(&durable, first, durable.rss()?, durable.rss_anon()?);
     let memory = Gateway::start(&server, upstream, Sessions::Memory, Upstream::H2c)?;
     let h1 = Gateway::start(&server, upstream, Sessions::Memory, Upstream::Http1)?;
+    let floor = Gateway::floor(upstream)?;
     eprintln!("gtl-load: gateways up; unary runs");
     let paths = Paths {
         direct: Endpoint::direct(upstream),
         memory: (Endpoint::gateway(&memory)?, &memory),
         durable: (Endpoint::gateway(&durable)?, &durable),
         h1: (Endpoint::gateway(&h1)?, &h1),
+        floor: (Endpoint::floor(&floor)?, &floor),
     };
     if want("unary") || want("max") {
         unary(&mut report, &size, &paths).await?;
@@ -128,7 +133,7 @@ pub(crate) async fn run(server: PathBuf, size: Size) -> Result<(String, Value)> 
         report.resume(native::resume(&durable, size.resumes).await?);
     }
     drop(paths);
-    drop((memory, durable, h1));
+    drop((memory, durable, h1, floor));
     for &streams in size.concurrency.iter().filter(|_| want("concurrency")) {
         eprintln!("gtl-load: {streams} open streams");
         let gateway = Gateway::start(&server, upstream, Sessions::Memory, Upstream::H2c)?;
@@ -150,13 +155,19 @@ struct Paths<'a> {
     durable: (Endpoint, &'a Gateway),
     /// Sessions in memory; HTTP/1.1 upstream.
     h1: (Endpoint, &'a Gateway),
+    /// The bare proxy ([`floor`]): the least a second hop costs.
+    floor: (Endpoint, &'a Gateway),
 }
+
+/// The floor rows' name.
+pub(crate) const FLOOR: &str = "floor: bare hyper proxy, no gateway logic";
 
 impl Paths<'_> {
     /// Direct (named `direct`), then each gateway, for a table's rows.
-    fn rows<'a>(&'a self, direct: &'a str) -> [(&'a str, &'a Endpoint, Option<&'a Gateway>); 4] {
+    fn rows<'a>(&'a self, direct: &'a str) -> [(&'a str, &'a Endpoint, Option<&'a Gateway>); 5] {
         [
             (direct, &self.direct, None),
+            (FLOOR, &self.floor.0, Some(self.floor.1)),
             (
                 "GTL, sessions in memory",
                 &self.memory.0,
@@ -191,6 +202,12 @@ impl Endpoint {
             prefix: "",
             headers: vec![(AUTHORIZATION, HeaderValue::from_static("Bearer mock-key"))],
         }
+    }
+
+    /// The floor proxy passes the client's headers on, so it gets the
+    /// mock's own.
+    fn floor(proxy: &Gateway) -> Result<Self> {
+        Ok(Self::direct(proxy.http_addr()?))
     }
 
     fn gateway(gateway: &Gateway) -> Result<Self> {
@@ -283,9 +300,10 @@ async fn measure(
 
 async fn unary(report: &mut Report, size: &Size, paths: &Paths<'_>) -> Result<()> {
     let (memory, durable, h1) = (&paths.memory, &paths.durable, &paths.h1);
-    let direct = &paths.direct;
-    let rows: [(&str, &Endpoint, Http, Option<&Gateway>); 6] = [
+    let (direct, floor) = (&paths.direct, &paths.floor);
+    let rows: [(&str, &Endpoint, Http, Option<&Gateway>); 7] = [
         ("direct, HTTP/1.1", direct, Http::H1(WORKERS), None),
+        (FLOOR, &floor.0, Http::H1(WORKERS), Some(floor.1)),
         (
             "GTL, HTTP/1.1, sessions in memory",
             &memory.0,
