@@ -44,6 +44,23 @@ impl RecordedRequest {
     pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
+
+    /// Whether the request asks for a streamed answer, by each API's rule:
+    /// Gemini by its method (`:streamGenerateContent`), the others by the
+    /// body's `stream`, which Ollama (`/api/…`) takes as true when absent.
+    pub fn wants_stream(&self) -> bool {
+        if self.path.contains(":streamGenerateContent") {
+            return true;
+        }
+        if self.path.contains(":generateContent") {
+            return false;
+        }
+        let stream = self
+            .json()
+            .ok()
+            .and_then(|body| body.get("stream").and_then(serde_json::Value::as_bool));
+        stream.unwrap_or(self.path.starts_with("/api/"))
+    }
 }
 
 /// What the server answers to one request.
@@ -263,6 +280,8 @@ impl Reply {
 struct State {
     queue: VecDeque<Reply>,
     fallback: Option<Reply>,
+    /// The fallback for requests that do not ask for a stream, if it differs.
+    unary: Option<Reply>,
     requests: Vec<RecordedRequest>,
 }
 
@@ -281,6 +300,18 @@ impl ReplayServer {
     pub async fn start(reply: Reply) -> Self {
         Self::bind(State {
             fallback: Some(reply),
+            ..State::default()
+        })
+        .await
+    }
+
+    /// Starts a server answering requests that ask for a stream with
+    /// `stream` and the others with `unary`
+    /// ([`RecordedRequest::wants_stream`]).
+    pub async fn start_by_mode(stream: Reply, unary: Reply) -> Self {
+        Self::bind(State {
+            fallback: Some(stream),
+            unary: Some(unary),
             ..State::default()
         })
         .await
@@ -402,8 +433,13 @@ async fn answer(
     };
     let reply = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let unary = (!recorded.wants_stream()).then(|| state.unary.clone());
         state.requests.push(recorded);
-        state.queue.pop_front().or_else(|| state.fallback.clone())
+        state
+            .queue
+            .pop_front()
+            .or_else(|| unary.flatten())
+            .or_else(|| state.fallback.clone())
     };
     reply
         .unwrap_or_else(|| {

@@ -109,12 +109,13 @@ async fn chat(
             .entry(gtl_service::TRACEPARENT.to_owned())
             .or_insert(traceparent);
     }
-    // Upstream is always streamed, whatever the client asked: the session
-    // logs each event as it comes (a unary answer cut by the network is
-    // still resumable by its session id), and a long answer is bounded by
-    // the provider's idle timeout rather than by one first-byte timeout.
-    // The unary answer is aggregated here.
-    parsed.request.stream = true;
+    // Upstream is asked the way the client asked, as native `chat.complete`
+    // does: a unary answer is one JSON body to parse instead of a chunk per
+    // token (a third of the gateway's CPU per unary call in `cargo xtask
+    // bench e2e`). The session logs it all the same, so a unary call whose
+    // client went away is still resumable by its session id; the provider's
+    // first-byte timeout is sized for a whole unary generation.
+    parsed.request.stream = parsed.stream;
     if let Some(user) = &parsed.user {
         tracing::debug!(user, "compatible call for an end user");
     }

@@ -5,12 +5,14 @@
 //!
 //! What each recorded stream should come out as is read by GTL's own
 //! adapters straight from the replay server; the scripts check that the
-//! SDKs see exactly that through the gateway.
+//! SDKs see exactly that through the gateway. A unary SDK call makes a
+//! unary provider call, answered with the same answer in the provider's
+//! documented unary form.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use gtl_core::Provider;
+use gtl_core::{Completion, Provider};
 use gtl_proto::types::Content;
 use gtl_proto::{CompletionRequest, Message, Role};
 use gtl_providers::{ProviderConfig, ProviderKind};
@@ -86,9 +88,8 @@ fn kind(name: &str) -> ProviderKind {
     }
 }
 
-/// What GTL's own adapter reads from a recording: the answer the SDKs
-/// must see through the gateway.
-async fn expected(upstream: &Upstream, url: &str) -> Value {
+/// What GTL's own adapter reads from a recording served at `url`.
+async fn read_back(upstream: &Upstream, url: &str) -> Completion {
     let config = ProviderConfig::new(kind(upstream.kind))
         .with_base_url(url)
         .with_api_key("replay-key");
@@ -103,10 +104,112 @@ async fn expected(upstream: &Upstream, url: &str) -> Value {
         }],
         ..CompletionRequest::default()
     };
-    let completion = gtl_core::complete(provider.as_ref(), request)
+    gtl_core::complete(provider.as_ref(), request)
         .await
-        .unwrap();
-    let usage = completion.usage.unwrap_or_default();
+        .unwrap()
+}
+
+/// The recording's answer in the provider's unary (`stream: false`) form,
+/// as each API's reference documents its response body: what the replay
+/// answers a unary call with, since only streams were recorded.
+fn unary_body(upstream: &Upstream, completion: &Completion) -> Value {
+    let usage = completion.usage.clone().unwrap_or_default();
+    let (tokens_in, tokens_out, cached) = (usage.tokens_in, usage.tokens_out, usage.cached_tokens);
+    let calls = completion.tool_calls.iter().map(|call| {
+        let function = call.function.clone().unwrap_or_default();
+        let arguments: Value = serde_json::from_str(&function.arguments).unwrap();
+        (
+            call.id.clone(),
+            function.name,
+            function.arguments,
+            arguments,
+        )
+    });
+    let text = &completion.text;
+    match upstream.kind {
+        "openai" => {
+            let calls: Vec<Value> = calls
+                .map(|(id, name, arguments, _)| {
+                    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+                })
+                .collect();
+            let mut message =
+                json!({"role": "assistant", "content": (!text.is_empty()).then_some(text)});
+            let finish = if calls.is_empty() {
+                "stop"
+            } else {
+                "tool_calls"
+            };
+            if !calls.is_empty() {
+                message["tool_calls"] = json!(calls);
+            }
+            json!({
+                "id": "chatcmpl-replay", "object": "chat.completion", "created": 1_700_000_000,
+                "model": upstream.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {
+                    "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                    "total_tokens": tokens_in + tokens_out,
+                    "prompt_tokens_details": {"cached_tokens": cached},
+                },
+            })
+        }
+        "anthropic" => {
+            let mut content: Vec<Value> = Vec::new();
+            if !text.is_empty() {
+                content.push(json!({"type": "text", "text": text}));
+            }
+            content.extend(calls.map(|(id, name, _, input)| {
+                json!({"type": "tool_use", "id": id, "name": name, "input": input})
+            }));
+            let stop = if completion.tool_calls.is_empty() {
+                "end_turn"
+            } else {
+                "tool_use"
+            };
+            json!({
+                "id": "msg_replay", "type": "message", "role": "assistant",
+                "model": upstream.model, "content": content,
+                "stop_reason": stop, "stop_sequence": null,
+                // GTL's `tokens_in` is the uncached input plus cache reads.
+                "usage": {
+                    "input_tokens": tokens_in - cached, "output_tokens": tokens_out,
+                    "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0,
+                },
+            })
+        }
+        "gemini" => {
+            let mut parts = vec![json!({"text": text})];
+            parts.extend(
+                calls.map(
+                    |(_, name, _, args)| json!({"functionCall": {"name": name, "args": args}}),
+                ),
+            );
+            json!({
+                "candidates": [{
+                    "content": {"role": "model", "parts": parts},
+                    "finishReason": "STOP", "index": 0,
+                }],
+                "usageMetadata": {
+                    "promptTokenCount": tokens_in, "candidatesTokenCount": tokens_out,
+                    "totalTokenCount": tokens_in + tokens_out,
+                    "cachedContentTokenCount": cached,
+                },
+                "modelVersion": upstream.model,
+            })
+        }
+        _ => json!({
+            "model": upstream.model, "created_at": "2025-01-01T00:00:00Z",
+            "message": {"role": "assistant", "content": text},
+            "done": true, "done_reason": "stop",
+            "prompt_eval_count": tokens_in, "eval_count": tokens_out,
+        }),
+    }
+}
+
+/// The answer the SDKs must see through the gateway, streamed or not.
+fn expected(completion: &Completion) -> Value {
+    let usage = completion.usage.clone().unwrap_or_default();
     let calls: Vec<(String, String, Value)> = completion
         .tool_calls
         .iter()
@@ -175,7 +278,13 @@ async fn gateway(
     let mut expectations = serde_json::Map::new();
     let mut replays = Vec::new();
     for upstream in &UPSTREAMS {
-        let replay = ReplayServer::start(reply(upstream.fixture)).await;
+        // Only streams were recorded: a unary call is answered with the
+        // same answer in the provider's unary form.
+        let recorded = reply(upstream.fixture);
+        let completion =
+            read_back(upstream, &ReplayServer::start(recorded.clone()).await.url()).await;
+        let unary = Reply::json(200, unary_body(upstream, &completion).to_string());
+        let replay = ReplayServer::start_by_mode(recorded, unary).await;
         let url = replay.url();
         config.push_str(&format!(
             "[[providers]]\nkind = \"{}\"\nname = \"{}\"\nbase_url = \"{url}\"\napi_key_env = \"GTL_TEST_PROVIDER_KEY\"\n",
@@ -185,7 +294,7 @@ async fn gateway(
         // (and Gemini and Ollama, which are neither).
         if upstream.kind != dialect {
             let model = format!("{}/{}", upstream.name, upstream.model);
-            expectations.insert(model, expected(upstream, &url).await);
+            expectations.insert(model, expected(&completion));
         }
         replays.push(replay);
     }
