@@ -113,7 +113,7 @@ async fn read_back(upstream: &Upstream, url: &str) -> Completion {
 /// as each API's reference documents its response body: what the replay
 /// answers a unary call with, since only streams were recorded.
 fn unary_body(upstream: &Upstream, completion: &Completion) -> Value {
-    let usage = completion.usage.clone().unwrap_or_default();
+    let usage = completion.usage.unwrap_or_default();
     let (tokens_in, tokens_out, cached) = (usage.tokens_in, usage.tokens_out, usage.cached_tokens);
     let calls = completion.tool_calls.iter().map(|call| {
         let function = call.function.clone().unwrap_or_default();
@@ -209,7 +209,7 @@ fn unary_body(upstream: &Upstream, completion: &Completion) -> Value {
 
 /// The answer the SDKs must see through the gateway, streamed or not.
 fn expected(completion: &Completion) -> Value {
-    let usage = completion.usage.clone().unwrap_or_default();
+    let usage = completion.usage.unwrap_or_default();
     let calls: Vec<(String, String, Value)> = completion
         .tool_calls
         .iter()
