@@ -118,9 +118,9 @@ impl Client {
     /// events.
     ///
     /// Each turn ends with a `done` event (e.g. `finish_reason:
-    /// "tool_calls"`). The stream ends with the `done` of the turn started
-    /// by [`PipeSender::send_and_end`], or with `done {finish_reason:
-    /// "end_of_input"}` after [`PipeSender::end`] (or dropping the sender).
+    /// "tool_calls"`). Once the input is ended ([`PipeSender::send_and_end`],
+    /// [`PipeSender::end`] or dropping the sender) and no turn is left, the
+    /// stream ends with `done {finish_reason: "end_of_input"}`.
     pub async fn pipe(
         &self,
         mut request: CompletionRequest,
@@ -370,9 +370,13 @@ impl Stream for EventStream {
             };
             match delivery {
                 Some(Delivery::Event { event, last }) => {
-                    // The connection task already drops replayed events;
-                    // this holds the promise even if it did not.
+                    // Replayed events are not yielded twice; a replayed end
+                    // (a resume at the terminal event's seq) ends the stream.
                     if event.seq <= this.last_seq {
+                        if last {
+                            this.finished = true;
+                            return Poll::Ready(None);
+                        }
                         continue;
                     }
                     this.last_seq = event.seq;
@@ -435,7 +439,8 @@ impl PipeSender {
         self.input(messages, false)
     }
 
-    /// Sends the last messages: the call ends with the turn they start.
+    /// Sends the last messages: the call ends after the turn they start,
+    /// with `done {finish_reason: "end_of_input"}`.
     pub fn send_and_end(mut self, messages: Vec<Message>) -> Result<(), ClientError> {
         self.ended = true;
         self.input(messages, true)

@@ -8,7 +8,7 @@ use crate::ErrorCode;
 pub struct UnknownErrorCode(pub String);
 
 /// Every code, in schema order, for documentation and exhaustive tests.
-const ALL: [ErrorCode; 16] = [
+const ALL: [ErrorCode; 17] = [
     ErrorCode::Unauthenticated,
     ErrorCode::PermissionDenied,
     ErrorCode::InvalidRequest,
@@ -25,6 +25,7 @@ const ALL: [ErrorCode; 16] = [
     ErrorCode::VersionUnsupported,
     ErrorCode::FrameTooLarge,
     ErrorCode::Internal,
+    ErrorCode::SessionMoved,
 ];
 
 impl ErrorCode {
@@ -51,6 +52,7 @@ impl ErrorCode {
             Self::ResumeWindowExceeded => "RESUME_WINDOW_EXCEEDED",
             Self::VersionUnsupported => "VERSION_UNSUPPORTED",
             Self::FrameTooLarge => "FRAME_TOO_LARGE",
+            Self::SessionMoved => "SESSION_MOVED",
         }
     }
 
@@ -71,6 +73,8 @@ impl ErrorCode {
             Self::ProviderTimeout => 4,
             Self::ModelNotFound | Self::ResumeNotFound => 5,
             Self::PermissionDenied => 7,
+            // ABORTED: another attachment won the session.
+            Self::SessionMoved => 10,
             Self::RateLimit | Self::FrameTooLarge => 8,
             Self::ContentFiltered => 9,
             Self::ContextLengthExceeded | Self::ResumeWindowExceeded => 11,
@@ -87,6 +91,7 @@ impl ErrorCode {
             Self::Unauthenticated => 401,
             Self::PermissionDenied => 403,
             Self::ModelNotFound | Self::ResumeNotFound => 404,
+            Self::SessionMoved => 409,
             Self::ResumeWindowExceeded => 410,
             Self::FrameTooLarge => 413,
             Self::ContentFiltered => 422,
@@ -137,9 +142,9 @@ mod tests {
 
     #[test]
     fn all_lists_every_schema_value() {
-        // The generated enum's values are 1..=16; ALL must hold each once.
+        // The generated enum's values are 1..=17; ALL must hold each once.
         let mut values: Vec<i32> = ErrorCode::ALL.iter().map(|c| *c as i32).collect();
         values.sort_unstable();
-        assert_eq!(values, (1..=16).collect::<Vec<_>>());
+        assert_eq!(values, (1..=17).collect::<Vec<_>>());
     }
 }

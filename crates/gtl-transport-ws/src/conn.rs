@@ -143,7 +143,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
             _ => Frame::from_json(bytes).map_err(CodecError::from)?,
         };
         if frame.body.is_none() {
-            return Err(CodecError::MissingBody.into());
+            return Err(CodecError::MissingBody {
+                call_id: frame.call_id,
+            }
+            .into());
         }
         Ok(Some(frame))
     }
@@ -264,7 +267,10 @@ fn write_error(e: WsError) -> TransportError {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameWrite for WsWriter<S> {
     fn write_frame(&mut self, frame: FrameRef<'_>) -> Result<(), TransportError> {
         let Some(body) = frame.body else {
-            return Err(CodecError::MissingBody.into());
+            return Err(CodecError::MissingBody {
+                call_id: frame.call_id,
+            }
+            .into());
         };
         let max = self.max_frame_bytes;
         let message = if self.encoding == Encoding::Protobuf {

@@ -123,6 +123,15 @@ impl TransportError {
         matches!(self, Self::Codec(e) if e.is_fatal())
     }
 
+    /// The `call_id` of the frame the error is about
+    /// ([`CodecError::call_id`]); 0 when it concerns the connection.
+    pub fn call_id(&self) -> u64 {
+        match self {
+            Self::Codec(e) => e.call_id(),
+            _ => 0,
+        }
+    }
+
     /// The GTL code to report this error with.
     pub fn code(&self) -> ErrorCode {
         match self {

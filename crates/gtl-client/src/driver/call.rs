@@ -281,13 +281,31 @@ impl SessionCall {
         }
     }
 
+    /// Whether `body` ends the call: an `error`, or a `done` (in
+    /// session.pipe only the gateway's `end_of_input`: every other `done`
+    /// ends a turn).
+    fn ends_call(&self, body: &Body) -> bool {
+        match body {
+            Body::Error(_) => true,
+            Body::Done(done) => self.pipe.is_none() || done.finish_reason == END_OF_INPUT,
+            _ => false,
+        }
+    }
+
     fn on_event(&mut self, seq: u64, body: Body, out: &mut Vec<Frame>) -> Flow {
         if !self.accepted {
             return self.violation("an event arrived before `accepted`".into(), out);
         }
         if seq <= self.last_seq {
-            // Already delivered (a resume's replay overlapping the tail).
-            return Flow::Active;
+            // Already delivered (a resume's replay overlapping the tail). The
+            // end, sent again to a resume at its seq, still ends the call:
+            // the stream ends without yielding it twice.
+            if !self.ends_call(&body) {
+                return Flow::Active;
+            }
+            let event = Event { seq, body };
+            let _ = self.reply.send(Delivery::Event { event, last: true });
+            return Flow::Over;
         }
         if seq != self.last_seq + 1 {
             let message = format!(
@@ -297,11 +315,10 @@ impl SessionCall {
             return self.violation(message, out);
         }
         self.last_seq = seq;
-        let last = match &body {
-            Body::Error(_) => true,
-            Body::Done(_) => self.pipe.as_mut().is_none_or(Pipe::on_done),
-            _ => false,
-        };
+        if let (Body::Done(_), Some(pipe)) = (&body, self.pipe.as_mut()) {
+            pipe.on_done();
+        }
+        let last = self.ends_call(&body);
         let delivery = match body {
             Body::Error(error) => {
                 let error = ServerError::new(error, seq, self.session_id.clone());
@@ -360,16 +377,17 @@ impl SessionCall {
     }
 }
 
+/// The `done` finish reason that ends a session.pipe call.
+const END_OF_INPUT: &str = "end_of_input";
+
 /// session.pipe input, sent only while the gateway is idle between turns.
 ///
-/// The gateway takes input between turns and ends the call with the `done`
-/// of the turn that follows `end`, or with `done {finish_reason:
-/// "end_of_input"}` when input ends while it is idle. Input that reaches it
-/// during a turn may be taken with other input into one turn, so a client
-/// that sent input mid-turn could not tell which `done` is the last.
-/// Holding input back until the turn's `done` arrives (one round trip,
-/// while the gateway would hold it anyway) makes every input frame start
-/// exactly one turn, and the last `done` known.
+/// The gateway takes input between turns and, once the client ended its
+/// input and no turn is left, ends the call with `done {finish_reason:
+/// "end_of_input"}`. Input that reaches it during a turn may be taken with
+/// other input into one turn; holding input back until the turn's `done`
+/// arrives (one round trip, while the gateway would hold it anyway) makes
+/// every input frame start exactly one turn.
 #[derive(Debug)]
 pub(crate) struct Pipe {
     /// A turn is running: the first from the request, or one we started.
@@ -398,10 +416,9 @@ impl Pipe {
         self.end_queued |= end;
     }
 
-    /// A turn's `done` arrived; true when it ends the call.
-    fn on_done(&mut self) -> bool {
+    /// A turn's (or the call's) `done` arrived: the gateway is idle.
+    fn on_done(&mut self) {
         self.busy = false;
-        self.last_turn
     }
 
     /// The input to send now, if the gateway is idle and there is some.
@@ -665,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn pipe_input_waits_for_the_turn_and_the_last_done_ends_the_call() {
+    fn pipe_input_waits_for_the_turn_and_end_of_input_ends_the_call() {
         let (mut call, mut rx) = session(true);
         let mut out = Vec::new();
         call.on_frame(accepted("s_1", "rt"), &mut out);
@@ -686,10 +703,25 @@ mod tests {
         assert_eq!((input.messages.len(), input.end), (1, true));
         out.clear();
         call.on_frame(event(2, token("42")), &mut out);
-        assert_eq!(call.on_frame(event(3, done("stop")), &mut out), Flow::Over);
+        // The last turn's done is a turn's end; the gateway's end_of_input
+        // after it ends the call.
+        assert_eq!(
+            call.on_frame(event(3, done("stop")), &mut out),
+            Flow::Active
+        );
+        assert_eq!(
+            call.on_frame(event(4, done("end_of_input")), &mut out),
+            Flow::Over
+        );
         assert_eq!(
             delivered(&mut rx),
-            ["accepted s_1", "1 done", "2 token", "3 done (last)"]
+            [
+                "accepted s_1",
+                "1 done",
+                "2 token",
+                "3 done",
+                "4 done (last)"
+            ]
         );
     }
 

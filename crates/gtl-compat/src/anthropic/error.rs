@@ -34,7 +34,8 @@ pub(crate) struct ErrorObject<'a> {
 /// 413 `request_too_large`, 429 `rate_limit_error`, 500 `api_error`, 504
 /// `timeout_error`, and 529 `overloaded_error` for a provider that is
 /// unavailable (Anthropic's SDKs retry it, as GTL marks it retryable).
-/// GTL's 410 and 499 have no Anthropic equivalent and keep their status.
+/// GTL's 409, 410 and 499 have no Anthropic equivalent and keep their
+/// status.
 pub(crate) fn shape(code: ErrorCode) -> (u16, &'static str) {
     const INVALID: &str = "invalid_request_error";
     match code {
@@ -45,6 +46,7 @@ pub(crate) fn shape(code: ErrorCode) -> (u16, &'static str) {
         ErrorCode::Unauthenticated => (401, "authentication_error"),
         ErrorCode::PermissionDenied => (403, "permission_error"),
         ErrorCode::ModelNotFound | ErrorCode::ResumeNotFound => (404, "not_found_error"),
+        ErrorCode::SessionMoved => (409, INVALID),
         ErrorCode::ResumeWindowExceeded => (410, INVALID),
         ErrorCode::FrameTooLarge => (413, "request_too_large"),
         ErrorCode::RateLimit => (429, "rate_limit_error"),

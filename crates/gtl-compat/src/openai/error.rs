@@ -26,8 +26,8 @@ pub(crate) struct ErrorObject<'a> {
 ///
 /// OpenAI's SDKs pick their exception by status alone, so the status is
 /// what matters: the table keeps OpenAI's own statuses (400, 401, 403,
-/// 404, 429, 500, 503) and GTL's where OpenAI has none (410, 413, 499,
-/// 504). `type` and `code` are the values OpenAI sends for the same
+/// 404, 429, 500, 503) and GTL's where OpenAI has none (409, 410, 413,
+/// 499, 504). `type` and `code` are the values OpenAI sends for the same
 /// failure, `context_length_exceeded` and `rate_limit_exceeded` being the
 /// ones clients test for.
 pub(crate) fn shape(code: ErrorCode) -> (u16, &'static str, Option<&'static str>) {
@@ -40,6 +40,7 @@ pub(crate) fn shape(code: ErrorCode) -> (u16, &'static str, Option<&'static str>
         ErrorCode::PermissionDenied => (403, INVALID, Some("permission_denied")),
         ErrorCode::ModelNotFound => (404, INVALID, Some("model_not_found")),
         ErrorCode::ResumeNotFound => (404, INVALID, None),
+        ErrorCode::SessionMoved => (409, INVALID, Some("session_moved")),
         ErrorCode::ResumeWindowExceeded => (410, INVALID, None),
         ErrorCode::FrameTooLarge => (413, INVALID, Some("request_too_large")),
         ErrorCode::RateLimit => (429, "requests", Some("rate_limit_exceeded")),

@@ -35,7 +35,7 @@ pub(crate) fn catalog() -> (Vec<ProviderInfo>, Vec<(&'static str, &'static str)>
 #[test]
 fn error_codes_map_to_each_dialects_status_and_type() {
     // (code, OpenAI status, type, code, Anthropic status, type)
-    let table: [(ErrorCode, u16, &str, Value, u16, &str); 16] = [
+    let table: [(ErrorCode, u16, &str, Value, u16, &str); 17] = [
         (
             ErrorCode::Unauthenticated,
             401,
@@ -163,6 +163,14 @@ fn error_codes_map_to_each_dialects_status_and_type() {
             Value::Null,
             500,
             "api_error",
+        ),
+        (
+            ErrorCode::SessionMoved,
+            409,
+            "invalid_request_error",
+            json!("session_moved"),
+            409,
+            "invalid_request_error",
         ),
     ];
     assert_eq!(table.len(), ErrorCode::ALL.len());

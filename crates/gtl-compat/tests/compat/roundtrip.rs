@@ -193,6 +193,7 @@ async fn error_answers_read_back_as_their_code() {
         ErrorCode::ResumeNotFound => ErrorCode::ModelNotFound,
         ErrorCode::Cancelled
         | ErrorCode::ResumeWindowExceeded
+        | ErrorCode::SessionMoved
         | ErrorCode::VersionUnsupported
         | ErrorCode::FrameTooLarge => ErrorCode::InvalidRequest,
         // Anthropic has no error type for either: both are a 400

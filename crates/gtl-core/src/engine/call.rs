@@ -1,6 +1,6 @@
 //! A client's attachment to a session.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use gtl_proto::{ErrorCode, Input};
 
@@ -28,7 +28,8 @@ pub struct Drained {
     /// The session ended and the client has every event: the call is over.
     pub finished: bool,
     /// Another connection resumed the session, or it expired: this
-    /// attachment gets nothing more.
+    /// attachment gets nothing more. After a resume elsewhere the callback
+    /// was handed one last control frame (seq 0): a `SESSION_MOVED` error.
     pub detached: bool,
 }
 
@@ -62,6 +63,16 @@ impl Call {
             let session = &mut state.session;
             if session.attached() != Some(self.attach) {
                 drained.detached = true;
+                if session.attached().is_some() {
+                    // Taken over by a resume elsewhere: this call ends with a
+                    // frame saying so rather than in silence.
+                    send(Transmit {
+                        seq: 0,
+                        body: &MOVED,
+                        session_id: session.id(),
+                    });
+                    drained.events = 1;
+                }
                 return drained;
             }
             let was_full = !session.wants_events();
@@ -153,6 +164,18 @@ impl Drop for Call {
             .handle_disconnect(now(), self.attach);
     }
 }
+
+/// The control frame (seq 0) that ends a call whose session another
+/// connection resumed.
+static MOVED: LazyLock<gtl_proto::Body> = LazyLock::new(|| {
+    gtl_proto::Body::Error(gtl_proto::Error {
+        code: ErrorCode::SessionMoved as i32,
+        message: "the session was resumed on another connection: its events go there now".into(),
+        retryable: false,
+        phase: gtl_proto::Phase::Unspecified as i32,
+        retry_after_ms: 0,
+    })
+});
 
 /// Whether `body` is output the client waits for (what time to first
 /// token measures).

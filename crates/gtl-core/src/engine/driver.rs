@@ -229,10 +229,6 @@ fn push(shared: &Shared, batch: impl Iterator<Item = Body>, transcript: &mut Tra
         for body in batch {
             transcript.record(&body);
             let turn_done = matches!(body, Body::Done(_));
-            if turn_done && state.input_ended && state.input.is_empty() {
-                // The client ended its input: this turn is the last.
-                state.session.set_pipe(false);
-            }
             let ending = crate::Outcome::from_terminal(&body)
                 .filter(|_| !turn_done || !state.session.is_pipe());
             if state.session.handle_event(now, body).is_err() {
@@ -245,13 +241,31 @@ fn push(shared: &Shared, batch: impl Iterator<Item = Body>, transcript: &mut Tra
                 break;
             }
             if turn_done {
-                outcome = Pushed::TurnDone;
+                outcome = if state.input_ended && state.input.is_empty() {
+                    // The client ended its input: this turn was the last.
+                    end_of_input(&mut state);
+                    Pushed::Over
+                } else {
+                    Pushed::TurnDone
+                };
                 break;
             }
         }
     }
     shared.to_client.notify_waiters();
     outcome
+}
+
+/// session.pipe: ends the call once the client ended its input and no turn
+/// is left to run, with a `done` of its own after the last turn's: a client
+/// tells the call's end from a turn's by its `end_of_input`.
+fn end_of_input(state: &mut super::SharedState) {
+    state.session.set_pipe(false);
+    let done = Body::Done(Done {
+        finish_reason: "end_of_input".into(),
+    });
+    state.outcome = crate::Outcome::from_terminal(&done);
+    let _ = state.session.handle_event(now(), done);
 }
 
 /// session.pipe: waits for the client's next messages; `None` when the
@@ -279,12 +293,7 @@ async fn next_input(
                 return Some(std::mem::take(&mut state.input));
             }
             if state.input_ended {
-                state.session.set_pipe(false);
-                let done = Body::Done(Done {
-                    finish_reason: "end_of_input".into(),
-                });
-                state.outcome = crate::Outcome::from_terminal(&done);
-                let _ = state.session.handle_event(now(), done);
+                end_of_input(&mut state);
                 drop(state);
                 mark_dirty(shared, jobs);
                 shared.to_client.notify_waiters();

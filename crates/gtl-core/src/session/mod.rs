@@ -505,6 +505,11 @@ impl Session {
         }
         self.acked = seq;
         while self.log.front_seq() <= seq {
+            // A finished session keeps its terminal event: resumed at its
+            // seq, it sends it again (see `handle_resume`).
+            if self.is_finished() && self.log.front_seq() == self.log.last_seq() {
+                break;
+            }
             let Some(len) = self.log.pop_front() else {
                 break;
             };
@@ -572,11 +577,18 @@ impl Session {
         //= design#4
         //# receives exactly the events after `after_seq`, then the live tail:
         //# nothing lost, nothing doubled, order kept.
+        // Nothing follows the terminal event of a finished session, yet the
+        // resumed call must end: that event is sent again, under its own seq.
+        let from = if self.is_finished() && after_seq == last_seq && after_seq > min_after_seq {
+            after_seq - 1
+        } else {
+            after_seq
+        };
         let attach = self.next_attach_id();
         self.attached = Some(attach);
         self.window_start = now;
-        self.sent = after_seq;
-        self.sent_bytes = self.log.bytes_through(after_seq);
+        self.sent = from;
+        self.sent_bytes = self.log.bytes_through(from);
         self.evict(self.sent);
         Ok(attach)
     }

@@ -759,3 +759,38 @@ fn authorizes_needs_owner_and_token() {
     assert!(!s.authorizes("alice", "guess"));
     assert!(!s.authorizes("alice", ""));
 }
+
+#[test]
+fn a_resume_at_the_terminal_seq_gets_the_terminal_event_again() {
+    let now = start();
+    let mut s = session(now);
+    s.handle_event(now, token("a")).unwrap();
+    s.handle_event(now, done()).unwrap();
+    assert_eq!(seqs(&drain(&mut s)), [1, 2]);
+    // Even acknowledged, the terminal event stays for this.
+    s.handle_ack(now, 2);
+    assert_eq!(s.min_after_seq(), 1);
+    s.handle_resume(now, "alice", "secret", 2).unwrap();
+    let again = drain(&mut s);
+    assert_eq!(seqs(&again), [2]);
+    assert!(matches!(again[0].1, Body::Done(_)));
+    // A resume before the end replays as usual, once.
+    let mut s = session(now);
+    for body in [token("a"), token("b"), done()] {
+        s.handle_event(now, body).unwrap();
+    }
+    s.handle_resume(now, "alice", "secret", 1).unwrap();
+    assert_eq!(seqs(&drain(&mut s)), [2, 3]);
+}
+
+#[test]
+fn a_running_session_resumed_at_its_last_seq_waits_for_the_next_event() {
+    let now = start();
+    let mut s = session(now);
+    s.handle_event(now, token("a")).unwrap();
+    drain(&mut s);
+    s.handle_resume(now, "alice", "secret", 1).unwrap();
+    assert!(drain(&mut s).is_empty());
+    s.handle_event(now, token("b")).unwrap();
+    assert_eq!(seqs(&drain(&mut s)), [2]);
+}

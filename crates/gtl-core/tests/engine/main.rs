@@ -253,8 +253,13 @@ async fn pipe_runs_a_turn_per_input_and_ends_after_end() {
     })
     .unwrap();
     let last = collect(&call).await;
-    assert_eq!(texts(&last), ["bye", "done"]);
-    assert_eq!(last.last().unwrap().0, 6);
+    // The last turn's done, then the call's own end.
+    assert_eq!(texts(&last), ["bye", "done", "done"]);
+    assert!(
+        matches!(&last.last().unwrap().1, Body::Done(d) if d.finish_reason == "end_of_input"),
+        "{last:?}"
+    );
+    assert_eq!(last.last().unwrap().0, 7);
     assert!(
         call.input(Input::default()).is_err(),
         "input after the end is refused"

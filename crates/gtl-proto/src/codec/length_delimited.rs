@@ -90,7 +90,9 @@ pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Fra
     let decoded = Frame::decode(bytes);
     src.advance(header + size);
     match decoded {
-        Ok(frame) if frame.body.is_none() => Err(CodecError::MissingBody),
+        Ok(frame) if frame.body.is_none() => Err(CodecError::MissingBody {
+            call_id: frame.call_id,
+        }),
         Ok(frame) => Ok(Some(frame)),
         Err(e) => Err(e.into()),
     }

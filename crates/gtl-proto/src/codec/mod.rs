@@ -67,7 +67,10 @@ pub enum CodecError {
     },
     /// A frame carries no body this version knows.
     #[error("frame has no known body")]
-    MissingBody,
+    MissingBody {
+        /// The frame's `call_id`: the answer names the frame it answers.
+        call_id: u64,
+    },
     /// Decoding the frame would cost more memory than
     /// [`MAX_DECODED_COST`] (many tiny elements, e.g. millions of empty
     /// messages). It was consumed without being decoded.
@@ -89,9 +92,19 @@ impl CodecError {
             Self::FrameTooLarge { .. }
             | Self::LengthPrefixTooLarge { .. }
             | Self::TooCostly { .. } => ErrorCode::FrameTooLarge,
-            Self::Json(_) | Self::Protobuf(_) | Self::LengthPrefix | Self::MissingBody => {
+            Self::Json(_) | Self::Protobuf(_) | Self::LengthPrefix | Self::MissingBody { .. } => {
                 ErrorCode::InvalidRequest
             }
+        }
+    }
+
+    /// The `call_id` of the frame this error is about, when the frame was
+    /// decoded far enough to tell; else 0 (the answer then concerns the
+    /// connection).
+    pub fn call_id(&self) -> u64 {
+        match self {
+            Self::MissingBody { call_id } => *call_id,
+            _ => 0,
         }
     }
 
@@ -188,7 +201,9 @@ impl Codec {
     /// Appends one framed frame to `dst`. On error `dst` is left as it was.
     pub fn encode(&mut self, frame: FrameRef<'_>, dst: &mut BytesMut) -> Result<(), CodecError> {
         if frame.body.is_none() {
-            return Err(CodecError::MissingBody);
+            return Err(CodecError::MissingBody {
+                call_id: frame.call_id,
+            });
         }
         match self.encoding {
             Encoding::Protobuf => length_delimited::encode(frame, self.max_frame_bytes, dst),

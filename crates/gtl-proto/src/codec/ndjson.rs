@@ -61,7 +61,9 @@ pub(super) fn decode(codec: &mut Codec, src: &mut BytesMut) -> Result<Option<Fra
         let read = read_json(json, &mut frame);
         src.advance(end + 1);
         return match read {
-            Ok(()) if frame.body.is_none() => Err(CodecError::MissingBody),
+            Ok(()) if frame.body.is_none() => Err(CodecError::MissingBody {
+                call_id: frame.call_id,
+            }),
             Ok(()) => Ok(Some(frame)),
             Err(e) => Err(e.into()),
         };

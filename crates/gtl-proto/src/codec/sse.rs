@@ -14,7 +14,9 @@ use crate::{CodecError, FrameRef};
 
 /// Appends one SSE event for `frame` to `dst`. On error `dst` is unchanged.
 pub fn encode(frame: FrameRef<'_>, max: usize, dst: &mut BytesMut) -> Result<(), CodecError> {
-    let body = frame.body.ok_or(CodecError::MissingBody)?;
+    let body = frame.body.ok_or(CodecError::MissingBody {
+        call_id: frame.call_id,
+    })?;
     let start = dst.len();
     dst.put_slice(b"event: ");
     dst.put_slice(body.frame_type().as_str().as_bytes());

@@ -204,7 +204,9 @@ pub struct CompletionRequest {
 pub struct Input {
     #[prost(message, repeated, tag = "1")]
     pub messages: ::prost::alloc::vec::Vec<Message>,
-    /// The client sends no more input; the call ends after the current turn.
+    /// The client sends no more input. Once no turn is left to run (the running
+    /// one, and one for these messages or any queued), the call ends with
+    /// `done {finish_reason: "end_of_input"}`.
     #[prost(bool, tag = "2")]
     pub end: bool,
     /// Required when sending input by `session_id` to a session not attached to
@@ -527,7 +529,9 @@ pub struct Error {
 /// JSON type "done": the call (or, in session.pipe, the turn) is finished.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Done {
-    /// "stop", "length", "tool_calls", "content_filter" or "cancelled".
+    /// "stop", "length", "tool_calls" or "content_filter"; in
+    /// session.pipe, "end_of_input" for the `done` that ends the call after the
+    /// client ended its input (every other `done` there ends a turn).
     #[prost(string, tag = "1")]
     pub finish_reason: ::prost::alloc::string::String,
 }
@@ -715,6 +719,9 @@ pub enum ErrorCode {
     VersionUnsupported = 14,
     FrameTooLarge = 15,
     Internal = 16,
+    /// Sent (seq 0) to a call whose session was resumed elsewhere: the session
+    /// goes on there, and this call is over.
+    SessionMoved = 17,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -740,6 +747,7 @@ impl ErrorCode {
             Self::VersionUnsupported => "ERROR_CODE_VERSION_UNSUPPORTED",
             Self::FrameTooLarge => "ERROR_CODE_FRAME_TOO_LARGE",
             Self::Internal => "ERROR_CODE_INTERNAL",
+            Self::SessionMoved => "ERROR_CODE_SESSION_MOVED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -762,6 +770,7 @@ impl ErrorCode {
             "ERROR_CODE_VERSION_UNSUPPORTED" => Some(Self::VersionUnsupported),
             "ERROR_CODE_FRAME_TOO_LARGE" => Some(Self::FrameTooLarge),
             "ERROR_CODE_INTERNAL" => Some(Self::Internal),
+            "ERROR_CODE_SESSION_MOVED" => Some(Self::SessionMoved),
             _ => None,
         }
     }

@@ -135,12 +135,12 @@ fn frames_without_a_body_are_rejected() {
     let mut buf = BytesMut::from(&[0u8][..]);
     assert!(matches!(
         codec.decode(&mut buf),
-        Err(CodecError::MissingBody)
+        Err(CodecError::MissingBody { .. })
     ));
     let empty = Frame::default();
     assert!(matches!(
         codec.encode(empty.as_ref(), &mut BytesMut::new()),
-        Err(CodecError::MissingBody)
+        Err(CodecError::MissingBody { .. })
     ));
 }
 

@@ -176,7 +176,7 @@ proptest! {
         let ours = Codec::new(Encoding::Protobuf).decode(&mut wire);
         match (ours, Frame::decode(&payload[..])) {
             (Ok(Some(a)), Ok(b)) => prop_assert_eq!(a, b),
-            (Err(CodecError::MissingBody), Ok(b)) => prop_assert!(b.body.is_none()),
+            (Err(CodecError::MissingBody { .. }), Ok(b)) => prop_assert!(b.body.is_none()),
             (Err(CodecError::Protobuf(_)), Err(_)) => {}
             (ours, prost) => prop_assert!(false, "codec {:?}, prost {:?}", ours, prost),
         }

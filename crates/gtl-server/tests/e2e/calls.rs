@@ -14,6 +14,8 @@ crate::per_transport!(
     models_list,
     many_concurrent_streams_on_one_connection,
     unknown_model,
+    a_resume_elsewhere_ends_the_call_it_took_the_session_from,
+    a_resume_at_the_terminal_seq_ends_with_the_terminal_event,
 );
 
 async fn chat_complete(transport: Transport) {
@@ -68,7 +70,15 @@ async fn session_pipe_with_a_tool_result(transport: Transport) {
         })
         .collect();
     assert_eq!(text, "sunny, 21 degrees");
-    assert!(matches!(&rest.last().unwrap().body, Body::Done(d) if d.finish_reason == "stop"));
+    // The last turn's own done, then the call's end of its own.
+    let reasons: Vec<&str> = rest
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Done(d) => Some(d.finish_reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["stop", "end_of_input"]);
     let all: Vec<_> = turn.into_iter().chain(rest).collect();
     assert_contiguous(&all);
 }
@@ -185,4 +195,54 @@ async fn calls_are_audited_without_their_text() {
     assert!(ok["subject"].as_str().unwrap().starts_with("uid:"));
     assert_eq!(records[1]["outcome"], "error");
     assert_eq!(records[1]["error_code"], "RATE_LIMIT");
+}
+
+async fn a_resume_elsewhere_ends_the_call_it_took_the_session_from(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let first = gateway.client(transport).await;
+    let request = echo("one two three", &[("tokens", "400"), ("delay_ms", "2")]);
+    let mut held = first.stream(request.clone()).await.unwrap();
+    let before = take(&mut held, 3).await;
+    // Another connection of the same owner picks the session up (a stdio
+    // gateway is a process per connection: there, another call on the same
+    // connection does).
+    let second = match transport {
+        Transport::Stdio => None,
+        _ => Some(gateway.client(transport).await),
+    };
+    let mut resumed = second
+        .as_ref()
+        .unwrap_or(&first)
+        .resume(held.resume_point())
+        .await
+        .unwrap();
+    // The call that held the session is told, and ends.
+    let (_, error) = drain(&mut held).await;
+    let error = error.expect("the displaced call ends with an error");
+    assert_eq!(error.code(), Some(ErrorCode::SessionMoved), "{error:?}");
+    // The new one has the rest: nothing lost, nothing doubled.
+    let (after, error) = drain(&mut resumed).await;
+    assert!(error.is_none(), "{error:?}");
+    let all: Vec<_> = before.into_iter().chain(after).collect();
+    assert_contiguous(&all);
+    assert_eq!(bodies(&all), expected(&request).await);
+}
+
+async fn a_resume_at_the_terminal_seq_ends_with_the_terminal_event(transport: Transport) {
+    let gateway = Gateway::start().await;
+    let client = gateway.client(transport).await;
+    let mut events = client.stream(echo("done soon", &[])).await.unwrap();
+    let (seen, error) = drain(&mut events).await;
+    assert!(error.is_none(), "{error:?}");
+    let last = seen.last().unwrap().clone();
+    assert!(matches!(last.body, Body::Done(_)), "{last:?}");
+    // A client that has everything resumes anyway (it kept the point, not
+    // the end): the gateway sends the terminal event again, which the
+    // client knows by its seq, so the call ends instead of waiting forever.
+    let point = events.resume_point();
+    assert_eq!(point.after_seq, last.seq);
+    let mut again = client.resume(point).await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), drain(&mut again)).await;
+    let (seen, error) = ended.expect("the resumed call never ended");
+    assert!(seen.is_empty() && error.is_none(), "{seen:?} {error:?}");
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gtl_proto::{Body, Codec, Encoding};
+use gtl_proto::{Body, Codec, Encoding, ErrorCode, Frame, Ping};
 use serde_json::json;
 
 use crate::support::{Raw, ServerProcess, error_code, stream_request};
@@ -217,4 +217,71 @@ async fn a_seed_client_without_hello_is_served_with_the_defaults() {
     // The connection goes on in JSON, with more calls.
     raw.send(stream_request(2, "echo")).await;
     assert_eq!(raw.until_terminal(2).await.last().unwrap()["type"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_by_session_trims_and_a_bodiless_frame_is_answered_on_its_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), "").await;
+
+    // §2.1: an ack may name the session instead of the call (call_id 0).
+    let mut raw = Raw::hello(&server.tcp, &server.token).await;
+    raw.send(stream_request(1, "echo:tokens=10")).await;
+    let frames = raw.until_terminal(1).await;
+    let session = frames[0]["session_id"].as_str().unwrap().to_owned();
+    let token = frames[0]["resume_token"].as_str().unwrap().to_owned();
+    raw.send(json!({"type": "ack", "call_id": 0, "session_id": session, "seq": 5}))
+        .await;
+    let resume = |call_id: u64, after_seq: u64| {
+        json!({"type": "resume", "call_id": call_id, "session_id": session,
+               "after_seq": after_seq, "resume_token": token})
+    };
+    raw.send(resume(2, 2)).await;
+    let refusal = raw.recv_call(2).await.unwrap();
+    assert_eq!(error_code(&refusal), "RESUME_WINDOW_EXCEEDED", "{refusal}");
+    raw.send(resume(3, 5)).await;
+    let replay = raw.until_terminal(3).await;
+    assert_eq!(replay[0]["type"], "accepted");
+    assert_eq!(replay[1]["seq"], 6, "{replay:?}");
+
+    // §3: a protobuf frame with no body is refused on its own call_id, and
+    // the connection goes on.
+    let mut raw = Raw::connect(&server.tcp).await;
+    raw.send(json!({"type": "hello", "versions": ["1.0"], "encodings": ["protobuf"], "token": server.token}))
+        .await;
+    assert_eq!(raw.recv().await.unwrap()["encoding"], "protobuf");
+    let mut codec = Codec::new(Encoding::Protobuf);
+    // Length 2, then field 1 (call_id) = 7, and nothing else.
+    raw.send_bytes(&[0x02, 0x08, 0x07]).await;
+    let ping = Frame::control(9, Body::Ping(Ping { nonce: 1 }));
+    let mut bytes = BytesMut::new();
+    codec.encode(ping.as_ref(), &mut bytes).unwrap();
+    raw.send_bytes(&bytes).await;
+    let mut buf = BytesMut::new();
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        if let Some(frame) = codec.decode(&mut buf).unwrap() {
+            answers.push(frame);
+            continue;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(raw.reader(), &mut chunk),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(n > 0, "closed after {answers:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(answers[0].call_id, 7, "{answers:?}");
+    assert!(
+        matches!(&answers[0].body, Some(Body::Error(e)) if e.code() == ErrorCode::InvalidRequest),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[1].body, Some(Body::Pong(_))),
+        "{answers:?}"
+    );
 }

@@ -268,6 +268,11 @@ impl Raw {
         self.write.write_all(line.as_bytes()).await.unwrap();
     }
 
+    /// The receiving half, for bytes that are not JSON lines.
+    pub(crate) fn reader(&mut self) -> &mut (impl tokio::io::AsyncRead + Unpin) {
+        &mut self.read
+    }
+
     pub(crate) async fn send_bytes(&mut self, bytes: &[u8]) {
         self.write.write_all(bytes).await.unwrap();
     }

@@ -67,7 +67,7 @@ pub(super) async fn run(
                 // One bad frame: say so and keep serving this connection.
                 tracing::debug!(error = %e, "bad frame");
                 if !reader
-                    .reply(error_frame(0, "", e.code(), &e.to_string()))
+                    .reply(error_frame(e.call_id(), "", e.code(), &e.to_string()))
                     .await
                 {
                     break;
@@ -123,7 +123,13 @@ impl Reader<'_> {
                 })
                 .map(|call| Some((call_id, call))),
             Some(Body::Ack(_)) => {
-                if let Some(call) = self.calls.get(&call_id) {
+                // By the call's id, or (call_id 0) by the session it names.
+                let call = self.calls.get(&call_id).or_else(|| {
+                    self.calls
+                        .values()
+                        .find(|call| !session_id.is_empty() && call.session_id() == session_id)
+                });
+                if let Some(call) = call {
                     call.ack(seq);
                 }
                 Ok(None)

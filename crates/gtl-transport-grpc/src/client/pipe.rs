@@ -140,7 +140,10 @@ fn hello_metadata(token: &str, versions: &[String]) -> Result<MetadataMap, Trans
 impl FrameWrite for PipeWriter {
     fn write_frame(&mut self, frame: FrameRef<'_>) -> Result<(), TransportError> {
         if frame.body.is_none() {
-            return Err(CodecError::MissingBody.into());
+            return Err(CodecError::MissingBody {
+                call_id: frame.call_id,
+            }
+            .into());
         }
         let size = frame.protobuf_len();
         if size > self.max_frame_bytes {

@@ -7,7 +7,7 @@ use gtl_transport_grpc::{
 use tonic::{Code, Status};
 
 /// docs/protocol.md §10, written out independently of `ErrorCode::grpc_code`.
-const TABLE: [(ErrorCode, &str, Code); 16] = [
+const TABLE: [(ErrorCode, &str, Code); 17] = [
     (
         ErrorCode::Unauthenticated,
         "UNAUTHENTICATED",
@@ -68,6 +68,7 @@ const TABLE: [(ErrorCode, &str, Code); 16] = [
         Code::ResourceExhausted,
     ),
     (ErrorCode::Internal, "INTERNAL", Code::Internal),
+    (ErrorCode::SessionMoved, "SESSION_MOVED", Code::Aborted),
 ];
 
 #[test]
@@ -145,10 +146,10 @@ fn without_metadata_the_first_code_with_that_status_wins() {
         (Code::Internal, ErrorCode::Internal),
         (Code::Unavailable, ErrorCode::ProviderUnavailable),
         (Code::Unauthenticated, ErrorCode::Unauthenticated),
+        (Code::Aborted, ErrorCode::SessionMoved),
         // Statuses no GTL code has.
         (Code::Ok, ErrorCode::Internal),
         (Code::AlreadyExists, ErrorCode::Internal),
-        (Code::Aborted, ErrorCode::Internal),
         (Code::Unimplemented, ErrorCode::Internal),
         (Code::DataLoss, ErrorCode::Internal),
     ] {

@@ -62,7 +62,10 @@ pub(super) struct BridgeWrite {
 impl FrameWrite for BridgeWrite {
     fn write_frame(&mut self, frame: FrameRef<'_>) -> Result<(), TransportError> {
         if frame.body.is_none() {
-            return Err(CodecError::MissingBody.into());
+            return Err(CodecError::MissingBody {
+                call_id: frame.call_id,
+            }
+            .into());
         }
         let mut json = Vec::new();
         frame

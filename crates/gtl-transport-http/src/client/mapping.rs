@@ -50,7 +50,9 @@ impl EventFrames {
                 .map_err(CodecError::from)
                 .and_then(|mut frame| {
                     if frame.body.is_none() {
-                        return Err(CodecError::MissingBody);
+                        return Err(CodecError::MissingBody {
+                            call_id: self.call_id,
+                        });
                     }
                     frame.call_id = self.call_id;
                     Ok(frame)
