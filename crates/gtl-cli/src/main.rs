@@ -41,7 +41,8 @@ Exit status:
   0  success
   1  usage or other error
   2  cannot connect to any endpoint
-  3  the call failed with a GTL error (e.g. MODEL_NOT_FOUND, CANCELLED)";
+  3  the call failed with a GTL error (e.g. MODEL_NOT_FOUND, CANCELLED)
+  4  `gtl conformance`: a check failed";
 
 /// The GTL command-line client: chat with any model through a GTL gateway.
 #[derive(Debug, Parser)]
@@ -86,6 +87,20 @@ enum Command {
     /// log, grouped by subject, provider, model, route, API, transport or
     /// day (no gateway needed).
     Usage(usage::Usage),
+    /// Check that a GTL server follows GTL/1 (docs/protocol.md): every
+    /// check against each endpoint URL given, one line a check with its
+    /// section, then a summary (`--json` for machines). Exit status 0 when
+    /// nothing failed, 4 when a check failed.
+    Conformance(Conformance),
+}
+
+#[derive(Debug, Args)]
+struct Conformance {
+    /// Endpoints of one server, any transport (e.g. `tcp://127.0.0.1:7301
+    /// ws://127.0.0.1:7300/gtl/v1/ws`); a session started on one is
+    /// resumed on the next.
+    #[arg(required = true, value_name = "URL")]
+    urls: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +175,9 @@ fn main() -> ExitCode {
 
 /// The documented exit status of an error.
 fn exit_status(error: &anyhow::Error) -> u8 {
+    if error.is::<ConformanceFailed>() {
+        return 4;
+    }
     match error.downcast_ref::<ClientError>() {
         Some(e) if e.is_connect() => 2,
         Some(ClientError::Server(_)) => 3,
@@ -175,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models => None,
         Command::Token(token) => return token::run(token).await,
         Command::Usage(usage) => return usage::run(usage),
+        Command::Conformance(_) => None,
     };
     let mut opts = if cli.global.endpoints.is_empty() {
         ConnectOpts::default()
@@ -193,12 +212,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let trust = Trust::sha256_hex(hash).map_err(|e| anyhow::anyhow!("--cert-hash: {e}"))?;
         opts = opts.with_trust(trust);
     }
+    if let Command::Conformance(args) = &cli.command {
+        return conformance(args, opts, cli.global.json).await;
+    }
     let client = connect(opts).await?;
     match chat {
         Some((args, prompt)) => chat_command(&client, args, prompt, cli.global.json).await,
         None => models_command(&client, cli.global.json).await,
     }
 }
+
+/// `gtl conformance`: the report on stdout; a failed check is an error
+/// (exit status 4).
+async fn conformance(args: &Conformance, opts: ConnectOpts, json: bool) -> anyhow::Result<()> {
+    let report = gtl_conformance::run(&args.urls, &opts).await;
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(ConformanceFailed.into())
+    }
+}
+
+/// Some conformance check failed (the report said which).
+#[derive(Debug)]
+struct ConformanceFailed;
+
+impl std::fmt::Display for ConformanceFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server failed conformance checks (see the report above)")
+    }
+}
+
+impl std::error::Error for ConformanceFailed {}
 
 fn prompt(chat: &Chat) -> anyhow::Result<String> {
     if !chat.prompt.is_empty() {

@@ -717,6 +717,46 @@ impl EmbeddedGateway {
     }
 }
 
+/// Opens a connection to the endpoint `url` with `opts`' trust and connect
+/// timeout, without a handshake and without the client's call handling: the
+/// frames are the caller's to write and read (a protocol tester, `gtl
+/// conformance`). `embedded://` has no wire and is refused.
+pub async fn open_frames(url: &str, opts: &crate::ConnectOpts) -> Result<Connection, ClientError> {
+    let endpoint = Endpoint::parse(url)?;
+    if matches!(endpoint, Endpoint::Embedded) {
+        return Err(ClientError::InvalidEndpoint {
+            endpoint: url.to_owned(),
+            reason: "an embedded gateway has no connection to open".into(),
+        });
+    }
+    let mut embedded = EmbeddedGateway::default();
+    let open = endpoint.open(&mut embedded, opts.trust.as_ref());
+    let failure = |message: String| ClientError::Connect {
+        failures: vec![EndpointFailure::new(url.to_owned(), message)],
+    };
+    match tokio::time::timeout(opts.connect_timeout, open).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err((e, _))) => Err(ClientError::Connect { failures: vec![e] }),
+        Err(_) => Err(failure(format!(
+            "no connection within {} s",
+            opts.connect_timeout.as_secs()
+        ))),
+    }
+}
+
+/// The token the client presents in `hello` to the endpoint `url`: `opts`'
+/// own, else, for a network endpoint on this host, the local gateway's
+/// (the Unix socket and stdio need none: the peer's uid is its identity).
+pub fn hello_token(url: &str, opts: &crate::ConnectOpts) -> String {
+    if let Some(token) = &opts.token {
+        return token.clone();
+    }
+    match Endpoint::parse(url) {
+        Ok(endpoint) if endpoint.is_loopback_network() => local_token().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,11 +88,14 @@ mod error;
 mod opts;
 
 pub use client::{Client, Event, EventStream, PipeSender, ResumePoint, connect};
-pub use endpoint::{ENDPOINT_ENV, default_endpoints, local_token, local_token_path};
+pub use endpoint::{
+    ENDPOINT_ENV, default_endpoints, hello_token, local_token, local_token_path, open_frames,
+};
 pub use error::{ClientError, EndpointFailure, ServerError};
 pub use gtl_core::{Completion, RESTARTED};
 pub use gtl_proto as proto;
 pub use gtl_proto::ErrorCode;
+pub use gtl_transport::{Connection, FrameRead, FrameWrite};
 /// Whom TLS endpoints trust: the system's roots, a CA file, or one
 /// certificate's SHA-256 ([`ConnectOpts::with_trust`]).
 #[cfg(feature = "tls")]

@@ -1,6 +1,7 @@
 //! The `gtl` binary: against the in-process gateway, missing gateways, and a
 //! `gtl-server` in front of every provider adapter.
 
+mod conformance;
 mod providers;
 mod report;
 mod resume;
