@@ -18,3 +18,4 @@ mod reload;
 mod sdk;
 mod support;
 mod telemetry;
+mod transcript;
