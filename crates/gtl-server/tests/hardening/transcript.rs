@@ -14,7 +14,8 @@ use crate::support::{PATIENCE, ServerProcess, socket};
 enum Step {
     Send(char, Frame),
     Receive(char, Frame),
-    Cut(char),
+    /// Connection A drops.
+    CutA,
 }
 
 fn transcript() -> Vec<Step> {
@@ -32,7 +33,7 @@ fn transcript() -> Vec<Step> {
             let arrow = chars.nth(1).unwrap();
             pending = Some((conn, arrow));
         } else if line.starts_with("*A's connection drops") {
-            steps.push(Step::Cut('A'));
+            steps.push(Step::CutA);
         } else if line == "```json" {
             let json = lines.next().unwrap();
             let frame = Frame::from_json(json.as_bytes()).unwrap();
@@ -99,7 +100,7 @@ async fn the_worked_transcript_is_what_the_server_does() {
     assert!(steps.len() > 30, "{steps:?}");
     for step in steps {
         match step {
-            Step::Cut(_) => drop(a.take()),
+            Step::CutA => drop(a.take()),
             Step::Send(conn, mut frame) => {
                 match &mut frame.body {
                     Some(Body::Hello(hello)) if hello.token == "local-token" => {
