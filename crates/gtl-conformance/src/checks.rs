@@ -43,6 +43,7 @@ pub(crate) const CHECKS: &[Check] = &[
     check("hello.first_frame_not_hello", "§7", false, false),
     check("encoding.protobuf", "§6", false, false),
     check("ping", "§3", false, false),
+    check("limits.frame_too_large", "§6 §11", false, false),
     check("models.list", "§2", false, false),
     check("chat.stream", "§2.1 §8.1", true, false),
     check("chat.complete", "§2.1", true, false),
@@ -64,8 +65,10 @@ pub(crate) const CHECKS: &[Check] = &[
 /// The transports' families, by what the spec lets a client do on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Family {
-    /// One framed connection: stdio, Unix socket, TCP, WebSocket (§6, §13).
+    /// One framed byte stream: stdio, Unix socket, TCP (§6, §13).
     Framed,
+    /// WebSocket: a frame per message (§13.4).
+    Ws,
     /// QUIC and WebTransport: a control stream and a stream per call (§13.7).
     Quic,
     /// gRPC (§13.5).
@@ -85,6 +88,7 @@ impl Family {
             "quic" | "wt" | "h3" => Self::Quic,
             "grpc" | "grpcs" => Self::Grpc,
             "sse" | "http" | "https" => Self::Http,
+            "ws" | "wss" => Self::Ws,
             _ => Self::Framed,
         }
     }
@@ -118,6 +122,7 @@ pub(crate) async fn run(id: &str, ctx: &Ctx<'_>, index: usize) -> Result<(), Fai
         "hello.first_frame_not_hello" => first_frame_not_hello(ctx, url).await,
         "encoding.protobuf" => protobuf(ctx, url).await,
         "ping" => ping(ctx, url).await,
+        "limits.frame_too_large" => frame_too_large(ctx, url).await,
         "models.list" => models(ctx, url).await.map(|_| ()),
         "chat.stream" => chat(ctx, url, true).await,
         "chat.complete" => chat(ctx, url, false).await,
@@ -273,8 +278,63 @@ async fn protobuf(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
     if welcome.encoding() != Encoding::Protobuf {
         return Err(SKIP_JSON_ONLY.into());
     }
+    pong(&mut peer).await?;
+    if !ctx.echo {
+        return Ok(());
+    }
+    // A whole call in protobuf.
+    peer.send(call(1, request("echo", "in protobuf", true)))
+        .await?;
+    let frames = peer.until_end(1, false).await?;
+    let (session, _) = accepted(&frames[0])?;
+    events(&frames[1..], 1, &session)?;
+    let got = text(&frames);
+    ensure(got == "in protobuf", || {
+        format!("echo answered {got:?} in protobuf")
+    })
+}
+
+/// A frame over the limit the server announced is refused with
+/// `FRAME_TOO_LARGE` and skipped; the connection goes on (§6, §11).
+async fn frame_too_large(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
+    let (mut peer, welcome) = Peer::ready(url, ctx.opts, false).await?;
+    let limit = usize::try_from(welcome.max_frame_bytes).unwrap_or(usize::MAX);
+    // This client's encoder refuses frames over its own limit, the
+    // default one: only a server with a smaller limit can be checked.
+    if limit >= gtl_client::proto::DEFAULT_MAX_FRAME_BYTES {
+        return Err(SKIP_DEFAULT_LIMIT.into());
+    }
+    let big = "x".repeat(limit + 1);
+    let family = Family::of(url);
+    // A WebSocket server may close (1009) as soon as it reads the header
+    // (§13.4), while this side is still writing.
+    let sent = peer.send(call(6, request("echo", &big, true))).await;
+    if family != Family::Ws {
+        sent?;
+    }
+    if family == Family::Grpc {
+        // §13.5: the RPC fails with RESOURCE_EXHAUSTED, which ends it.
+        return peer.closed().await;
+    }
+    let frame = peer.recv().await?.ok_or("closed without FRAME_TOO_LARGE")?;
+    ensure(
+        error_code(&frame) == Some(ErrorCode::FrameTooLarge) && frame.seq == 0,
+        || {
+            format!(
+                "a frame over the {limit}-byte limit answered with {}",
+                describe(&frame)
+            )
+        },
+    )?;
+    if family == Family::Ws {
+        // It may close (1009) or go on; either way nothing else is due.
+        return Ok(());
+    }
     pong(&mut peer).await
 }
+
+/// Why the frame-limit check could not run.
+pub(crate) const SKIP_DEFAULT_LIMIT: &str = "skip: the server's frame limit is 8 MiB or more, as large as this client sends; run it with a smaller [limits] max_frame_bytes";
 
 /// The reason the report shows for a transport that carries JSON only.
 pub(crate) const SKIP_JSON_ONLY: &str = "skip: the server picked JSON for this transport";

@@ -145,7 +145,9 @@ pub async fn run(urls: &[String], opts: &ConnectOpts) -> Report {
                 Some(why) => Verdict::Skip(why.into()),
                 None => match checks::run(check.id, &ctx, index).await {
                     Ok(()) => Verdict::Pass,
-                    Err(why) if why == checks::SKIP_JSON_ONLY => {
+                    Err(why)
+                        if why == checks::SKIP_JSON_ONLY || why == checks::SKIP_DEFAULT_LIMIT =>
+                    {
                         Verdict::Skip(why.trim_start_matches("skip: ").into())
                     }
                     Err(why) => Verdict::Fail(why),

@@ -14,6 +14,8 @@ async fn the_server_passes_gtl_conformance_on_every_transport() {
     config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
     config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
+    // Below the client's own limit, so that the frame-limit check runs.
+    config.limits.max_frame_bytes = 256 * 1024;
     let registry = gtl_server::default_registry(&config).unwrap();
     let server = gtl_server::Server::bind(&config, registry).await.unwrap();
     let endpoints = server.endpoints();
@@ -66,6 +68,7 @@ async fn the_server_passes_gtl_conformance_on_every_transport() {
     for check in [
         "hello.version_unsupported",
         "encoding.protobuf",
+        "limits.frame_too_large",
         "chat.stream",
         "resume.across_transports",
         "resume.at_terminal_seq",
