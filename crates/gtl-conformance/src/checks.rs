@@ -51,6 +51,10 @@ pub(crate) const CHECKS: &[Check] = &[
     check("refusal.call_id_in_use", "§3 §10", true, false),
     check("refusal.unknown_provider", "§10", false, false),
     check("refusal.server_frame", "§10", false, false),
+    check("refusal.session_id_taken", "§3 §10", true, false),
+    check("refusal.models_unknown_provider", "§2 §10", false, false),
+    check("refusal.input_without_call", "§2.1 §10", false, false),
+    check("vectors", "§14", true, false),
     check("cancel", "§8.9", true, false),
     check("resume", "§8.5", true, true),
     check("resume.across_transports", "§8.5", true, true),
@@ -105,7 +109,7 @@ pub(crate) fn not_for(id: &str, family: Family) -> Option<&'static str> {
         ("refusal.server_frame", Quic) => {
             Some("a call stream opens with a call (§13.7); this client opens none for other frames")
         }
-        ("pipe.input_after_end", Quic) => {
+        ("pipe.input_after_end" | "refusal.input_without_call", Quic) => {
             Some("a call's frames ride its stream, which ends with the call (§13.7)")
         }
         ("ack", Http) => Some("HTTP has no ack route (§13.6)"),
@@ -130,6 +134,10 @@ pub(crate) async fn run(id: &str, ctx: &Ctx<'_>, index: usize) -> Result<(), Fai
         "refusal.call_id_in_use" => call_id_in_use(ctx, url).await,
         "refusal.unknown_provider" => unknown_provider(ctx, url).await,
         "refusal.server_frame" => server_frame(ctx, url).await,
+        "refusal.session_id_taken" => session_id_taken(ctx, url).await,
+        "refusal.models_unknown_provider" => models_unknown_provider(ctx, url).await,
+        "refusal.input_without_call" => input_without_call(ctx, url).await,
+        "vectors" => vectors(ctx, url).await,
         "cancel" => cancel(ctx, url).await,
         "resume" => resume(ctx, url, url).await,
         "resume.across_transports" => {
@@ -663,4 +671,117 @@ async fn input_after_end(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
     frame.session_id = session;
     peer.send(frame).await?;
     refusal(&peer.recv_call(1).await?, 1, ErrorCode::InvalidRequest)
+}
+
+async fn session_id_taken(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
+    let (mut peer, _) = Peer::ready(url, ctx.opts, false).await?;
+    peer.send(call(1, request("echo", "first", true))).await?;
+    let frames = peer.until_end(1, false).await?;
+    let (session, _) = accepted(&frames[0])?;
+    let mut again = call(2, request("echo", "second", true));
+    again.session_id = session;
+    peer.send(again).await?;
+    refusal(&peer.recv_call(2).await?, 2, ErrorCode::InvalidRequest)
+}
+
+async fn models_unknown_provider(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
+    let (mut peer, _) = Peer::ready(url, ctx.opts, false).await?;
+    let only = ModelsRequest {
+        provider: "no-such-provider".into(),
+    };
+    peer.send(Frame::control(8, Body::ModelsRequest(only)))
+        .await?;
+    refusal(&peer.recv_call(8).await?, 8, ErrorCode::ModelNotFound)
+}
+
+async fn input_without_call(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
+    let (mut peer, _) = Peer::ready(url, ctx.opts, false).await?;
+    let input = Input {
+        messages: vec![user_message("to nobody")],
+        ..Input::default()
+    };
+    peer.send(Frame::control(77, Body::Input(input))).await?;
+    let frame = peer.recv_call(77).await?;
+    ensure(
+        matches!(frame.body, Some(Body::Error(_))) && frame.seq == 0,
+        || format!("input for no call answered with {}", describe(&frame)),
+    )
+}
+
+/// docs/protocol.md §14's session.pipe request and input vectors, as
+/// written there (a unit test keeps them in step with the document).
+pub(crate) const PIPE_VECTOR: &str = r#"{"type":"completion_request","call_id":2,"session_id":"s_2","model":"echo","messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image","data":"iVBORw0KGgo=","media_type":"image/png"}]}],"stream":true,"tools":[{"type":"function","function":{"name":"look","parameters":{"type":"object"}}}],"tool_choice":"auto","pipe":true}"#;
+pub(crate) const INPUT_VECTOR: &str = r#"{"type":"input","call_id":2,"session_id":"s_2","messages":[{"role":"tool","content":"12°C","tool_call_id":"call_1"}],"end":true}"#;
+
+/// A session id no other check or run uses.
+fn unique_session_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("s_vectors_{}_{nanos}_{n}", std::process::id())
+}
+
+/// The §14 vectors a client sends, taken by the server as they mean: the
+/// pipe request (an image part, a tool, a tool choice) runs its turn, and
+/// the input vector ends the call, in each encoding the transport has.
+async fn vectors(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
+    for protobuf in [false, true] {
+        let (mut peer, welcome) = Peer::ready(url, ctx.opts, protobuf).await?;
+        if protobuf && welcome.encoding() != Encoding::Protobuf {
+            break;
+        }
+        let parse =
+            |json: &str| Frame::from_json(json.as_bytes()).map_err(|e| format!("vector: {e}"));
+        // A session id of this check's own: runs and endpoints never collide.
+        let session = unique_session_id();
+        let mut request = parse(PIPE_VECTOR)?;
+        request.session_id = session.clone();
+        peer.send(request).await?;
+        let turn = peer.until_end(2, false).await?;
+        let (id, token) = accepted(&turn[0])?;
+        ensure(id == session, || {
+            format!("the vector's session came back as {id}")
+        })?;
+        ensure(text(&turn) == "What is this?", || {
+            format!("echo answered the vector with {:?}", text(&turn))
+        })?;
+        let mut input = parse(INPUT_VECTOR)?;
+        input.session_id = session.clone();
+        if let Some(Body::Input(i)) = &mut input.body {
+            i.resume_token = token;
+        }
+        peer.send(input).await?;
+        let rest = peer.until_end(2, true).await?;
+        let last = rest.last().ok_or("no frames")?;
+        ensure(
+            matches!(&last.body, Some(Body::Done(d)) if d.finish_reason == "end_of_input"),
+            || {
+                format!(
+                    "after the input vector the call ended with {}",
+                    describe(last)
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vectors_are_the_documents() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let section = &doc[doc.find("## 14. Test vectors").unwrap()..];
+        for vector in [PIPE_VECTOR, INPUT_VECTOR] {
+            assert!(
+                section.contains(&format!("```json\n{vector}\n```")),
+                "{vector}"
+            );
+        }
+    }
 }

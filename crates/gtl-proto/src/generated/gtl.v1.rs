@@ -123,11 +123,14 @@ pub struct Resume {
     pub resume_token: ::prost::alloc::string::String,
 }
 /// JSON type "ack": the client has received every event up to the envelope's
-/// `seq`; the server may forget them.
+/// `seq`; the server may forget them. Addressed by the call's `call_id`, or by
+/// the envelope's `session_id` with `call_id` 0; never answered.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Ack {}
 /// JSON type "cancel": stop the call's generation. Unlike a disconnect, the
-/// provider call is dropped at once.
+/// provider call is dropped at once, and the call ends with an `error` event
+/// CANCELLED. Not answered itself; refused (an `error` with seq 0) only when
+/// it names no call and no session this client may cancel.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Cancel {
     #[prost(string, tag = "1")]
