@@ -7,22 +7,12 @@ use std::process::Command;
 async fn the_server_passes_gtl_conformance_on_every_transport() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let mut config = gtl_server::Config::default();
-    config.set_data_dir(data_dir.clone());
-    config.listen.uds.path = dir.path().join("gtl.sock");
-    config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
-    config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
-    config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
-    config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
-    // Below the client's own limit, so that the frame-limit check runs.
-    config.limits.max_frame_bytes = 256 * 1024;
-    let registry = gtl_server::default_registry(&config).unwrap();
-    let server = gtl_server::Server::bind(&config, registry).await.unwrap();
-    let endpoints = server.endpoints();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    // A frame limit below the client's own, so that the frame-limit check
+    // runs.
+    let (endpoints, _stop) = crate::on_every_transport(dir.path(), |config| {
+        config.limits.max_frame_bytes = 256 * 1024;
+    })
+    .await;
     let find = |scheme: &str| {
         endpoints
             .iter()

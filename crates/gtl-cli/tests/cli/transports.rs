@@ -7,20 +7,7 @@ use std::process::Command;
 async fn gtl_chat_works_over_every_network_transport() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let mut config = gtl_server::Config::default();
-    config.set_data_dir(data_dir.clone());
-    config.listen.uds.path = dir.path().join("gtl.sock");
-    config.listen.tcp.addr = "127.0.0.1:0".parse().unwrap();
-    config.listen.http.addr = "127.0.0.1:0".parse().unwrap();
-    config.listen.quic.addr = "127.0.0.1:0".parse().unwrap();
-    config.listen.h3.addr = "127.0.0.1:0".parse().unwrap();
-    let registry = gtl_server::default_registry(&config).unwrap();
-    let server = gtl_server::Server::bind(&config, registry).await.unwrap();
-    let endpoints = server.endpoints();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    let (endpoints, _stop) = crate::on_every_transport(dir.path(), |_| {}).await;
     let find = |scheme: &str| {
         endpoints
             .iter()
