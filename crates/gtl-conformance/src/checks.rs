@@ -51,6 +51,7 @@ pub(crate) const CHECKS: &[Check] = &[
     check("refusal.call_id_in_use", "§3 §10", true, false),
     check("refusal.unknown_provider", "§10", false, false),
     check("refusal.server_frame", "§10", false, false),
+    check("refusal.undecodable", "§6 §10", false, false),
     check("refusal.session_id_taken", "§3 §10", true, false),
     check("refusal.models_unknown_provider", "§2 §10", false, false),
     check("refusal.input_without_call", "§2.1 §10", false, false),
@@ -134,6 +135,13 @@ pub(crate) async fn run(id: &str, ctx: &Ctx<'_>, index: usize) -> Result<(), Fai
         "refusal.call_id_in_use" => call_id_in_use(ctx, url).await,
         "refusal.unknown_provider" => unknown_provider(ctx, url).await,
         "refusal.server_frame" => server_frame(ctx, url).await,
+        "refusal.undecodable" => {
+            let token = gtl_client::hello_token(url, ctx.opts);
+            match crate::raw::undecodable(url, &token).await? {
+                true => Ok(()),
+                false => Err(SKIP_RAW.into()),
+            }
+        }
         "refusal.session_id_taken" => session_id_taken(ctx, url).await,
         "refusal.models_unknown_provider" => models_unknown_provider(ctx, url).await,
         "refusal.input_without_call" => input_without_call(ctx, url).await,
@@ -340,6 +348,10 @@ async fn frame_too_large(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
     }
     pong(&mut peer).await
 }
+
+/// Why a check that writes raw bytes could not run.
+pub(crate) const SKIP_RAW: &str =
+    "skip: it writes bytes no encoder produces, over tcp:// or unix:// (give one)";
 
 /// Why the frame-limit check could not run.
 pub(crate) const SKIP_DEFAULT_LIMIT: &str = "skip: the server's frame limit is 8 MiB or more, as large as this client sends; run it with a smaller [limits] max_frame_bytes";

@@ -23,6 +23,7 @@
 //! ```
 
 mod checks;
+mod raw;
 mod wire;
 
 use gtl_client::ConnectOpts;
@@ -146,7 +147,12 @@ pub async fn run(urls: &[String], opts: &ConnectOpts) -> Report {
                 None => match checks::run(check.id, &ctx, index).await {
                     Ok(()) => Verdict::Pass,
                     Err(why)
-                        if why == checks::SKIP_JSON_ONLY || why == checks::SKIP_DEFAULT_LIMIT =>
+                        if [
+                            checks::SKIP_JSON_ONLY,
+                            checks::SKIP_DEFAULT_LIMIT,
+                            checks::SKIP_RAW,
+                        ]
+                        .contains(&why.as_str()) =>
                     {
                         Verdict::Skip(why.trim_start_matches("skip: ").into())
                     }

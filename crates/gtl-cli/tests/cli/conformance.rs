@@ -59,6 +59,8 @@ async fn the_server_passes_gtl_conformance_on_every_transport() {
         "hello.version_unsupported",
         "encoding.protobuf",
         "limits.frame_too_large",
+        "refusal.undecodable",
+        "vectors",
         "chat.stream",
         "resume.across_transports",
         "resume.at_terminal_seq",
