@@ -44,6 +44,7 @@ pub(crate) const CHECKS: &[Check] = &[
     check("encoding.protobuf", "§6", false, false),
     check("ping", "§3", false, false),
     check("limits.frame_too_large", "§6 §11", false, false),
+    check("limits.calls", "§11", true, false),
     check("models.list", "§2", false, false),
     check("chat.stream", "§2.1 §8.1", true, false),
     check("chat.complete", "§2.1", true, false),
@@ -128,6 +129,7 @@ pub(crate) async fn run(id: &str, ctx: &Ctx<'_>, index: usize) -> Result<(), Fai
         "encoding.protobuf" => protobuf(ctx, url).await,
         "ping" => ping(ctx, url).await,
         "limits.frame_too_large" => frame_too_large(ctx, url).await,
+        "limits.calls" => calls_limit(ctx, url).await,
         "models.list" => models(ctx, url).await.map(|_| ()),
         "chat.stream" => chat(ctx, url, true).await,
         "chat.complete" => chat(ctx, url, false).await,
@@ -348,6 +350,57 @@ async fn frame_too_large(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
     }
     pong(&mut peer).await
 }
+
+/// The most calls the call-limit check opens at once.
+const MOST_CALLS: u64 = 1_024;
+
+/// Calls past the server's bounds (by default 256 running per subject, and
+/// 1,024 per connection, which is also what a QUIC connection lets a client
+/// open) are refused with `RATE_LIMIT` on their own call_id; the others go
+/// on, and end when cancelled (§11).
+async fn calls_limit(ctx: &Ctx<'_>, url: &str) -> Result<(), Failed> {
+    let (mut peer, _) = Peer::ready(url, ctx.opts, false).await?;
+    // Calls that hold still, so that they stay open.
+    for call_id in 1..=MOST_CALLS {
+        peer.send(call(call_id, request("echo:stall_after=0", "hold", true)))
+            .await?;
+    }
+    let (mut open, mut refused) = (Vec::new(), 0);
+    while open.len() as u64 + refused < MOST_CALLS {
+        let frame = peer
+            .recv()
+            .await?
+            .ok_or("closed while calls were being opened")?;
+        match &frame.body {
+            Some(Body::Accepted(_)) => open.push(frame.call_id),
+            Some(Body::Error(_)) if frame.seq == 0 => {
+                refusal(&frame, frame.call_id, ErrorCode::RateLimit)?;
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    for &call_id in &open {
+        peer.send(Frame::control(call_id, Body::Cancel(Cancel::default())))
+            .await?;
+    }
+    let mut ended = 0;
+    while ended < open.len() {
+        let frame = peer
+            .recv()
+            .await?
+            .ok_or("closed while calls were being cancelled")?;
+        ended += usize::from(error_code(&frame) == Some(ErrorCode::Cancelled));
+    }
+    if refused == 0 {
+        return Err(SKIP_MANY_CALLS.into());
+    }
+    Ok(())
+}
+
+/// Why the call-limit check could not tell.
+pub(crate) const SKIP_MANY_CALLS: &str =
+    "skip: the server took 1,024 calls at once from one client; its bounds are above the defaults";
 
 /// Why a check that writes raw bytes could not run.
 pub(crate) const SKIP_RAW: &str =

@@ -151,6 +151,7 @@ pub async fn run(urls: &[String], opts: &ConnectOpts) -> Report {
                             checks::SKIP_JSON_ONLY,
                             checks::SKIP_DEFAULT_LIMIT,
                             checks::SKIP_RAW,
+                            checks::SKIP_MANY_CALLS,
                         ]
                         .contains(&why.as_str()) =>
                     {

@@ -59,6 +59,7 @@ async fn the_server_passes_gtl_conformance_on_every_transport() {
         "hello.version_unsupported",
         "encoding.protobuf",
         "limits.frame_too_large",
+        "limits.calls",
         "refusal.undecodable",
         "vectors",
         "chat.stream",
