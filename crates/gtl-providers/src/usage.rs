@@ -13,7 +13,7 @@
 //! input tokens are charged at the input price (an upper bound: providers
 //! discount them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use gtl_proto::Usage;
 
@@ -74,9 +74,23 @@ impl Price {
 /// longest key the name starts with followed by `-`, `:` or `@` (so
 /// `gpt-4o-2024-08-06` is priced as `gpt-4o`, while `gpt-4o-mini` has its
 /// own entry).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     entries: BTreeMap<String, Price>,
+    /// Answers already looked up, by provider and model: a lookup that
+    /// finds nothing scans every entry for a prefix, and a provider looks
+    /// up every call's model.
+    memo: std::sync::Arc<std::sync::RwLock<HashMap<String, Option<Price>>>>,
+}
+
+/// Models remembered at most; past it the memo starts over (model names
+/// come from requests, so they are not a fixed set).
+const MEMO_MAX: usize = 4096;
+
+impl PartialEq for PriceTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
 }
 
 /// The built-in prices (USD per million tokens, input and output), from
@@ -157,6 +171,7 @@ impl PriceTable {
                 .iter()
                 .map(|&(model, input, output)| (model.to_owned(), Price::per_1m(input, output)))
                 .collect(),
+            memo: Default::default(),
         }
     }
 
@@ -165,6 +180,8 @@ impl PriceTable {
     pub fn insert(&mut self, model: impl Into<String>, price: Price) -> &mut Self {
         self.entries
             .insert(model.into().to_ascii_lowercase(), price);
+        // A fresh memo: clones made before keep theirs, for their entries.
+        self.memo = Default::default();
         self
     }
 
@@ -177,6 +194,26 @@ impl PriceTable {
     /// The price of `model` served by `provider`; see the type's docs for
     /// the order of lookups.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Price> {
+        // Provider and model, split by a byte neither contains.
+        let mut key = String::with_capacity(provider.len() + 1 + model.len());
+        key.push_str(provider);
+        key.push('\n');
+        key.push_str(model);
+        let read = self.memo.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(price) = read.get(&key) {
+            return *price;
+        }
+        drop(read);
+        let price = self.find(provider, model);
+        let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(key, price);
+        price
+    }
+
+    fn find(&self, provider: &str, model: &str) -> Option<Price> {
         let model = model.to_ascii_lowercase();
         let scoped = format!("{}/{model}", provider.to_ascii_lowercase());
         let last = model.rsplit('/').next().unwrap_or(&model).to_owned();
@@ -217,6 +254,21 @@ mod tests {
             tokens_out,
             ..Usage::default()
         }
+    }
+
+    #[test]
+    fn remembered_answers_follow_later_prices() {
+        let mut table = PriceTable::builtin();
+        assert_eq!(table.lookup("openai", "my-model"), None);
+        // Asked again: the remembered answer.
+        assert_eq!(table.lookup("openai", "my-model"), None);
+        let price = Price::per_1m(1.0, 2.0);
+        let before = table.clone();
+        table.insert("my-model", price);
+        assert_eq!(table.lookup("openai", "my-model"), Some(price));
+        assert_eq!(table.lookup("OpenAI", "My-Model-2025"), Some(price));
+        // A clone made before keeps its own table and answers.
+        assert_eq!(before.lookup("openai", "my-model"), None);
     }
 
     #[test]

@@ -256,8 +256,16 @@ fn init_logging(
             },
         ))
     });
+    // Log lines carry their connection's span only (docs/operations.md):
+    // the calls' `gen_ai.*` spans are for the trace exporter. Without one,
+    // no layer wants them and they cost nothing (they were a few percent
+    // of a unary call's CPU, formatted for the log and entered at every
+    // poll).
+    let not_call_spans = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.is_span() && meta.name().starts_with("gen_ai."))
+    });
     tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
+        .with(logs.with_filter(not_call_spans).with_filter(filter))
         .with(exported)
         .init();
     Ok((traces, guard))
