@@ -132,7 +132,7 @@ impl HttpClient {
     /// `Retry-After`.
     pub(crate) async fn post(
         &self,
-        url: &str,
+        url: impl reqwest::IntoUrl + std::fmt::Display,
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<reqwest::Response, ProviderError> {
@@ -151,9 +151,11 @@ impl HttpClient {
 
     /// Like [`post`](Self::post), but returns the response whatever its
     /// status, for adapters that read error bodies themselves.
+    /// `url` may be parsed once by the adapter (a `reqwest::Url`) or given
+    /// as text.
     pub(crate) async fn send(
         &self,
-        url: &str,
+        url: impl reqwest::IntoUrl + std::fmt::Display,
         mut headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<reqwest::Response, ProviderError> {
@@ -184,10 +186,11 @@ impl HttpClient {
             // The query may hold a key (Gemini's `?key=`); headers are not
             // logged; a key echoed in the body is scrubbed.
             let body = String::from_utf8_lossy(&body);
+            let url = url.to_string();
             tracing::trace!(
                 target: BODIES,
                 provider = %self.provider,
-                url = url.split('?').next().unwrap_or(url),
+                url = url.split('?').next().unwrap_or(&url),
                 body = %scrub(&body, &secrets),
                 "upstream request"
             );

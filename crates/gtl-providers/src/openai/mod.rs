@@ -99,8 +99,11 @@ impl Dialect {
 /// Where requests go and how they authenticate.
 #[derive(Debug, Clone)]
 enum Endpoint {
-    /// `{base}/chat/completions`, with an optional bearer key.
-    Standard { base: String, key: Option<Secret> },
+    /// `{base}/chat/completions` (parsed once), with an optional bearer key.
+    Standard {
+        url: reqwest::Url,
+        key: Option<Secret>,
+    },
     /// An Azure resource's deployments.
     #[cfg(feature = "azure")]
     Azure {
@@ -144,7 +147,15 @@ impl OpenAiProvider {
         };
         let endpoint = match config.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible(_) => Endpoint::Standard {
-                base: config.base_url().ok_or_else(|| missing("base_url"))?,
+                url: {
+                    let base = config.base_url().ok_or_else(|| missing("base_url"))?;
+                    format!("{base}/chat/completions").parse().map_err(|e| {
+                        ConfigError::Invalid {
+                            provider: config.name.clone(),
+                            message: format!("base_url `{base}` is not a URL: {e}"),
+                        }
+                    })?
+                },
                 key: config
                     .api_key
                     .clone()
@@ -249,12 +260,12 @@ impl Provider for OpenAiProvider {
             )
         })?;
         let (url, headers) = match &inner.endpoint {
-            Endpoint::Standard { base, key } => {
+            Endpoint::Standard { url, key } => {
                 let headers = match key {
                     Some(key) => Headers::new().bearer(key),
                     None => Headers::new(),
                 };
-                (format!("{base}/chat/completions"), headers)
+                (url.clone(), headers)
             }
             #[cfg(feature = "azure")]
             Endpoint::Azure {
@@ -267,6 +278,12 @@ impl Provider for OpenAiProvider {
                     percent_encode(&model),
                     percent_encode(api_version)
                 );
+                let url = reqwest::Url::parse(&url).map_err(|e| {
+                    ProviderError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("{name}: `{url}` is not a URL: {e}"),
+                    )
+                })?;
                 let headers = match auth {
                     AzureAuth::ApiKey(key) => Headers::new().secret("api-key", key.expose()),
                     AzureAuth::Bearer(token) => Headers::new().bearer(token),
@@ -283,7 +300,7 @@ impl Provider for OpenAiProvider {
             .header("accept", accept)
             .extra(&inner.config.headers)
             .build()?;
-        let response = inner.client.post(&url, headers, body).await?;
+        let response = inner.client.post(url, headers, body).await?;
         // A deployment or alias name may not be in the price table; the
         // requested model name may.
         let price = inner
