@@ -208,9 +208,13 @@ impl Server {
             Some(sink) => service.with_audit(sink),
             None => service,
         };
-        // A request's `traceparent` parents its call's span (exported when
-        // OTEL_EXPORTER_OTLP_ENDPOINT is set; a no-op otherwise).
-        let service = service.with_trace_parent(crate::telemetry::parent_link());
+        // Calls get spans when they are exported (OTEL_EXPORTER_OTLP_ENDPOINT
+        // is set), parented by a request's `traceparent`.
+        let service = if crate::telemetry::requested() {
+            service.with_trace_parent(crate::telemetry::parent_link())
+        } else {
+            service
+        };
         // Callers' own provider keys arrive in tokens, so only with tokens.
         let service = if config.auth.verifies_tokens() {
             let keys = crate::provider_keys::ProviderKeys::load_or_create(&config.data_dir)

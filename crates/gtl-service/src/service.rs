@@ -289,9 +289,10 @@ impl CallService {
         }
     }
 
-    /// Makes a request's W3C `traceparent` (metadata key
-    /// [`TRACEPARENT`](crate::TRACEPARENT)) the remote parent of its call's
-    /// span, with `link`: what a server exporting traces installs.
+    /// Gives every call a `gen_ai.call` span, and makes a request's W3C
+    /// `traceparent` (metadata key [`TRACEPARENT`](crate::TRACEPARENT)) its
+    /// remote parent, with `link`: what a server exporting traces installs.
+    /// Without it calls have no span (they would only cost).
     pub fn with_trace_parent(mut self, link: Arc<dyn crate::trace::TraceParent>) -> Self {
         self.trace_parent = Some(link);
         self
@@ -487,17 +488,18 @@ impl CallService {
             labels,
             received,
         });
-        let span = crate::trace::call_span(&request, provider.name(), principal.transport);
-        if let (Some(link), Some(parent)) = (
-            &self.trace_parent,
-            request.metadata.get(crate::trace::TRACEPARENT),
-        ) {
-            link.link(&span, parent);
+        // The call's span exists for the trace exporter: without one, no
+        // span and no wrapper to enter it at every poll.
+        if let Some(link) = &self.trace_parent {
+            let span = crate::trace::call_span(&request, provider.name(), principal.transport);
+            if let Some(parent) = request.metadata.get(crate::trace::TRACEPARENT) {
+                link.link(&span, parent);
+            }
+            provider = Arc::new(crate::trace::Traced {
+                inner: provider,
+                span,
+            });
         }
-        provider = Arc::new(crate::trace::Traced {
-            inner: provider,
-            span,
-        });
         let mut named = None;
         if let Some(sink) = &self.audit {
             let session_id = Arc::new(std::sync::OnceLock::new());

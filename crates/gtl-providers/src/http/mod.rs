@@ -170,14 +170,19 @@ impl HttpClient {
         let secrets = secrets_of(&headers);
         // The upstream attempt, as a child of the call's span: until the
         // response's headers (the body is the call's).
-        let span = tracing::info_span!(
-            "gen_ai.upstream",
-            otel.name = format!("POST {}", self.provider),
-            otel.kind = "client",
-            "gen_ai.system" = &*self.provider,
-            "http.request.method" = "POST",
-            "http.response.status_code" = tracing::field::Empty,
-        );
+        // Only when traces are exported (the injector is installed then).
+        let span = if TRACE_INJECTOR.get().is_some() {
+            tracing::info_span!(
+                "gen_ai.upstream",
+                otel.name = format!("POST {}", self.provider),
+                otel.kind = "client",
+                "gen_ai.system" = &*self.provider,
+                "http.request.method" = "POST",
+                "http.response.status_code" = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         if let Some(inject) = TRACE_INJECTOR.get() {
             let _entered = span.enter();
             inject(&mut headers);
