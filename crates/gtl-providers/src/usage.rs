@@ -87,6 +87,9 @@ pub struct PriceTable {
 /// come from requests, so they are not a fixed set).
 const MEMO_MAX: usize = 4096;
 
+/// The longest provider and model names remembered, together.
+const MEMO_KEY_MAX: usize = 128;
+
 impl PartialEq for PriceTable {
     fn eq(&self, other: &Self) -> bool {
         self.entries == other.entries
@@ -194,7 +197,13 @@ impl PriceTable {
     /// The price of `model` served by `provider`; see the type's docs for
     /// the order of lookups.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Price> {
-        // Provider and model, split by a byte neither contains.
+        // Model names come from requests: a long one is looked up, never
+        // kept, so the memo stays a few hundred kilobytes at most.
+        if provider.len() + model.len() > MEMO_KEY_MAX {
+            return self.find(provider, model);
+        }
+        // Provider and model, split at the first newline (a configured
+        // provider name has none).
         let mut key = String::with_capacity(provider.len() + 1 + model.len());
         key.push_str(provider);
         key.push('\n');
@@ -269,6 +278,17 @@ mod tests {
         assert_eq!(table.lookup("OpenAI", "My-Model-2025"), Some(price));
         // A clone made before keeps its own table and answers.
         assert_eq!(before.lookup("openai", "my-model"), None);
+        // A name too long to remember is still priced.
+        let long = format!("my-model-{}", "x".repeat(MEMO_KEY_MAX));
+        assert_eq!(table.lookup("openai", &long), Some(price));
+        assert!(
+            table
+                .memo
+                .read()
+                .unwrap()
+                .keys()
+                .all(|k| k.len() <= MEMO_KEY_MAX + 1)
+        );
     }
 
     #[test]

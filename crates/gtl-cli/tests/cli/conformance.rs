@@ -13,13 +13,7 @@ async fn the_server_passes_gtl_conformance_on_every_transport() {
         config.limits.max_frame_bytes = 256 * 1024;
     })
     .await;
-    let find = |scheme: &str| {
-        endpoints
-            .iter()
-            .find(|e| e.starts_with(scheme))
-            .unwrap()
-            .clone()
-    };
+    let find = |scheme: &str| endpoints.find(scheme);
     let http = find("http://").trim_start_matches("http://").to_owned();
     // Every transport of one server: a session started on each is resumed
     // on the next.

@@ -29,7 +29,7 @@ fn uds_only(dir: &std::path::Path) -> gtl_server::Config {
 async fn on_every_transport(
     dir: &std::path::Path,
     adjust: impl FnOnce(&mut gtl_server::Config),
-) -> (Vec<String>, tokio::sync::oneshot::Sender<()>) {
+) -> (Endpoints, tokio::sync::oneshot::Sender<()>) {
     let mut config = gtl_server::Config::default();
     config.set_data_dir(dir.join("data"));
     config.listen.uds.path = dir.join("gtl.sock");
@@ -45,5 +45,19 @@ async fn on_every_transport(
     tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    (endpoints, stop)
+    (Endpoints(endpoints), stop)
+}
+
+/// A gateway's endpoint URLs.
+struct Endpoints(Vec<String>);
+
+impl Endpoints {
+    /// The one with `scheme` (e.g. `"tcp://"`).
+    fn find(&self, scheme: &str) -> String {
+        self.0
+            .iter()
+            .find(|e| e.starts_with(scheme))
+            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.0))
+            .clone()
+    }
 }

@@ -8,13 +8,7 @@ async fn gtl_chat_works_over_every_network_transport() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let (endpoints, _stop) = crate::on_every_transport(dir.path(), |_| {}).await;
-    let find = |scheme: &str| {
-        endpoints
-            .iter()
-            .find(|e| e.starts_with(scheme))
-            .unwrap()
-            .clone()
-    };
+    let find = |scheme: &str| endpoints.find(scheme);
     let http = find("http://").trim_start_matches("http://").to_owned();
     // Without the pin: the CLI trusts the local gateway's certificate from
     // its data dir.
