@@ -58,6 +58,8 @@ pub use completion::{Completion, RESTARTED};
 pub use provider::{EventStream, Provider, ProviderError, Wrapper, complete};
 #[cfg(feature = "redb")]
 pub use store::RedbStore;
+#[cfg(feature = "conformance")]
+pub use store::conformance as store_conformance;
 pub use store::{
     BackendError, MemoryStore, Outcome, SessionMeta, SessionStore, SessionWrite, StoreError,
     StoredSession,

@@ -537,21 +537,21 @@ impl CallService {
     }
 
     /// Re-attaches `principal` to one of its sessions after `after_seq`.
-    pub fn resume(
+    pub async fn resume(
         &self,
         principal: &Principal,
         session_id: &str,
         after_seq: u64,
         resume_token: &str,
     ) -> Result<Call, CallError> {
-        let resumed = principal
-            .check(Operation::ReadSession, now())
-            .map_err(CallError::from)
-            .and_then(|()| {
-                Ok(self
-                    .engine
-                    .resume(&principal.subject, session_id, after_seq, resume_token)?)
-            });
+        let resumed = match principal.check(Operation::ReadSession, now()) {
+            Ok(()) => self
+                .engine
+                .resume(&principal.subject, session_id, after_seq, resume_token)
+                .await
+                .map_err(CallError::from),
+            Err(e) => Err(CallError::from(e)),
+        };
         let outcome = match &resumed {
             Ok(_) => "ok",
             Err(e) => crate::measure::outcome(e.code),

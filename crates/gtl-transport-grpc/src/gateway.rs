@@ -223,6 +223,7 @@ impl Gtl for GrpcGateway {
         let call = self
             .service
             .resume(&principal, &session_id, after_seq, &resume_token)
+            .await
             .map_err(status)?;
         Ok(Response::new(answer(CallEvents::new(call))))
     }

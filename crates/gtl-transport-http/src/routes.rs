@@ -288,6 +288,7 @@ async fn session_route(
             })?;
             let call = service
                 .resume(principal, &session_id, after_seq, &token)
+                .await
                 .map_err(in_session)?;
             Ok(sse_response(service, CallEvents::new(call)))
         }

@@ -231,12 +231,16 @@ where
             let id = (!session_id.is_empty()).then(|| session_id.clone());
             conn.service.start(&conn.principal, id, *request)
         }
-        Some(Body::Resume(resume)) => conn.service.resume(
-            &conn.principal,
-            &session_id,
-            resume.after_seq,
-            &resume.resume_token,
-        ),
+        Some(Body::Resume(resume)) => {
+            conn.service
+                .resume(
+                    &conn.principal,
+                    &session_id,
+                    resume.after_seq,
+                    &resume.resume_token,
+                )
+                .await
+        }
         Some(Body::ModelsRequest(request)) => {
             let only = (!request.provider.is_empty()).then_some(request.provider.as_str());
             match conn.service.models(&conn.principal, only).await {

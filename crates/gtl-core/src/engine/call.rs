@@ -61,9 +61,9 @@ impl Call {
             let mut guard = self.shared.lock();
             let state = &mut *guard;
             let session = &mut state.session;
-            if session.attached() != Some(self.attach) {
+            if session.attached() != Some(self.attach) || state.moved {
                 drained.detached = true;
-                if session.attached().is_some() {
+                if session.attached().is_some() || state.moved {
                     // Taken over by a resume elsewhere: this call ends with a
                     // frame saying so rather than in silence.
                     send(Transmit {
@@ -110,6 +110,7 @@ impl Call {
                 let state = self.shared.lock();
                 let session = &state.session;
                 if session.attached() != Some(self.attach)
+                    || state.moved
                     || session.has_transmit()
                     || (session.is_finished() && session.sent_seq() >= session.last_seq())
                 {
@@ -126,6 +127,7 @@ impl Call {
         let state = self.shared.lock();
         let session = &state.session;
         session.attached() != Some(self.attach)
+            || state.moved
             || (session.is_finished() && session.sent_seq() == session.last_seq())
     }
 

@@ -256,13 +256,16 @@ fn push(shared: &Shared, batch: impl Iterator<Item = Body>, transcript: &mut Tra
     outcome
 }
 
+/// The finish reason of a pipe call's own last `done`.
+pub(super) const END_OF_INPUT: &str = "end_of_input";
+
 /// session.pipe: ends the call once the client ended its input and no turn
 /// is left to run, with a `done` of its own after the last turn's: a client
 /// tells the call's end from a turn's by its `end_of_input`.
 fn end_of_input(state: &mut super::SharedState) {
     state.session.set_pipe(false);
     let done = Body::Done(Done {
-        finish_reason: "end_of_input".into(),
+        finish_reason: END_OF_INPUT.into(),
     });
     state.outcome = crate::Outcome::from_terminal(&done);
     let _ = state.session.handle_event(now(), done);

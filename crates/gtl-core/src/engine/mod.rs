@@ -18,6 +18,7 @@
 mod budget;
 mod call;
 mod driver;
+mod follow;
 mod persist;
 
 use std::collections::HashMap;
@@ -247,6 +248,9 @@ pub(crate) struct Shared {
     key: String,
     /// Whether the session is written to the store.
     pub(crate) persist: bool,
+    /// The generation runs in another process sharing the store; this
+    /// copy follows its events (see [`follow`]).
+    pub(crate) mirror: bool,
     /// The server-wide budget the session's retained events are charged to.
     pub(crate) budget: Arc<MemoryBudget>,
 }
@@ -271,6 +275,9 @@ pub(crate) struct SharedState {
     pub(crate) stopping: bool,
     /// The client asked to cancel, with this reason; the driver carries it out.
     pub(crate) cancel: Option<String>,
+    /// Another replica took the session over (this process's claim had
+    /// lapsed): the generation here stops, and its client is told.
+    pub(crate) moved: bool,
     /// What the retained events are charged to the server's budget.
     charged: usize,
     /// The budget of the connection the session is attached to, charged
@@ -453,56 +460,62 @@ impl Engine {
     /// resume. A generation cut by the restart ends with an `INTERNAL`
     /// error event. Returns how many sessions were restored.
     pub async fn restore(&self) -> Result<usize, EngineError> {
-        let store = self.inner.store.clone();
-        let config = self.inner.config.session.clone();
-        let restored = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-            let mut sessions = Vec::new();
-            for meta in store.list()? {
-                let Some(stored) = store.load(&meta.id)? else {
-                    continue;
-                };
-                let last = stored.last_seq;
-                let mut events = stored.events;
-                // Events acked or evicted before the writer reached them leave a
-                // gap; only the consecutive tail can be replayed.
-                if let Some(gap) = events.windows(2).rposition(|w| w[1].0 != w[0].0 + 1) {
-                    events.drain(..=gap);
-                }
-                let session = Session::restore(
-                    plain_id(&meta.id, &meta.owner),
-                    meta.owner.clone(),
-                    meta.resume_token.clone(),
-                    events,
-                    meta.finished,
-                    config.clone(),
-                    now(),
-                )
-                .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?;
-                // Persist the interruption error, if one was added.
-                let added: Vec<_> = session
-                    .retained_events()
-                    .filter(|(seq, _)| *seq > last)
-                    .map(|(seq, body)| (seq, body.clone()))
-                    .collect();
-                if !added.is_empty() {
-                    store.append(&meta.id, &added)?;
-                }
-                if let Some((_, body)) = added.last().or(None)
-                    && let Some(outcome) = crate::Outcome::from_terminal(body)
-                {
-                    store.finish(&meta.id, &outcome)?;
-                }
-                sessions.push((meta.id, session));
+        let store = &self.inner.store;
+        if store.is_shared() {
+            // Other replicas' sessions too: each is loaded when resumed.
+            return Ok(0);
+        }
+        let config = &self.inner.config.session;
+        let mut restored = Vec::new();
+        for meta in store.list().await? {
+            let Some(stored) = store.load(&meta.id).await? else {
+                continue;
+            };
+            let last = stored.last_seq;
+            let mut events = stored.events;
+            // Events acked or evicted before the writer reached them leave a
+            // gap; only the consecutive tail can be replayed.
+            if let Some(gap) = events.windows(2).rposition(|w| w[1].0 != w[0].0 + 1) {
+                events.drain(..=gap);
             }
-            Ok(sessions)
-        })
-        .await
-        .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))??;
+            let session = Session::restore(
+                plain_id(&meta.id, &meta.owner),
+                meta.owner.clone(),
+                meta.resume_token.clone(),
+                events,
+                meta.finished,
+                config.clone(),
+                now(),
+            )
+            .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?;
+            // Persist the interruption error, if one was added.
+            let mut write = crate::SessionWrite::new(meta.id.clone());
+            write.events = session
+                .retained_events()
+                .filter(|(seq, _)| *seq > last)
+                .map(|(seq, body)| (seq, body.clone()))
+                .collect();
+            write.outcome = write
+                .events
+                .last()
+                .and_then(|(_, body)| crate::Outcome::from_terminal(body));
+            if !write.events.is_empty() {
+                write.apply(store.as_ref()).await?;
+            }
+            restored.push((meta.id, session));
+        }
         let count = restored.len();
         let mut map = self.inner.lock_sessions();
         for (key, session) in restored {
             let last = session.last_seq();
-            let shared = Shared::new(&self.inner, key.clone(), session, last + 1, None, true);
+            let shared = Shared::new(
+                &self.inner,
+                key.clone(),
+                session,
+                last + 1,
+                None,
+                Persist::Yes,
+            );
             // Charge the restored events to the budget.
             drop(shared.lock());
             map.insert(key, Arc::new(shared));
@@ -543,14 +556,15 @@ impl Engine {
         let attach = session.attached().expect("a new session is attached");
         let key = store_key(&call.owner, &id);
         let on_first_output = call.on_first_output;
-        let meta = SessionMeta::new(&key, &call.owner, &resume_token, unix_ms());
+        let mut meta = SessionMeta::new(&key, &call.owner, &resume_token, unix_ms());
+        meta.pipe = call.request.pipe;
         let shared = Arc::new(Shared::new(
             &self.inner,
             key.clone(),
             session,
             1,
             Some(meta),
-            persist,
+            if persist { Persist::Yes } else { Persist::No },
         ));
         shared.lock().on_first_output = on_first_output;
         {
@@ -594,16 +608,27 @@ impl Engine {
 
     /// Re-attaches the owner of session `session_id` after `after_seq`.
     ///
+    /// With a [shared](SessionStore::is_shared) store, a session this
+    /// process does not hold is loaded from the store: its events are
+    /// replayed, and those its driving replica goes on writing follow.
+    ///
     /// An unknown id, another owner's session and a wrong token all answer
     /// the same `RESUME_NOT_FOUND`.
-    pub fn resume(
+    pub async fn resume(
         &self,
         owner: &str,
         session_id: &str,
         after_seq: u64,
         resume_token: &str,
     ) -> Result<Call, EngineError> {
-        let shared = self.find(owner, session_id)?;
+        let shared = match self.find(owner, session_id) {
+            Ok(shared) => shared,
+            Err(not_here) if self.inner.store.is_shared() => self
+                .load_mirror(owner, session_id, resume_token)
+                .await?
+                .ok_or(not_here)?,
+            Err(not_here) => return Err(not_here),
+        };
         let attach = {
             let mut state = shared.lock();
             state
@@ -619,6 +644,62 @@ impl Engine {
         shared.to_client.notify_waiters();
         shared.to_driver.notify_one();
         Ok(Call::new(shared, attach, None))
+    }
+
+    /// Loads a session another replica drives (or drove) from the shared
+    /// store and starts following it. `None` when the store has no such
+    /// session for this owner and token.
+    async fn load_mirror(
+        &self,
+        owner: &str,
+        session_id: &str,
+        resume_token: &str,
+    ) -> Result<Option<Arc<Shared>>, EngineError> {
+        let key = store_key(owner, session_id);
+        let Some(stored) = self.inner.store.load(&key).await? else {
+            return Ok(None);
+        };
+        let session = Session::mirror(
+            session_id,
+            &stored.meta,
+            stored.events,
+            self.inner.config.session.clone(),
+            now(),
+        )
+        .map_err(|e| EngineError::new(ErrorCode::Internal, format!("stored session: {e}")))?;
+        if !session.authorizes(owner, resume_token) {
+            return Ok(None);
+        }
+        let following = !session.is_finished();
+        let last = session.last_seq();
+        let shared = Arc::new(Shared::new(
+            &self.inner,
+            key.clone(),
+            session,
+            last + 1,
+            None,
+            Persist::Mirror,
+        ));
+        {
+            let mut map = self.inner.lock_sessions();
+            if let Some(current) = map.get(&key) {
+                // Another resume loaded it first.
+                return Ok(Some(current.clone()));
+            }
+            if map.len() >= self.inner.config.max_sessions {
+                return Err(EngineError::new(
+                    ErrorCode::RateLimit,
+                    "the server holds its maximum of sessions: retry later",
+                ));
+            }
+            map.insert(key, shared.clone());
+        }
+        if following {
+            let mut drivers = self.inner.lock_drivers();
+            while drivers.try_join_next().is_some() {}
+            drivers.spawn(follow::follow(shared.clone(), self.inner.store.clone()));
+        }
+        Ok(Some(shared))
     }
 
     /// Cancels a session from outside its call (e.g. from a new connection):
@@ -687,9 +768,16 @@ impl Engine {
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         let mut drivers = std::mem::take(&mut *self.inner.lock_drivers());
         let sessions: Vec<_> = self.inner.lock_sessions().values().cloned().collect();
+        let mut driven = Vec::new();
         for shared in &sessions {
-            shared.lock().stopping = true;
+            let mut state = shared.lock();
+            state.stopping = true;
+            if shared.persist && !state.session.is_finished() {
+                driven.push(shared.key().to_owned());
+            }
+            drop(state);
             shared.to_driver.notify_one();
+            shared.to_client.notify_waiters();
         }
         // Each driver stops at its next step; none is cut inside a store
         // transaction, so the store is consistent (and released) after.
@@ -705,6 +793,11 @@ impl Engine {
         if let Some(writer) = writer {
             let _ = self.inner.jobs.send(persist::Job::Stop);
             let _ = writer.await;
+        }
+        if flushed.is_ok() && !driven.is_empty() {
+            // Everything is written: another replica may end these
+            // generations for their clients now, not a lease period later.
+            let _ = self.inner.store.release(&driven).await;
         }
         flushed
     }
@@ -788,7 +881,7 @@ impl Shared {
         session: Session,
         unpersisted_from: u64,
         meta: Option<SessionMeta>,
-        persist: bool,
+        persist: Persist,
     ) -> Self {
         let id = session.id().to_owned();
         Self {
@@ -802,6 +895,7 @@ impl Shared {
                 queued: false,
                 stopping: false,
                 cancel: None,
+                moved: false,
                 charged: 0,
                 conn: None,
                 conn_charged: 0,
@@ -811,10 +905,34 @@ impl Shared {
             to_driver: Notify::new(),
             id,
             key,
-            persist,
+            persist: persist == Persist::Yes,
+            mirror: persist == Persist::Mirror,
             budget: inner.budget.clone(),
         }
     }
+}
+
+/// Who writes a session to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// This process: it drives the session.
+    Yes,
+    /// Nobody: persistence is off.
+    No,
+    /// Another replica, which drives it; this process follows.
+    Mirror,
+}
+
+/// Another replica took `shared` over: its generation stops here, and its
+/// client gets `SESSION_MOVED`.
+fn moved_away(shared: &Shared) {
+    {
+        let mut state = shared.lock();
+        state.moved = true;
+        state.stopping = true;
+    }
+    shared.to_driver.notify_one();
+    shared.to_client.notify_waiters();
 }
 
 fn unix_ms() -> u64 {
@@ -841,6 +959,8 @@ async fn sweep(inner: Weak<Inner>) {
         let now = now();
         let sessions: Vec<Arc<Shared>> = inner.lock_sessions().values().cloned().collect();
         let mut expired = Vec::new();
+        let shared_store = inner.store.is_shared();
+        let mut driven = Vec::new();
         for chunk in sessions.chunks(SWEEP_CHUNK) {
             for shared in chunk {
                 let mut state = shared.lock();
@@ -848,6 +968,9 @@ async fn sweep(inner: Weak<Inner>) {
                     state.session.handle_timeout(now);
                 }
                 let gone = state.session.is_expired();
+                if shared_store && shared.persist && !state.moved && !state.session.is_finished() {
+                    driven.push(shared.key().to_owned());
+                }
                 drop(state);
                 if gone {
                     shared.to_driver.notify_one();
@@ -858,6 +981,23 @@ async fn sweep(inner: Weak<Inner>) {
             tokio::task::yield_now().await;
         }
         drop(sessions);
+        if !driven.is_empty() {
+            // Other replicas read a lapsed claim as this process gone.
+            match inner.store.renew(&driven).await {
+                Ok(cancels) => {
+                    // Cancels asked for by clients attached to other replicas.
+                    for (key, reason) in cancels {
+                        let shared = inner.lock_sessions().get(&key).cloned();
+                        if let Some(shared) = shared {
+                            call::cancel(&shared, &reason);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, sessions = driven.len(), "session claims not renewed");
+                }
+            }
+        }
         let expired: Vec<String> = {
             let mut map = inner.lock_sessions();
             expired
@@ -866,8 +1006,11 @@ async fn sweep(inner: Weak<Inner>) {
                     let same = map
                         .get(shared.key())
                         .is_some_and(|current| Arc::ptr_eq(current, &shared));
-                    same.then(|| map.remove(shared.key()).map(|_| shared.key().to_owned()))
-                        .flatten()
+                    let removed = same.then(|| map.remove(shared.key())).flatten();
+                    // A mirror's store entry belongs to the replica driving it.
+                    removed
+                        .filter(|_| !shared.mirror)
+                        .map(|_| shared.key().to_owned())
                 })
                 .collect()
         };
@@ -881,15 +1024,10 @@ async fn sweep(inner: Weak<Inner>) {
                 }
             }
         }
-        if !expired.is_empty() {
-            let store = inner.store.clone();
-            // Forgetting is best effort: a leftover is dropped on next restore.
-            let _ = tokio::task::spawn_blocking(move || {
-                for id in expired {
-                    let _ = store.remove(&id);
-                }
-            })
-            .await;
+        // Forgetting is best effort: a leftover is dropped on next restore
+        // (or expires, in a shared store).
+        for id in expired {
+            let _ = inner.store.remove(&id).await;
         }
     }
 }

@@ -12,7 +12,7 @@ use gtl_proto::{Body, ErrorCode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{EngineError, Shared};
-use crate::{Outcome, SessionMeta, SessionStore, SessionWrite};
+use crate::{Outcome, SessionMeta, SessionStore, SessionWrite, StoreError};
 
 /// Work for the writer.
 #[derive(Debug)]
@@ -50,6 +50,18 @@ struct Pending {
     create: Option<SessionMeta>,
     events: Vec<(u64, Body)>,
     outcome: Option<Outcome>,
+}
+
+impl Pending {
+    /// The store write, and what the writer needs after it (the creation
+    /// and outcome are kept to be put back should the write fail).
+    fn split(mut self) -> (Self, SessionWrite) {
+        let mut write = SessionWrite::new(self.id.clone());
+        write.create = self.create.clone();
+        write.events = std::mem::take(&mut self.events);
+        write.outcome = self.outcome.clone();
+        (self, write)
+    }
 }
 
 fn take_pending(shared: &Arc<Shared>) -> Option<Pending> {
@@ -102,23 +114,8 @@ async fn commit(
     if pending.is_empty() {
         return Ok(());
     }
-    let store = store.clone();
-    let (pending, results) = tokio::task::spawn_blocking(move || {
-        let writes: Vec<SessionWrite<'_>> = pending
-            .iter()
-            .map(|p| {
-                let mut write = SessionWrite::new(&p.id);
-                write.create = p.create.as_ref();
-                write.events = &p.events;
-                write.outcome = p.outcome.as_ref();
-                write
-            })
-            .collect();
-        let results = store.commit(&writes);
-        (pending, results)
-    })
-    .await
-    .map_err(|e| EngineError::new(ErrorCode::Internal, format!("session writer failed: {e}")))?;
+    let (pending, writes): (Vec<_>, Vec<_>) = pending.into_iter().map(Pending::split).unzip();
+    let results = store.commit(writes).await;
     let mut first_error = None;
     for (p, result) in pending.into_iter().zip(results) {
         match result {
@@ -129,8 +126,23 @@ async fn commit(
                     p.shared.to_client.notify_waiters();
                 }
             }
+            Err(StoreError::SeqOutOfOrder { .. } | StoreError::SessionFinished { .. })
+                if store.is_shared() =>
+            {
+                // Another replica wrote these seqs: it ended the generation
+                // when this process's claim lapsed. This copy stops.
+                tracing::warn!(session = %p.id, "session taken over by another replica; stopping");
+                super::moved_away(&p.shared);
+            }
             Err(e) => {
                 tracing::warn!(session = %p.id, error = %e, "session events not persisted; retrying");
+                if store.is_shared() && p.through >= p.from {
+                    // A shared store is out of reach: the connected client
+                    // keeps getting its events (they are written when the
+                    // store is back), rather than a stalled stream.
+                    p.shared.lock().session.handle_durable(p.through);
+                    p.shared.to_client.notify_waiters();
+                }
                 first_error.get_or_insert(EngineError::from(e));
                 retry_later(p, jobs);
             }

@@ -232,6 +232,73 @@ impl Session {
         config: SessionConfig,
         now: Instant,
     ) -> Result<Self, SessionError> {
+        let (mut session, ends_with_done) =
+            Self::rebuild(id, owner, resume_token, events, config, now)?;
+        if session.state == State::Streaming {
+            if !finished && !ends_with_done {
+                //= design#4
+                //# a generation that was cut by the crash ends with a clear
+                //# error, never silently.
+                session
+                    .append(session.interrupted("generation was interrupted by a server restart"));
+            }
+            let _ = session.state.finish();
+        }
+        Ok(session)
+    }
+
+    /// Rebuilds a detached session whose generation runs on, in another
+    /// process (a replica sharing the store), from the events stored so far.
+    ///
+    /// Unlike [`restore`](Self::restore), an unfinished session stays
+    /// streaming: the events the other process goes on storing are logged
+    /// with [`handle_event`](Self::handle_event) as they arrive, under the
+    /// same seqs. In a [`pipe`](crate::SessionMeta::pipe) session a `done`
+    /// ends a turn, not the session.
+    pub fn mirror(
+        id: impl Into<String>,
+        meta: &crate::SessionMeta,
+        events: Vec<(u64, Body)>,
+        config: SessionConfig,
+        now: Instant,
+    ) -> Result<Self, SessionError> {
+        let (mut session, ends_with_done) = Self::rebuild(
+            id,
+            meta.owner.clone(),
+            meta.resume_token.clone(),
+            events,
+            config,
+            now,
+        )?;
+        if session.state == State::Streaming && (meta.finished || (ends_with_done && !meta.pipe)) {
+            let _ = session.state.finish();
+        }
+        session.pipe = meta.pipe;
+        Ok(session)
+    }
+
+    /// The `INTERNAL` error that ends a generation its process stopped
+    /// driving, in the phase the session is in.
+    pub fn interrupted(&self, message: &str) -> Body {
+        Body::Error(gtl_proto::Error {
+            code: ErrorCode::Internal as i32,
+            message: message.to_owned(),
+            retryable: ErrorCode::Internal.is_retryable(),
+            phase: self.phase() as i32,
+            retry_after_ms: 0,
+        })
+    }
+
+    /// A detached session holding `events`, and whether the last was a
+    /// `done`.
+    fn rebuild(
+        id: impl Into<String>,
+        owner: impl Into<String>,
+        resume_token: impl Into<String>,
+        events: Vec<(u64, Body)>,
+        config: SessionConfig,
+        now: Instant,
+    ) -> Result<(Self, bool), SessionError> {
         let first = events.first().map_or(1, |(seq, _)| *seq);
         if first == 0 {
             return Err(SessionError::OutOfOrder {
@@ -269,23 +336,7 @@ impl Session {
                 session.output_started = false;
             }
         }
-        if session.state == State::Streaming {
-            if !finished && !ends_with_done {
-                //= design#4
-                //# a generation that was cut by the crash ends with a clear
-                //# error, never silently.
-                let phase = session.phase();
-                session.append(Body::Error(gtl_proto::Error {
-                    code: ErrorCode::Internal as i32,
-                    message: "generation was interrupted by a server restart".to_owned(),
-                    retryable: ErrorCode::Internal.is_retryable(),
-                    phase: phase as i32,
-                    retry_after_ms: 0,
-                }));
-            }
-            let _ = session.state.finish();
-        }
-        Ok(session)
+        Ok((session, ends_with_done))
     }
 
     fn detached(

@@ -41,8 +41,9 @@ fn unknown(session_id: &str) -> StoreError {
     }
 }
 
+#[async_trait::async_trait]
 impl SessionStore for MemoryStore {
-    fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
+    async fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
         let mut sessions = self.sessions();
         if sessions.contains_key(&meta.id) {
             return Err(StoreError::SessionExists {
@@ -58,7 +59,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    fn append(&self, session_id: &str, events: &[(u64, Body)]) -> Result<(), StoreError> {
+    async fn append(&self, session_id: &str, events: &[(u64, Body)]) -> Result<(), StoreError> {
         let mut sessions = self.sessions();
         let entry = sessions
             .get_mut(session_id)
@@ -73,7 +74,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    fn finish(&self, session_id: &str, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn finish(&self, session_id: &str, outcome: &Outcome) -> Result<(), StoreError> {
         let mut sessions = self.sessions();
         let entry = sessions
             .get_mut(session_id)
@@ -88,7 +89,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    fn load(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError> {
+    async fn load(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError> {
         Ok(self.sessions().get(session_id).map(|entry| StoredSession {
             meta: entry.meta.clone(),
             events: entry.events.iter().cloned().collect(),
@@ -96,7 +97,7 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
+    async fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
         let mut metas: Vec<SessionMeta> = self
             .sessions()
             .values()
@@ -106,7 +107,7 @@ impl SessionStore for MemoryStore {
         Ok(metas)
     }
 
-    fn trim(&self, session_id: &str, up_to_seq: u64) -> Result<(), StoreError> {
+    async fn trim(&self, session_id: &str, up_to_seq: u64) -> Result<(), StoreError> {
         let mut sessions = self.sessions();
         let entry = sessions
             .get_mut(session_id)
@@ -121,7 +122,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
+    async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
         Ok(self.sessions().remove(session_id).is_some())
     }
 }

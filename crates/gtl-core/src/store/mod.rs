@@ -5,13 +5,20 @@
 //! acknowledged by the client, keyed by `seq`. The engine writes through it
 //! so that a session can be replayed after a reconnect or a server restart.
 //!
-//! The trait is synchronous on purpose: the engine calls it from a blocking
-//! thread, which keeps this crate's core free of an async runtime.
+//! The trait is async: a store may be shared by several replicas across the
+//! network (the Redis store of `gtl-store-redis`), and its
+//! [`tail`](SessionStore::tail) follows a session another replica drives.
 
 use std::fmt;
 
 use gtl_proto::{Body, ErrorCode};
 
+#[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(
+    not(feature = "conformance"),
+    allow(unreachable_pub, reason = "public with the `conformance` feature")
+)]
+pub mod conformance;
 mod memory;
 #[cfg(feature = "redb")]
 mod redb_store;
@@ -27,84 +34,159 @@ pub use redb_store::RedbStore;
 /// Every method is one atomic step: a failed call leaves the store as it
 /// was. Events of a session are numbered by strictly increasing `seq`;
 /// [`append`](Self::append) refuses any that do not follow the last one.
+///
+/// The methods are async so a store may be across the network (Redis,
+/// shared by several replicas); a store on a local disk runs its blocking
+/// work on tokio's blocking pool.
+#[async_trait::async_trait]
 pub trait SessionStore: fmt::Debug + Send + Sync {
     /// Records a new session. Fails with [`StoreError::SessionExists`] when
     /// the id is taken.
-    fn create(&self, meta: &SessionMeta) -> Result<(), StoreError>;
+    async fn create(&self, meta: &SessionMeta) -> Result<(), StoreError>;
 
     /// Appends events to a session's log, in one transaction: either every
     /// event of the batch is stored or none is.
     ///
     /// Each `seq` must be greater than the one before it, and the first
     /// greater than the session's [`last_seq`](StoredSession::last_seq).
-    fn append(&self, session_id: &str, events: &[(u64, Body)]) -> Result<(), StoreError>;
+    async fn append(&self, session_id: &str, events: &[(u64, Body)]) -> Result<(), StoreError>;
 
     /// Marks a session finished with its outcome. No event may be appended
     /// after this.
-    fn finish(&self, session_id: &str, outcome: &Outcome) -> Result<(), StoreError>;
+    async fn finish(&self, session_id: &str, outcome: &Outcome) -> Result<(), StoreError>;
 
     /// Loads a session: its metadata and its stored events in `seq` order.
     /// `Ok(None)` when there is no such session.
-    fn load(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError>;
+    async fn load(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError>;
 
     /// The metadata of every stored session, oldest first (by
-    /// `created_unix_ms`, then id).
-    fn list(&self) -> Result<Vec<SessionMeta>, StoreError>;
+    /// `created_unix_ms`, then id). A [shared](Self::is_shared) store
+    /// answers with none: its sessions are loaded one at a time, when a
+    /// client resumes them.
+    async fn list(&self) -> Result<Vec<SessionMeta>, StoreError>;
 
     /// Forgets the events with `seq <= up_to_seq` (the client acknowledged
     /// them). The session's `last_seq` is kept.
-    fn trim(&self, session_id: &str, up_to_seq: u64) -> Result<(), StoreError>;
+    async fn trim(&self, session_id: &str, up_to_seq: u64) -> Result<(), StoreError>;
 
     /// Deletes a session and its events. Returns whether it existed.
-    fn remove(&self, session_id: &str) -> Result<bool, StoreError>;
+    async fn remove(&self, session_id: &str) -> Result<bool, StoreError>;
 
     /// Applies the changes of several sessions at once: for each, in order,
     /// `create`, `append` and `finish` as given. A store that can do this in
-    /// one transaction (one disk sync for many sessions) overrides it; the
-    /// default applies each session's changes on its own.
+    /// one transaction or round trip overrides it; the default applies each
+    /// session's changes on its own.
     ///
     /// Returns one result per write, so one session's failure does not hold
     /// back the others.
-    fn commit(&self, writes: &[SessionWrite<'_>]) -> Vec<Result<(), StoreError>> {
-        writes.iter().map(|write| write.apply(self)).collect()
+    async fn commit(&self, writes: Vec<SessionWrite>) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for write in &writes {
+            results.push(write.apply(self).await);
+        }
+        results
+    }
+
+    /// Whether other processes (replicas) share this store, so a session
+    /// may be driven by another process: the engine then loads an unknown
+    /// session from it on resume and follows its events with
+    /// [`tail`](Self::tail). `false` for a store only this process uses.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The events of a session after `after_seq`, waiting up to `wait` for
+    /// the first one when there are none yet. `Ok(vec![])` when none came in
+    /// time. The default reads what is stored, without waiting.
+    async fn tail(
+        &self,
+        session_id: &str,
+        after_seq: u64,
+        wait: std::time::Duration,
+    ) -> Result<Vec<(u64, Body)>, StoreError> {
+        let _ = wait;
+        Ok(self
+            .load(session_id)
+            .await?
+            .map(|stored| {
+                stored
+                    .events
+                    .into_iter()
+                    .filter(|(seq, _)| *seq > after_seq)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Keeps this process's claim on the sessions it drives (and keeps them
+    /// from expiring in the store) for another lease period. A shared store
+    /// creates a session with its creator holding the claim; a claim not
+    /// renewed lapses, telling other replicas that its driver is gone.
+    ///
+    /// Answers the cancels other replicas asked for (with
+    /// [`request_cancel`](Self::request_cancel)) of these sessions, with
+    /// their reasons.
+    async fn renew(&self, session_ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let _ = session_ids;
+        Ok(Vec::new())
+    }
+
+    /// Asks the replica driving a session to cancel it; it learns of it at
+    /// its next [`renew`](Self::renew).
+    async fn request_cancel(&self, session_id: &str, reason: &str) -> Result<(), StoreError> {
+        let _ = (session_id, reason);
+        Ok(())
+    }
+
+    /// Claims a session whose driver's claim has lapsed: `true` when this
+    /// process now holds it (and may end the generation), `false` when
+    /// its driver still holds it.
+    async fn claim(&self, session_id: &str) -> Result<bool, StoreError> {
+        let _ = session_id;
+        Ok(true)
+    }
+
+    /// Gives up this process's claims on `session_ids` (on shutdown), so
+    /// another replica may end their generations at once.
+    async fn release(&self, session_ids: &[String]) -> Result<(), StoreError> {
+        let _ = session_ids;
+        Ok(())
     }
 }
 
 /// One session's changes in a [`SessionStore::commit`] group.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct SessionWrite<'a> {
+pub struct SessionWrite {
     /// The session.
-    pub session_id: &'a str,
+    pub session_id: String,
     /// Record the session first (its first write).
-    pub create: Option<&'a SessionMeta>,
+    pub create: Option<SessionMeta>,
     /// Events to append, in seq order.
-    pub events: &'a [(u64, Body)],
+    pub events: Vec<(u64, Body)>,
     /// Mark the session finished, after the events.
-    pub outcome: Option<&'a Outcome>,
+    pub outcome: Option<Outcome>,
 }
 
-impl<'a> SessionWrite<'a> {
+impl SessionWrite {
     /// Changes to session `session_id`: none yet.
-    pub fn new(session_id: &'a str) -> Self {
+    pub fn new(session_id: impl Into<String>) -> Self {
         Self {
-            session_id,
-            create: None,
-            events: &[],
-            outcome: None,
+            session_id: session_id.into(),
+            ..Self::default()
         }
     }
 
     /// Applies this write with the store's single-step methods.
-    pub fn apply(&self, store: &(impl SessionStore + ?Sized)) -> Result<(), StoreError> {
-        if let Some(meta) = self.create {
-            store.create(meta)?;
+    pub async fn apply(&self, store: &(impl SessionStore + ?Sized)) -> Result<(), StoreError> {
+        if let Some(meta) = &self.create {
+            store.create(meta).await?;
         }
         if !self.events.is_empty() {
-            store.append(self.session_id, self.events)?;
+            store.append(&self.session_id, &self.events).await?;
         }
-        if let Some(outcome) = self.outcome {
-            store.finish(self.session_id, outcome)?;
+        if let Some(outcome) = &self.outcome {
+            store.finish(&self.session_id, outcome).await?;
         }
         Ok(())
     }
@@ -130,6 +212,8 @@ pub struct SessionMeta {
     pub finished: bool,
     /// How the session ended, once it has.
     pub outcome: Option<Outcome>,
+    /// A `session.pipe` session: a `done` ends a turn, not the session.
+    pub pipe: bool,
 }
 
 impl SessionMeta {
@@ -147,6 +231,7 @@ impl SessionMeta {
             created_unix_ms,
             finished: false,
             outcome: None,
+            pipe: false,
         }
     }
 }
@@ -160,6 +245,7 @@ impl fmt::Debug for SessionMeta {
             .field("created_unix_ms", &self.created_unix_ms)
             .field("finished", &self.finished)
             .field("outcome", &self.outcome)
+            .field("pipe", &self.pipe)
             .finish()
     }
 }

@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gtl_proto::{Body, ErrorCode, Frame, FrameRef};
 use prost::Message as _;
@@ -32,8 +33,14 @@ const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("gt
 /// Opening an existing file replays what it holds; [`SessionStore::load`]
 /// returns the events appended before the process stopped.
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Db>,
     path: PathBuf,
+}
+
+/// The database; its transactions block, so the async methods run them on
+/// tokio's blocking pool.
+struct Db {
+    db: Database,
 }
 
 impl fmt::Debug for RedbStore {
@@ -63,7 +70,7 @@ impl RedbStore {
         txn.open_table(EVENTS).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self {
-            db,
+            db: Arc::new(Db { db }),
             path: path.to_owned(),
         })
     }
@@ -75,16 +82,89 @@ impl RedbStore {
 }
 
 impl RedbStore {
+    /// Runs `work` on the database in tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| StoreError::Backend(BackendError::new(e)))?
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for RedbStore {
+    async fn commit(&self, writes: Vec<SessionWrite>) -> Vec<Result<(), StoreError>> {
+        let count = writes.len();
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.commit(&writes)).await {
+            Ok(results) => results,
+            Err(e) => {
+                let message = e.to_string();
+                (0..count)
+                    .map(|_| {
+                        Err(StoreError::Backend(BackendError::new(Panicked(
+                            message.clone(),
+                        ))))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn create(&self, meta: &SessionMeta) -> Result<(), StoreError> {
+        let meta = meta.clone();
+        self.blocking(move |db| db.create(&meta)).await
+    }
+
+    async fn append(&self, session_id: &str, events: &[(u64, Body)]) -> Result<(), StoreError> {
+        let (id, events) = (session_id.to_owned(), events.to_vec());
+        self.blocking(move |db| db.append(&id, &events)).await
+    }
+
+    async fn finish(&self, session_id: &str, outcome: &Outcome) -> Result<(), StoreError> {
+        let (id, outcome) = (session_id.to_owned(), outcome.clone());
+        self.blocking(move |db| db.finish(&id, &outcome)).await
+    }
+
+    async fn load(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let id = session_id.to_owned();
+        self.blocking(move |db| db.load(&id)).await
+    }
+
+    async fn list(&self) -> Result<Vec<SessionMeta>, StoreError> {
+        self.blocking(Db::list).await
+    }
+
+    async fn trim(&self, session_id: &str, up_to_seq: u64) -> Result<(), StoreError> {
+        let id = session_id.to_owned();
+        self.blocking(move |db| db.trim(&id, up_to_seq)).await
+    }
+
+    async fn remove(&self, session_id: &str) -> Result<bool, StoreError> {
+        let id = session_id.to_owned();
+        self.blocking(move |db| db.remove(&id)).await
+    }
+}
+
+/// The blocking pool's task died (a panic in a transaction).
+#[derive(Debug, thiserror::Error)]
+#[error("session store task failed: {0}")]
+struct Panicked(String);
+
+impl Db {
     /// A group of writes in one transaction; `Err` aborts all of them.
-    fn commit_group(&self, writes: &[SessionWrite<'_>]) -> Result<(), StoreError> {
+    fn commit_group(&self, writes: &[SessionWrite]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
         {
             let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
             let mut table = txn.open_table(EVENTS).map_err(backend)?;
             let mut bytes = Vec::new();
             for write in writes {
-                let id = write.session_id;
-                let mut record = match write.create {
+                let id = write.session_id.as_str();
+                let mut record = match &write.create {
                     Some(meta) => {
                         if sessions.get(id).map_err(backend)?.is_some() {
                             return Err(StoreError::SessionExists {
@@ -100,15 +180,15 @@ impl RedbStore {
                         session_id: id.to_owned(),
                     });
                 }
-                record.last_seq = check_seqs(id, record.last_seq, write.events)?;
-                for (seq, body) in write.events {
+                record.last_seq = check_seqs(id, record.last_seq, &write.events)?;
+                for (seq, body) in &write.events {
                     bytes.clear();
                     encode_body(body, &mut bytes);
                     table
                         .insert((id, *seq), bytes.as_slice())
                         .map_err(backend)?;
                 }
-                if let Some(outcome) = write.outcome {
+                if let Some(outcome) = &write.outcome {
                     record.finished = true;
                     record.set_outcome(Some(outcome));
                 }
@@ -119,15 +199,16 @@ impl RedbStore {
         }
         txn.commit().map_err(backend)
     }
-}
 
-impl SessionStore for RedbStore {
-    fn commit(&self, writes: &[SessionWrite<'_>]) -> Vec<Result<(), StoreError>> {
+    fn commit(&self, writes: &[SessionWrite]) -> Vec<Result<(), StoreError>> {
         match self.commit_group(writes) {
             Ok(()) => writes.iter().map(|_| Ok(())).collect(),
             // One bad write aborted the group: apply each on its own, so only
             // the bad one fails.
-            Err(_) => writes.iter().map(|write| write.apply(self)).collect(),
+            Err(_) => writes
+                .iter()
+                .map(|write| self.commit_group(std::slice::from_ref(write)))
+                .collect(),
         }
     }
 
@@ -333,6 +414,8 @@ struct MetaRecord {
     finish_reason: String,
     #[prost(enumeration = "ErrorCode", tag = "9")]
     error_code: i32,
+    #[prost(bool, tag = "10")]
+    pipe: bool,
 }
 
 const OUTCOME_NONE: u32 = 0;
@@ -348,6 +431,7 @@ impl MetaRecord {
             created_unix_ms: meta.created_unix_ms,
             finished: meta.finished,
             last_seq,
+            pipe: meta.pipe,
             ..Self::default()
         };
         record.set_outcome(meta.outcome.as_ref());
@@ -379,6 +463,7 @@ impl MetaRecord {
             created_unix_ms: self.created_unix_ms,
             finished: self.finished,
             outcome,
+            pipe: self.pipe,
         }
     }
 }

@@ -110,21 +110,25 @@ async fn disconnect_keeps_generating_and_resume_replays_exactly_the_rest() {
 
     // A stranger cannot take it over, nor can the owner with a wrong token,
     // and neither can tell the session from one that does not exist.
-    let stranger = engine.resume("mallory", &id, 20, &token).unwrap_err();
-    let guess = engine.resume("alice", &id, 20, "guess").unwrap_err();
+    let stranger = engine.resume("mallory", &id, 20, &token).await.unwrap_err();
+    let guess = engine.resume("alice", &id, 20, "guess").await.unwrap_err();
     assert_eq!(stranger, guess);
     assert_eq!(stranger.code, ErrorCode::ResumeNotFound);
-    let unknown = engine.resume("alice", "s_nope", 0, &token).unwrap_err();
+    let unknown = engine
+        .resume("alice", "s_nope", 0, &token)
+        .await
+        .unwrap_err();
     assert_eq!(unknown.message, stranger.message.replace(&id, "s_nope"));
     assert_eq!(
         engine
             .resume("alice", "s_nope", 0, &token)
+            .await
             .unwrap_err()
             .code,
         ErrorCode::ResumeNotFound
     );
 
-    let resumed = engine.resume("alice", &id, 20, &token).unwrap();
+    let resumed = engine.resume("alice", &id, 20, &token).await.unwrap();
     let rest = collect(&resumed).await;
     assert_eq!(rest.first().map(|e| e.0), Some(21));
     let all: Vec<_> = first.into_iter().chain(rest).collect();
@@ -207,7 +211,7 @@ async fn a_restart_replays_persisted_events_and_ends_the_cut_generation() {
     };
     let engine = engine(Arc::new(RedbStore::open(&path).unwrap()));
     assert_eq!(engine.restore().await.unwrap(), 1);
-    let resumed = engine.resume("alice", &id, 10, &token).unwrap();
+    let resumed = engine.resume("alice", &id, 10, &token).await.unwrap();
     let rest = collect(&resumed).await;
     assert_eq!(rest.first().map(|e| e.0), Some(11));
     let Some((_, Body::Error(error))) = rest.last() else {
@@ -333,7 +337,7 @@ async fn without_persistence_the_store_is_never_written() {
         .unwrap();
     assert_eq!(collect(&call).await.len(), 101);
     engine.flush().await.unwrap();
-    assert!(store.list().unwrap().is_empty());
+    assert!(store.list().await.unwrap().is_empty());
     // The same engine with persistence on writes the session.
     let engine = Engine::new(store.clone(), EngineConfig::default());
     let call = engine
@@ -345,7 +349,7 @@ async fn without_persistence_the_store_is_never_written() {
         .unwrap();
     collect(&call).await;
     engine.flush().await.unwrap();
-    assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(store.list().await.unwrap().len(), 1);
 }
 
 #[tokio::test]

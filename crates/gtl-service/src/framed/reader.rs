@@ -111,17 +111,19 @@ impl Reader<'_> {
                     self.service.start(self.principal, id, *request)
                 })
                 .map(|call| Some((call_id, call))),
-            Some(Body::Resume(resume)) => self
-                .new_call(call_id)
-                .and_then(|()| {
-                    self.service.resume(
+            Some(Body::Resume(resume)) => match self.new_call(call_id) {
+                Ok(()) => self
+                    .service
+                    .resume(
                         self.principal,
                         &session_id,
                         resume.after_seq,
                         &resume.resume_token,
                     )
-                })
-                .map(|call| Some((call_id, call))),
+                    .await
+                    .map(|call| Some((call_id, call))),
+                Err(e) => Err(e),
+            },
             Some(Body::Ack(_)) => {
                 // By the call's id, or (call_id 0) by the session it names.
                 let call = self.calls.get(&call_id).or_else(|| {
