@@ -62,7 +62,7 @@ pub use store::RedbStore;
 pub use store::conformance as store_conformance;
 pub use store::{
     BackendError, MemoryStore, Outcome, SessionMeta, SessionStore, SessionWrite, StoreError,
-    StoredSession,
+    StoredSession, decode_event, encode_event,
 };
 pub use watch::{EventWatch, watch_events};
 

@@ -17,6 +17,8 @@
 //!   OpenAPI 3.x document (`#/components/schemas/Name`), resolving the
 //!   document's internal `$ref`s, after rewriting OpenAPI 3.0's
 //!   `nullable: true` into JSON Schema type unions.
+//! - [`RedisServer`]: a `redis-server` of the test's own on a free port,
+//!   killed (or restarted, empty) on demand.
 //! - [`shared_dir`], [`provider_fixture`], [`provider_spec`]: where the
 //!   shared provider specs and recorded streams are (`shared/providers/`
 //!   beside the workspace, or `$GTL_SHARED_DIR`); [`read`] reads a test
@@ -47,10 +49,12 @@
 
 mod openapi;
 mod paths;
+mod redis;
 mod replay;
 mod upstream;
 
 pub use openapi::{OpenApi, OpenApiError, SchemaViolations};
 pub use paths::{provider_fixture, provider_spec, read, served_sse, shared_dir};
+pub use redis::RedisServer;
 pub use replay::{RecordedRequest, ReplayServer, Reply};
 pub use upstream::SseAnswer;

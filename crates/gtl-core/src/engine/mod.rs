@@ -588,6 +588,15 @@ impl Engine {
                     "the server's memory budget for sessions is spent: retry later",
                 ));
             }
+            if persist && self.inner.store.is_shared() && !self.store_writable() {
+                // Without the shared store no other replica could resume
+                // the session: refuse at once rather than hang.
+                return Err(EngineError::new(
+                    ErrorCode::Internal,
+                    "the shared session store is out of reach: retry shortly (running calls \
+                     go on; new ones start once it is back)",
+                ));
+            }
             map.insert(key, shared.clone());
         }
         persist::mark_dirty(&shared, &self.inner.jobs);
@@ -981,10 +990,16 @@ async fn sweep(inner: Weak<Inner>) {
             tokio::task::yield_now().await;
         }
         drop(sessions);
+        if shared_store && driven.is_empty() {
+            // Nothing written lately to tell whether the store is there.
+            let reachable = inner.store.ping().await.is_ok();
+            inner.writable.store(reachable, Ordering::Relaxed);
+        }
         if !driven.is_empty() {
             // Other replicas read a lapsed claim as this process gone.
             match inner.store.renew(&driven).await {
                 Ok(cancels) => {
+                    inner.writable.store(true, Ordering::Relaxed);
                     // Cancels asked for by clients attached to other replicas.
                     for (key, reason) in cancels {
                         let shared = inner.lock_sessions().get(&key).cloned();
@@ -994,6 +1009,7 @@ async fn sweep(inner: Weak<Inner>) {
                     }
                 }
                 Err(e) => {
+                    inner.writable.store(false, Ordering::Relaxed);
                     tracing::warn!(error = %e, sessions = driven.len(), "session claims not renewed");
                 }
             }

@@ -152,6 +152,13 @@ pub trait SessionStore: fmt::Debug + Send + Sync {
         let _ = session_ids;
         Ok(())
     }
+
+    /// Whether the store is reachable now; a shared store is checked each
+    /// second while this process drives no session, so new calls are
+    /// refused at once while it is out of reach.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One session's changes in a [`SessionStore::commit`] group.
@@ -292,6 +299,18 @@ pub struct StoredSession {
     pub last_seq: u64,
 }
 
+impl StoredSession {
+    /// A loaded session: `meta`, the `events` not trimmed yet (in seq
+    /// order) and the highest seq ever appended.
+    pub fn new(meta: SessionMeta, events: Vec<(u64, Body)>, last_seq: u64) -> Self {
+        Self {
+            meta,
+            events,
+            last_seq,
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -382,3 +401,35 @@ fn check_seqs(session_id: &str, last_seq: u64, events: &[(u64, Body)]) -> Result
     }
     Ok(last)
 }
+
+/// Writes an event as a store keeps it: a protobuf `Frame` holding only
+/// its body.
+pub fn encode_event(body: &Body, bytes: &mut Vec<u8>) {
+    let frame = gtl_proto::FrameRef {
+        call_id: 0,
+        session_id: "",
+        seq: 0,
+        body: Some(body),
+    };
+    bytes.reserve(frame.protobuf_len());
+    frame.encode_protobuf(bytes);
+}
+
+/// Reads an event written by [`encode_event`]; `Corrupt` (naming
+/// `session_id`) when the bytes are not one.
+pub fn decode_event(session_id: &str, bytes: &[u8]) -> Result<Body, StoreError> {
+    use prost::Message as _;
+    let corrupt = |source| StoreError::Corrupt {
+        session_id: session_id.to_owned(),
+        source,
+    };
+    let frame = gtl_proto::Frame::decode(bytes).map_err(|e| corrupt(BackendError::new(e)))?;
+    frame
+        .body
+        .ok_or_else(|| corrupt(BackendError::new(MissingBody)))
+}
+
+/// A stored event frame without a body.
+#[derive(Debug, thiserror::Error)]
+#[error("stored event has no body")]
+struct MissingBody;

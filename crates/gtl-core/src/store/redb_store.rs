@@ -13,13 +13,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gtl_proto::{Body, ErrorCode, Frame, FrameRef};
+use gtl_proto::{Body, ErrorCode};
 use prost::Message as _;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 use super::{
     BackendError, Outcome, SessionMeta, SessionStore, SessionWrite, StoreError, StoredSession,
-    check_seqs,
+    check_seqs, decode_event as decode_body, encode_event as encode_body,
 };
 
 /// redb's page cache, in bytes.
@@ -353,28 +353,6 @@ fn corrupt(session_id: &str, error: impl std::error::Error + Send + Sync + 'stat
         source: BackendError::new(error),
     }
 }
-
-/// Writes `body` as a protobuf `Frame` with only the body set.
-fn encode_body(body: &Body, bytes: &mut Vec<u8>) {
-    let frame = FrameRef {
-        call_id: 0,
-        session_id: "",
-        seq: 0,
-        body: Some(body),
-    };
-    bytes.reserve(frame.protobuf_len());
-    frame.encode_protobuf(bytes);
-}
-
-fn decode_body(session_id: &str, bytes: &[u8]) -> Result<Body, StoreError> {
-    let frame = Frame::decode(bytes).map_err(|error| corrupt(session_id, error))?;
-    frame.body.ok_or_else(|| corrupt(session_id, MissingBody))
-}
-
-/// A stored event frame without a body.
-#[derive(Debug, thiserror::Error)]
-#[error("stored event has no body")]
-struct MissingBody;
 
 fn read_record<T>(sessions: &T, session_id: &str) -> Result<MetaRecord, StoreError>
 where
