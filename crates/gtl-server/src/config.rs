@@ -376,6 +376,16 @@ pub struct Sessions {
     /// Keep sessions in `data_dir/sessions.redb` (true) or in memory only.
     /// With it, an event reaches a client only once it is stored.
     pub persist: bool,
+    /// Where sessions are kept: `"redb"` (the file above, one machine),
+    /// `"memory"`, or `"redis://host:port/db"` (`rediss://` for TLS): a
+    /// Redis or Valkey server shared by every replica, so a client resumes
+    /// on any of them (docs/deployment.md).
+    pub backend: String,
+    /// With a Redis backend: how long a replica's claim on the sessions it
+    /// drives lasts unrenewed, in milliseconds. A replica that dies is
+    /// noticed this long after, and its generations are ended for their
+    /// clients by another replica.
+    pub lease_ms: u64,
     /// Memory all sessions' events may use together, in bytes. When it is
     /// spent, delivered events are dropped from memory first, then
     /// generations pause and new calls get `RATE_LIMIT`.
@@ -524,6 +534,41 @@ impl Default for Auth {
     }
 }
 
+/// Where the sessions are kept, from `[sessions] backend` and `persist`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionBackend {
+    /// `data_dir/sessions.redb`.
+    Redb,
+    /// In memory: gone with the process.
+    Memory,
+    /// A Redis or Valkey server shared by the replicas, at this URL.
+    Redis(String),
+}
+
+impl Sessions {
+    /// The store the configuration names.
+    pub fn store(&self) -> Result<SessionBackend, ConfigError> {
+        let backend = self.backend.trim();
+        if backend.starts_with("redis://") || backend.starts_with("rediss://") {
+            return Ok(SessionBackend::Redis(backend.to_owned()));
+        }
+        match backend {
+            "redb" if self.persist => Ok(SessionBackend::Redb),
+            "redb" | "memory" => Ok(SessionBackend::Memory),
+            // Never echo a URL-like value whole: it may hold a password.
+            other => Err(ConfigError::Backend(
+                other.split('@').next_back().unwrap_or_default().to_owned(),
+            )),
+        }
+    }
+
+    /// Whether sessions (and the response cache) are written anywhere.
+    pub fn persists(&self) -> bool {
+        !matches!(self.store(), Ok(SessionBackend::Memory))
+    }
+}
+
 impl Default for Sessions {
     fn default() -> Self {
         let session = SessionConfig::default();
@@ -532,6 +577,8 @@ impl Default for Sessions {
             max_retained_bytes: session.max_retained_bytes,
             max_pending_bytes: session.max_pending_bytes,
             persist: true,
+            backend: "redb".into(),
+            lease_ms: 3000,
             memory_budget_bytes: gtl_core::EngineConfig::DEFAULT_MEMORY_BUDGET,
             max_sessions: gtl_core::EngineConfig::DEFAULT_MAX_SESSIONS,
         }
@@ -584,6 +631,12 @@ pub enum ConfigError {
         /// The address.
         addr: SocketAddr,
     },
+    /// `[sessions] backend` names no known store.
+    #[error(
+        "[sessions] backend = \"{0}\" is not a session store: use \"redb\" (one machine), \"memory\" \
+         or a Redis/Valkey URL, \"redis://host:6379/0\" (\"rediss://\" for TLS)"
+    )]
+    Backend(String),
     /// Only one of `[tls] cert` and `key` is set.
     #[error(
         "[tls] needs both cert (the PEM chain) and key (its PEM private key), or neither (a \
@@ -654,6 +707,7 @@ impl Config {
                 return Err(ConfigError::Cleartext { listener, addr });
             }
         }
+        self.sessions.store()?;
         Ok(())
     }
 

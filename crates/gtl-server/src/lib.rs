@@ -40,7 +40,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use auth::{AuthConfigError, token_verifier};
-pub use config::{Config, ConfigError, LogFormat};
+pub use config::{Config, ConfigError, LogFormat, SessionBackend};
 pub use gtl_service::{
     Admission, AuthError, Authenticator, CallError, CallService, ConnectionLimits, KeyOpener,
     Principal,

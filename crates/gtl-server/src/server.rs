@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use gtl_core::{Engine, EngineConfig, MemoryStore, RedbStore, SessionStore};
 use gtl_providers::Registry;
+use gtl_store_redis::{RedisConfig, RedisStore};
 use gtl_transport::{ACCEPT_BACKOFF, AcceptFailures, Connection, Listener, TransportError};
 use gtl_transport_tcp::TcpListener;
 use gtl_transport_uds::UdsListener;
@@ -20,7 +21,7 @@ use gtl_transport_quic::{QuicGateway, WtGateway};
 use crate::metrics::PrometheusMetrics;
 use crate::tls::ServerIdentity;
 
-use crate::config::Config;
+use crate::config::{Config, SessionBackend};
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,17 @@ pub enum ServerError {
     /// a duplicate name).
     #[error("routes: {0}")]
     Routes(#[from] gtl_router::RouterError),
+    /// The Redis/Valkey session store could not be reached.
+    #[error(
+        "cannot reach the session store at {server}: {message} (is Redis or Valkey running there, \
+         and the URL's password right?)"
+    )]
+    SharedStore {
+        /// The server, without credentials.
+        server: String,
+        /// Why.
+        message: String,
+    },
     /// The session store could not be opened.
     #[error("cannot open the session store {path}: {message}")]
     Store {
@@ -159,20 +171,12 @@ impl Server {
                 );
             }
         }
-        let store: Arc<dyn SessionStore> = if config.sessions.persist {
-            let path = config.data_dir.join("sessions.redb");
-            let opened = std::fs::create_dir_all(&config.data_dir)
-                .map_err(|e| e.to_string())
-                .and_then(|()| RedbStore::open(&path).map_err(|e| e.to_string()));
-            Arc::new(opened.map_err(|message| ServerError::Store { path, message })?)
-        } else {
-            Arc::new(MemoryStore::new())
-        };
+        let store = session_store(config).await?;
         let engine = Engine::new(
             store,
             EngineConfig::default()
                 .with_session(config.session_config())
-                .with_persist(config.sessions.persist)
+                .with_persist(config.sessions.persists())
                 .with_memory_budget(config.sessions.memory_budget_bytes)
                 .with_max_sessions(config.sessions.max_sessions),
         );
@@ -851,11 +855,47 @@ pub(crate) fn router(
     Ok(router)
 }
 
+/// Opens the store `[sessions]` names.
+async fn session_store(config: &Config) -> Result<Arc<dyn SessionStore>, ServerError> {
+    Ok(match config.sessions.store()? {
+        SessionBackend::Memory => Arc::new(MemoryStore::new()),
+        SessionBackend::Redb => {
+            let path = config.data_dir.join("sessions.redb");
+            let opened = std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| RedbStore::open(&path).map_err(|e| e.to_string()));
+            Arc::new(opened.map_err(|message| ServerError::Store { path, message })?)
+        }
+        SessionBackend::Redis(url) => {
+            // rediss:// needs a process-wide rustls provider; the server's
+            // listeners use ring too.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let sessions = &config.sessions;
+            // Keys outlive the resume window a little, so a session a
+            // replica still holds is never gone from the store first.
+            let ttl = Duration::from_secs(sessions.resume_window_secs) + Duration::from_secs(30);
+            let settings = RedisConfig::new(url.clone())
+                .with_ttl(ttl)
+                .with_lease(Duration::from_millis(sessions.lease_ms.max(100)));
+            let store = RedisStore::connect(settings).await.map_err(|e| {
+                let reason = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+                ServerError::SharedStore {
+                    // The URL's password stays out of logs.
+                    server: url.rsplit('@').next().unwrap_or_default().to_owned(),
+                    message: reason,
+                }
+            })?;
+            tracing::info!(replica = store.replica(), "sessions shared through Redis");
+            Arc::new(store)
+        }
+    })
+}
+
 /// The response cache: in the data dir when sessions persist, else in
 /// memory (nothing written for an embedded or ephemeral gateway).
 fn response_cache(config: &Config) -> Result<gtl_router::ResponseCache, ServerError> {
     let settings = config.router.cache;
-    if !config.sessions.persist {
+    if !config.sessions.persists() {
         return gtl_router::ResponseCache::in_memory(settings).map_err(|source| {
             ServerError::Cache {
                 path: PathBuf::from(":memory:"),

@@ -15,6 +15,7 @@ mod memory;
 mod metrics;
 mod ownership;
 mod reload;
+mod replicas;
 mod sdk;
 mod support;
 mod telemetry;
