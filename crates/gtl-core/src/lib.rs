@@ -12,7 +12,11 @@
 //! - [`SessionStore`] persists sessions: [`MemoryStore`], and [`RedbStore`]
 //!   (feature `redb`) whose reopened file replays its events.
 //! - [`Engine`] (feature `runtime`, tokio) drives provider streams into
-//!   sessions, persists them, and hands clients a [`Call`] to drain.
+//!   sessions, persists them, and hands clients a [`Call`] to drain. With
+//!   a [shared](SessionStore::is_shared) store it resumes and follows
+//!   sessions other replicas drive.
+//! - [`counters`] (feature `runtime`): limits' counters, added up across
+//!   replicas through a [`SharedCounters`](counters::SharedCounters) store.
 //!
 //! # Features
 //!
@@ -47,6 +51,8 @@
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
 mod completion;
+#[cfg(feature = "runtime")]
+pub mod counters;
 #[cfg(feature = "runtime")]
 mod engine;
 mod provider;

@@ -2,13 +2,13 @@
 //! per route, checked before a provider is called and charged from each
 //! call's usage.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
+use gtl_core::counters::Counters;
 use gtl_core::{EventStream, Provider, ProviderError, Wrapper};
 use gtl_proto::{Body, CompletionRequest, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -36,23 +36,22 @@ impl BudgetConfig {
     }
 }
 
-/// What one subject or route used in the current periods.
-#[derive(Debug, Default, Clone, Copy)]
-struct Spend {
-    minute: (u64, u64),
-    day: (u64, f64),
-    month: (u64, f64),
+/// The spend of every subject and route: counters per period, this
+/// process's or (with a shared store) added up across replicas.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    counters: Arc<Counters>,
 }
 
-/// The spend of every subject and route, in memory.
-#[derive(Debug, Default)]
-pub(crate) struct Ledger {
-    spend: Mutex<HashMap<String, Spend>>,
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new(Counters::local())
+    }
 }
 
 impl Ledger {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Spend>> {
-        self.spend.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        Self { counters }
     }
 
     /// `RATE_LIMIT` with the time until the period rolls over when `key`
@@ -63,7 +62,6 @@ impl Ledger {
         budget: &BudgetConfig,
         now: u64,
     ) -> Result<(), ProviderError> {
-        let spend = self.lock().get(key).copied().unwrap_or_default();
         let (minute, day, month) = periods(now);
         let refuse = |what: String, until: u64| {
             let wait = until.saturating_sub(now).max(1);
@@ -74,20 +72,17 @@ impl Ledger {
             .with_retry_after(Duration::from_secs(wait)))
         };
         if let Some(limit) = budget.tokens_per_minute
-            && spend.minute.0 == minute
-            && spend.minute.1 >= limit
+            && self.counters.get(&counter(key, "tokens/min", minute), now) >= limit as f64
         {
             return refuse(format!("{limit} tokens per minute"), (minute + 1) * 60);
         }
         if let Some(limit) = budget.usd_per_day
-            && spend.day.0 == day
-            && spend.day.1 >= limit
+            && self.counters.get(&counter(key, "usd/day", day), now) >= limit
         {
             return refuse(format!("${limit} per day"), (day + 1) * 86_400);
         }
         if let Some(limit) = budget.usd_per_month
-            && spend.month.0 == month
-            && spend.month.1 >= limit
+            && self.counters.get(&counter(key, "usd/month", month), now) >= limit
         {
             return refuse(format!("${limit} per month"), next_month_start(month));
         }
@@ -97,21 +92,28 @@ impl Ledger {
     /// Charges `tokens` and `usd` to `key` at `now`.
     pub(crate) fn charge(&self, key: &str, tokens: u64, usd: f64, now: u64) {
         let (minute, day, month) = periods(now);
-        let mut all = self.lock();
-        let spend = all.entry(key.to_owned()).or_default();
-        if spend.minute.0 != minute {
-            spend.minute = (minute, 0);
+        let counters = &self.counters;
+        if tokens > 0 {
+            let expires = (minute + 1) * 60;
+            counters.add(
+                &counter(key, "tokens/min", minute),
+                tokens as f64,
+                expires,
+                now,
+            );
         }
-        if spend.day.0 != day {
-            spend.day = (day, 0.0);
+        if usd > 0.0 {
+            let expires = (day + 1) * 86_400;
+            counters.add(&counter(key, "usd/day", day), usd, expires, now);
+            let expires = next_month_start(month);
+            counters.add(&counter(key, "usd/month", month), usd, expires, now);
         }
-        if spend.month.0 != month {
-            spend.month = (month, 0.0);
-        }
-        spend.minute.1 += tokens;
-        spend.day.1 += usd;
-        spend.month.1 += usd;
     }
+}
+
+/// The counter of `key`'s `what` in period number `period`.
+fn counter(key: &str, what: &str, period: u64) -> String {
+    format!("budget|{key}|{what}|{period}")
 }
 
 /// Seconds since the Unix epoch.

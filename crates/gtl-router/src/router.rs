@@ -74,6 +74,8 @@ pub struct RouterBuilder {
     cache: Option<Arc<ResponseCache>>,
     /// Targets' health and the budgets' spend, from the router replaced.
     carried: Option<(TargetStatsMap, Arc<Ledger>)>,
+    /// Where budgets count spend (default: this process alone).
+    counters: Option<Arc<gtl_core::counters::Counters>>,
 }
 
 /// Each target's health and speed, by `provider/model`.
@@ -87,6 +89,15 @@ impl RouterBuilder {
     #[must_use]
     pub fn carrying_state_of(mut self, old: &Router) -> Self {
         self.carried = Some((old.lock_stats().clone(), old.ledger.clone()));
+        self
+    }
+
+    /// Counts budgets' spend in `counters`: shared ones make every replica
+    /// enforce one budget. Ignored when state is carried from an old router
+    /// (its counters go on).
+    #[must_use]
+    pub fn counters(mut self, counters: Arc<gtl_core::counters::Counters>) -> Self {
+        self.counters = Some(counters);
         self
     }
 
@@ -129,7 +140,11 @@ impl RouterBuilder {
 
     /// Resolves every route's targets against the registry.
     pub fn build(self) -> Result<Router, RouterError> {
-        let (stats, ledger) = self.carried.unwrap_or_default();
+        let counters = self.counters;
+        let (stats, ledger) = self.carried.unwrap_or_else(|| {
+            let ledger = counters.map_or_else(Ledger::default, Ledger::new);
+            (TargetStatsMap::default(), Arc::new(ledger))
+        });
         let known = known_models(&self.registry, &self.config, &self.prices, &self.routes);
         let mut router = Router {
             registry: self.registry,
@@ -236,6 +251,7 @@ impl Router {
             prices: PriceTable::builtin(),
             cache: None,
             carried: None,
+            counters: None,
         }
     }
 

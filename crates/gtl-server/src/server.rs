@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gtl_core::counters::Counters;
 use gtl_core::{Engine, EngineConfig, MemoryStore, RedbStore, SessionStore};
 use gtl_providers::Registry;
 use gtl_store_redis::{RedisConfig, RedisStore};
@@ -171,9 +172,9 @@ impl Server {
                 );
             }
         }
-        let store = session_store(config).await?;
+        let stores = session_store(config).await?;
         let engine = Engine::new(
-            store,
+            stores.sessions,
             EngineConfig::default()
                 .with_session(config.session_config())
                 .with_persist(config.sessions.persists())
@@ -185,7 +186,11 @@ impl Server {
             Ok(n) => tracing::info!(sessions = n, "restored sessions for resume"),
             Err(e) => tracing::warn!(error = %e, "persisted sessions could not be restored"),
         }
-        let router = router(config, registry, None)?;
+        let mut router_builder = router_builder(config, registry, None)?;
+        if let Some(counters) = &stores.counters {
+            router_builder = router_builder.counters(counters.clone());
+        }
+        let router = built(router_builder)?;
         let listen = &config.listen;
         // The loopback network listeners trust no peer without a token, so
         // the server's own user gets one.
@@ -208,6 +213,10 @@ impl Server {
             crate::auth::authenticator(config, local_token.as_ref()).await?,
             config.connection_limits(),
         );
+        let service = match stores.counters {
+            Some(counters) => service.with_shared_counters(counters),
+            None => service,
+        };
         let service = match crate::audit::sink(config) {
             Some(sink) => service.with_audit(sink),
             None => service,
@@ -834,6 +843,15 @@ pub(crate) fn router(
     registry: Registry,
     old: Option<&gtl_router::Router>,
 ) -> Result<gtl_router::Router, ServerError> {
+    built(router_builder(config, registry, old)?)
+}
+
+/// The router `config` describes, carrying `old`'s state, not built yet.
+fn router_builder(
+    config: &Config,
+    registry: Registry,
+    old: Option<&gtl_router::Router>,
+) -> Result<gtl_router::RouterBuilder, ServerError> {
     let mut router = gtl_router::Router::builder(registry)
         .config(config.router.clone())
         .routes(config.routes.iter().cloned());
@@ -848,6 +866,10 @@ pub(crate) fn router(
         };
         router = router.cache(cache);
     }
+    Ok(router)
+}
+
+fn built(router: gtl_router::RouterBuilder) -> Result<gtl_router::Router, ServerError> {
     let router = router.build()?;
     for route in router.route_names() {
         tracing::info!(route, "route configured");
@@ -856,15 +878,21 @@ pub(crate) fn router(
 }
 
 /// Opens the store `[sessions]` names.
-async fn session_store(config: &Config) -> Result<Arc<dyn SessionStore>, ServerError> {
+async fn session_store(config: &Config) -> Result<Stores, ServerError> {
+    let local = |store: Arc<dyn SessionStore>| Stores {
+        sessions: store,
+        counters: None,
+    };
     Ok(match config.sessions.store()? {
-        SessionBackend::Memory => Arc::new(MemoryStore::new()),
+        SessionBackend::Memory => local(Arc::new(MemoryStore::new())),
         SessionBackend::Redb => {
             let path = config.data_dir.join("sessions.redb");
             let opened = std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| e.to_string())
                 .and_then(|()| RedbStore::open(&path).map_err(|e| e.to_string()));
-            Arc::new(opened.map_err(|message| ServerError::Store { path, message })?)
+            local(Arc::new(
+                opened.map_err(|message| ServerError::Store { path, message })?,
+            ))
         }
         SessionBackend::Redis(url) => {
             // rediss:// needs a process-wide rustls provider; the server's
@@ -885,10 +913,24 @@ async fn session_store(config: &Config) -> Result<Arc<dyn SessionStore>, ServerE
                     message: reason,
                 }
             })?;
-            tracing::info!(replica = store.replica(), "sessions shared through Redis");
-            Arc::new(store)
+            tracing::info!(
+                replica = store.replica(),
+                "sessions and limits shared through Redis"
+            );
+            let store = Arc::new(store);
+            Stores {
+                sessions: store.clone(),
+                counters: Some(Counters::shared(store)),
+            }
         }
     })
+}
+
+/// The stores `[sessions]` names: the sessions', and with a shared backend
+/// the limits' and budgets' counters every replica adds to.
+struct Stores {
+    sessions: Arc<dyn SessionStore>,
+    counters: Option<Arc<Counters>>,
 }
 
 /// The response cache: in the data dir when sessions persist, else in

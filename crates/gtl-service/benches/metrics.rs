@@ -54,7 +54,7 @@ fn bench_calls(c: &mut Criterion, name: &str, recorder: &dyn metrics::Recorder) 
     principal.transport = "tcp";
     let one_call = || {
         runtime.block_on(async {
-            let call = service.start(&principal, None, request()).unwrap();
+            let call = service.start(&principal, None, request()).await.unwrap();
             let completion = CallEvents::new(call).complete().await;
             assert_eq!(
                 completion.usage.map(|u| u.tokens_out),

@@ -139,6 +139,9 @@ pub struct CallService {
     subject_connections: Arc<Mutex<HashMap<String, usize>>>,
     /// Calls started per subject, per minute.
     subject_rate: Option<governor::DefaultKeyedRateLimiter<String>>,
+    /// Counters shared by the replicas: when set, calls per minute are
+    /// counted there (one limit for all replicas) instead of `subject_rate`.
+    shared_counters: Option<Arc<gtl_core::counters::Counters>>,
     /// Opens callers' own provider keys.
     key_opener: Option<Arc<dyn KeyOpener>>,
     /// Set when the server drains before stopping.
@@ -194,6 +197,7 @@ impl CallService {
             subject_calls: Arc::default(),
             subject_connections: Arc::default(),
             subject_rate,
+            shared_counters: None,
             key_opener: None,
             drain: Arc::new(Drain::new()),
             // In-process and stdio gateways have no listener to wait for.
@@ -295,6 +299,14 @@ impl CallService {
     /// Without it calls have no span (they would only cost).
     pub fn with_trace_parent(mut self, link: Arc<dyn crate::trace::TraceParent>) -> Self {
         self.trace_parent = Some(link);
+        self
+    }
+
+    /// Counts each subject's calls per minute in `counters`: with counters
+    /// shared by the replicas, the limit holds for all of them together
+    /// (per clock minute, rather than this process's smooth rate).
+    pub fn with_shared_counters(mut self, counters: Arc<gtl_core::counters::Counters>) -> Self {
+        self.shared_counters = Some(counters);
         self
     }
 
@@ -402,13 +414,23 @@ impl CallService {
     /// Starts a call for `principal`: routes the request to its provider and
     /// creates its session (with the client's `session_id`, in the
     /// principal's namespace, when given).
-    pub fn start(
+    pub async fn start(
         &self,
         principal: &Principal,
         session_id: Option<String>,
         request: CompletionRequest,
     ) -> Result<Call, CallError> {
         let received = std::time::Instant::now();
+        if let Some(counters) = &self.shared_counters
+            && principal.scopes.is_some()
+        {
+            // The subject's calls this minute on every replica, not only
+            // those this one has heard of.
+            let (key, ends) = calls_counter(&principal.subject);
+            counters
+                .warm(&key, ends, gtl_core::counters::unix_now())
+                .await;
+        }
         let route = crate::measure::route_of(&request);
         let model = Arc::from(self.router.load().model_label(&request.model));
         self.start_at(received, principal, session_id, request)
@@ -562,7 +584,7 @@ impl CallService {
 
     /// Cancels one of `principal`'s sessions that the caller is not
     /// attached to; its resume token proves the caller may.
-    pub fn cancel(
+    pub async fn cancel(
         &self,
         principal: &Principal,
         session_id: &str,
@@ -572,7 +594,8 @@ impl CallService {
         principal.check(Operation::ControlSession, now())?;
         Ok(self
             .engine
-            .cancel(&principal.subject, session_id, resume_token, reason)?)
+            .cancel(&principal.subject, session_id, resume_token, reason)
+            .await?)
     }
 
     /// session.pipe input to one of `principal`'s sessions that the caller
@@ -626,11 +649,13 @@ impl CallService {
         use governor::clock::Clock as _;
         // Token subjects only: a trusted local user is this machine's own,
         // bounded by its connections and memory.
-        let Some(rate) = self
-            .subject_rate
-            .as_ref()
-            .filter(|_| principal.scopes.is_some())
-        else {
+        if principal.scopes.is_none() {
+            return Ok(());
+        }
+        if let Some(counters) = &self.shared_counters {
+            return self.admit_shared(counters, principal);
+        }
+        let Some(rate) = &self.subject_rate else {
             return Ok(());
         };
         if let Err(refused) = rate.check_key(&principal.subject) {
@@ -649,6 +674,34 @@ impl CallService {
         if rate.len() > 4096 {
             rate.retain_recent();
         }
+        Ok(())
+    }
+
+    /// [`admit_call`](Self::admit_call) with the calls counted in shared
+    /// counters, per clock minute.
+    fn admit_shared(
+        &self,
+        counters: &gtl_core::counters::Counters,
+        principal: &Principal,
+    ) -> Result<(), CallError> {
+        let limit = self.limits.calls_per_minute_per_subject;
+        if limit == 0 {
+            return Ok(());
+        }
+        let now = gtl_core::counters::unix_now();
+        let (key, ends) = calls_counter(&principal.subject);
+        if counters.get(&key, now) >= f64::from(limit) {
+            let wait = ends.saturating_sub(now);
+            return Err(CallError::new(
+                ErrorCode::RateLimit,
+                format!(
+                    "{} started its {limit} calls for this minute on all servers: retry in {} s",
+                    principal.subject,
+                    wait.max(1)
+                ),
+            ));
+        }
+        counters.add(&key, 1.0, ends, now);
         Ok(())
     }
 
@@ -876,4 +929,11 @@ impl gtl_core::Provider for Counted {
     ) -> Result<gtl_core::EventStream, gtl_core::ProviderError> {
         self.inner.stream(request).await
     }
+}
+
+/// The shared counter of `subject`'s calls in the current clock minute, and
+/// when that minute ends (Unix seconds).
+fn calls_counter(subject: &str) -> (String, u64) {
+    let minute = gtl_core::counters::unix_now() / 60;
+    (format!("calls|{subject}|{minute}"), (minute + 1) * 60)
 }

@@ -16,6 +16,8 @@
 //!   the driver is gone.
 //!
 //! All three expire with the resume window after the last write or renewal.
+//! The same store is the replicas' [`SharedCounters`]: `gtl:c:<counter>`,
+//! added to with `INCRBYFLOAT` and expiring when its period ends.
 //! Each write is one Lua script, so a batch is all or nothing, and its seq
 //! check fences a replica whose claim lapsed: the seqs it would write are
 //! taken. The hash tag keeps a session's keys in one slot.
@@ -42,6 +44,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use gtl_core::counters::{CounterDelta, SharedCounters};
 use gtl_core::{
     BackendError, Outcome, SessionMeta, SessionStore, SessionWrite, StoreError, StoredSession,
     decode_event, encode_event,
@@ -429,6 +432,29 @@ impl SessionStore for RedisStore {
             .await
             .map(drop)
             .map_err(backend)
+    }
+}
+
+/// Limits' counters, added up by every replica on the same server.
+#[async_trait::async_trait]
+impl SharedCounters for RedisStore {
+    async fn add(&self, deltas: &[CounterDelta]) -> Result<Vec<f64>, StoreError> {
+        let mut totals = Vec::with_capacity(deltas.len());
+        for slice in deltas.chunks(256) {
+            let mut invocation = scripts::COUNT.prepare_invoke();
+            for delta in slice {
+                invocation
+                    .key(format!("{}c:{}", self.config.key_prefix, delta.key))
+                    .arg(delta.delta)
+                    .arg(delta.expires_unix);
+            }
+            let mut conn = self.conn.clone();
+            let answer: Vec<String> = invocation.invoke_async(&mut conn).await.map_err(backend)?;
+            for total in answer {
+                totals.push(total.parse().map_err(|_| corrupt("", "counter"))?);
+            }
+        }
+        Ok(totals)
     }
 }
 

@@ -122,3 +122,19 @@ return redis.call('XTRIM', KEYS[2], 'MINID', ARGV[1] .. '-0')
 ",
     )
 });
+
+/// Adds to counters and answers their totals.
+///
+/// KEYS: the counters. ARGV: `delta, expires_unix` per counter.
+pub(crate) static COUNT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local totals = {}
+for i = 1, #KEYS do
+  totals[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[2 * i - 1])
+  redis.call('EXPIREAT', KEYS[i], ARGV[2 * i])
+end
+return totals
+",
+    )
+});

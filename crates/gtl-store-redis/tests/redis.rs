@@ -115,3 +115,39 @@ async fn with_redis_gone_calls_fail_fast_and_recover_when_it_returns() {
     assert!(a.load("s_1").await.unwrap().is_none());
     a.create(&meta("s_2", 2)).await.unwrap();
 }
+
+#[tokio::test]
+async fn counters_add_up_across_connections_and_expire_with_their_period() {
+    use gtl_core::counters::{Counters, SharedCounters, unix_now};
+    let server = RedisServer::start().unwrap();
+    let a: Arc<dyn SharedCounters> = Arc::new(store(&server).await);
+    let b: Arc<dyn SharedCounters> = Arc::new(store(&server).await);
+    let now = unix_now();
+    let delta = gtl_core::counters::CounterDelta::new;
+    assert_eq!(a.add(&[delta("k", 2.5, now + 60)]).await.unwrap(), [2.5]);
+    assert_eq!(
+        b.add(&[delta("k", 1.0, now + 60), delta("j", 0.0, now + 60)])
+            .await
+            .unwrap(),
+        [3.5, 0.0]
+    );
+    // A counter whose period ended is gone.
+    assert_eq!(a.add(&[delta("old", 1.0, now - 1)]).await.unwrap(), [1.0]);
+    assert_eq!(a.add(&[delta("old", 0.0, now + 60)]).await.unwrap(), [0.0]);
+
+    // Through `Counters`: B sees A's additions after a sync.
+    let ca = Counters::shared(a);
+    let cb = Counters::shared(b);
+    ca.add("calls", 4.0, now + 60, now);
+    let seen = async {
+        loop {
+            if cb.get("calls", now) == 4.0 {
+                return;
+            }
+            tokio::time::sleep(gtl_core::counters::SYNC_EVERY).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), seen)
+        .await
+        .unwrap();
+}

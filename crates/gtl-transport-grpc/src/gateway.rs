@@ -69,7 +69,11 @@ impl GrpcGateway {
         self.service.authenticate(&peer, token).map_err(status)
     }
 
-    fn start(&self, principal: &Principal, request: CompleteRequest) -> Result<CallEvents, Status> {
+    async fn start(
+        &self,
+        principal: &Principal,
+        request: CompleteRequest,
+    ) -> Result<CallEvents, Status> {
         let call = request.request.ok_or_else(|| {
             status(CallError::new(
                 ErrorCode::InvalidRequest,
@@ -80,6 +84,7 @@ impl GrpcGateway {
         let call = self
             .service
             .start(principal, session_id, call)
+            .await
             .map_err(status)?;
         Ok(CallEvents::new(call))
     }
@@ -143,7 +148,7 @@ impl Gtl for GrpcGateway {
                 "Complete cannot run session.pipe: use Pipe",
             )));
         }
-        let mut events = self.start(&principal, request)?;
+        let mut events = self.start(&principal, request).await?;
         let session_id = events.session_id().to_owned();
         let mut aggregate = Aggregate::default();
         let mut last = 0;
@@ -176,7 +181,7 @@ impl Gtl for GrpcGateway {
 
     async fn stream(&self, request: Request<CompleteRequest>) -> Result<Response<Frames>, Status> {
         let principal = self.principal(&request)?;
-        let events = self.start(&principal, with_trace_context(request))?;
+        let events = self.start(&principal, with_trace_context(request)).await?;
         Ok(Response::new(answer(events)))
     }
 

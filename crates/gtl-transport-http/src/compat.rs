@@ -121,6 +121,7 @@ async fn chat(
     }
     let call = service
         .start(principal, None, parsed.request)
+        .await
         .map_err(|e| dialect.call_error(&e))?;
     let events = CallEvents::new(call);
     if parsed.stream {

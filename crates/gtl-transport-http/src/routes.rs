@@ -191,6 +191,7 @@ async fn start(
     let session_id = (!frame.session_id.is_empty()).then_some(frame.session_id);
     let call = service
         .start(principal, session_id.clone(), *call)
+        .await
         .map_err(|e| (e, session_id.unwrap_or_default()))?;
     Ok(CallEvents::new(call))
 }
@@ -327,6 +328,7 @@ async fn session_route(
             };
             service
                 .cancel(principal, &session_id, &token, &cancel.reason)
+                .await
                 .map_err(in_session)?;
             Ok(no_content())
         }

@@ -229,7 +229,7 @@ where
     let started = match first.body {
         Some(Body::CompletionRequest(request)) => {
             let id = (!session_id.is_empty()).then(|| session_id.clone());
-            conn.service.start(&conn.principal, id, *request)
+            conn.service.start(&conn.principal, id, *request).await
         }
         Some(Body::Resume(resume)) => {
             conn.service

@@ -212,6 +212,13 @@ fn input_to(shared: &Shared, input: Input) -> Result<(), EngineError> {
                 "the session has ended: start a new call",
             ));
         }
+        if shared.mirror {
+            return Err(EngineError::new(
+                ErrorCode::InvalidRequest,
+                "this session runs on another server of this deployment, and session.pipe input \
+                 is taken only there: route the client back to it (load-balancer affinity)",
+            ));
+        }
         if state.input_ended {
             return Err(EngineError::new(
                 ErrorCode::InvalidRequest,

@@ -278,6 +278,8 @@ pub(crate) struct SharedState {
     /// Another replica took the session over (this process's claim had
     /// lapsed): the generation here stops, and its client is told.
     pub(crate) moved: bool,
+    /// The shared store lost the session: it is no longer written.
+    pub(crate) unstored: bool,
     /// What the retained events are charged to the server's budget.
     charged: usize,
     /// The budget of the connection the session is attached to, charged
@@ -712,15 +714,39 @@ impl Engine {
     }
 
     /// Cancels a session from outside its call (e.g. from a new connection):
-    /// only its owner holding its resume token may.
-    pub fn cancel(
+    /// only its owner holding its resume token may. With a shared store, a
+    /// session another replica drives is cancelled through the store (its
+    /// driver learns of it within about a second).
+    pub async fn cancel(
         &self,
         owner: &str,
         session_id: &str,
         resume_token: &str,
         reason: &str,
     ) -> Result<(), EngineError> {
-        let shared = self.authorized(owner, session_id, resume_token)?;
+        let shared = match self.authorized(owner, session_id, resume_token) {
+            Ok(shared) => shared,
+            Err(not_here) if self.inner.store.is_shared() => {
+                // Driven by another replica: ask it through the store.
+                let key = store_key(owner, session_id);
+                let stored = self.inner.store.load(&key).await?.ok_or(not_here.clone())?;
+                let meta = &stored.meta;
+                let owner_ok =
+                    crate::session::constant_time_eq(meta.owner.as_bytes(), owner.as_bytes());
+                let token_ok = crate::session::constant_time_eq(
+                    meta.resume_token.as_bytes(),
+                    resume_token.as_bytes(),
+                );
+                if !(owner_ok & token_ok) {
+                    return Err(not_here);
+                }
+                if !meta.finished {
+                    self.inner.store.request_cancel(&key, reason).await?;
+                }
+                return Ok(());
+            }
+            Err(not_here) => return Err(not_here),
+        };
         call::cancel(&shared, reason);
         persist::mark_dirty(&shared, &self.inner.jobs);
         Ok(())
@@ -905,6 +931,7 @@ impl Shared {
                 stopping: false,
                 cancel: None,
                 moved: false,
+                unstored: false,
                 charged: 0,
                 conn: None,
                 conn_charged: 0,

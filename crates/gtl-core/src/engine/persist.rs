@@ -72,6 +72,14 @@ fn take_pending(shared: &Arc<Shared>) -> Option<Pending> {
     state.queued = false;
     let from = state.unpersisted_from;
     let last = state.session.last_seq();
+    if state.unstored {
+        // Gone from the shared store: its client gets the events unstored.
+        state.session.handle_durable(last);
+        state.unpersisted_from = last + 1;
+        drop(state);
+        shared.to_client.notify_waiters();
+        return None;
+    }
     let events: Vec<(u64, Body)> = if last >= from {
         state
             .session
@@ -133,6 +141,18 @@ async fn commit(
                 // when this process's claim lapsed. This copy stops.
                 tracing::warn!(session = %p.id, "session taken over by another replica; stopping");
                 super::moved_away(&p.shared);
+            }
+            Err(StoreError::UnknownSession { .. }) if store.is_shared() && p.create.is_none() => {
+                // The shared store lost the session (restarted empty, or
+                // evicted it): no replica can resume it now, but its client
+                // here keeps getting its events.
+                tracing::warn!(session = %p.id, "session gone from the shared store; no longer stored");
+                {
+                    let mut state = p.shared.lock();
+                    state.unstored = true;
+                    state.session.handle_durable(p.through);
+                }
+                p.shared.to_client.notify_waiters();
             }
             Err(e) => {
                 tracing::warn!(session = %p.id, error = %e, "session events not persisted; retrying");

@@ -203,3 +203,88 @@ async fn with_redis_down_running_calls_go_on_new_ones_fail_fast_and_all_recovers
         .expect("served again");
     assert!(is_terminal(served.last().unwrap()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_enforce_one_call_rate_limit_not_one_each() {
+    const SECRET: &[u8] = b"a shared test secret of at least 32 bytes, used nowhere else";
+    let redis = RedisServer::start().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let secret = dir_a.path().join("hs256.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    // Both replicas verify the same tokens; limits apply to token subjects.
+    let extra = format!(
+        "[sessions]\nbackend = \"{}\"\n[limits]\ncalls_per_minute_per_subject = 4\n\
+         [auth]\nhs256_secret_file = {:?}\n",
+        redis.url(),
+        secret.display().to_string()
+    );
+    let a = ServerProcess::start(dir_a.path(), &extra).await;
+    let b = ServerProcess::start(dir_b.path(), &extra).await;
+    let now = gtl_core::counters::unix_now();
+    let token = gtl_auth::mint(
+        &gtl_auth::SigningKey::Hs256(SECRET.to_vec()),
+        &gtl_auth::Mint::new("alice", &["chat:*"], now, 600),
+    )
+    .unwrap();
+    let call = |server: &ServerProcess| {
+        let (tcp, token) = (server.tcp.clone(), token.clone());
+        async move {
+            let mut raw = Raw::hello(&tcp, &token).await;
+            raw.send(stream_request(1, "echo")).await;
+            raw.until_terminal(1).await.pop().unwrap()
+        }
+    };
+    // A minute boundary between the calls would reset the count: start
+    // right after one if it is close.
+    if now % 60 > 55 {
+        tokio::time::sleep(std::time::Duration::from_secs(61 - now % 60)).await;
+    }
+    for _ in 0..4 {
+        let end = call(&a).await;
+        assert_eq!(end["type"], "done", "{end}");
+    }
+    // The counters sync every 100 ms: after a few syncs, B knows A's calls.
+    tokio::time::sleep(gtl_core::counters::SYNC_EVERY * 5).await;
+    let refused = call(&b).await;
+    assert_eq!(error_code(&refused), "RATE_LIMIT");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("on all servers"),
+        "{refused}"
+    );
+    let refused = call(&a).await;
+    assert_eq!(error_code(&refused), "RATE_LIMIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_the_other_replica_reaches_the_one_generating() {
+    let redis = RedisServer::start().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(dir_a.path(), &redis).await;
+    let b = replica(dir_b.path(), &redis).await;
+
+    let mut on_a = Raw::hello(&a.tcp, &a.token).await;
+    let (session, token, seen) = start(&mut on_a, "echo:tokens=100000,delay_ms=5", 3).await;
+    drop(on_a);
+    let last = seen.last().unwrap()["seq"].as_u64().unwrap();
+    let mut on_b = Raw::hello(&b.tcp, &b.token).await;
+    on_b.send(resume(2, &session, last, &token)).await;
+    let accepted = on_b.recv_call(2).await.unwrap();
+    assert_eq!(accepted["type"], "accepted", "{accepted}");
+    on_b.send(serde_json::json!({"type": "cancel", "call_id": 2, "reason": "enough"}))
+        .await;
+    let rest = tokio::time::timeout(PATIENCE, on_b.until_terminal(2))
+        .await
+        .expect("the cancel ends the call");
+    let end = rest.last().unwrap();
+    assert_eq!(error_code(end), "CANCELLED", "{end}");
+    // Contiguous to the end: nothing lost or doubled on the way.
+    for pair in rest.windows(2) {
+        assert_eq!(
+            pair[1]["seq"].as_u64(),
+            pair[0]["seq"].as_u64().map(|s| s + 1)
+        );
+    }
+}

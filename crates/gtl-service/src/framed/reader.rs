@@ -104,13 +104,16 @@ impl Reader<'_> {
             body,
         } = frame;
         let result = match body {
-            Some(Body::CompletionRequest(request)) => self
-                .new_call(call_id)
-                .and_then(|()| {
+            Some(Body::CompletionRequest(request)) => match self.new_call(call_id) {
+                Ok(()) => {
                     let id = (!session_id.is_empty()).then(|| session_id.clone());
-                    self.service.start(self.principal, id, *request)
-                })
-                .map(|call| Some((call_id, call))),
+                    self.service
+                        .start(self.principal, id, *request)
+                        .await
+                        .map(|call| Some((call_id, call)))
+                }
+                Err(e) => Err(e),
+            },
             Some(Body::Resume(resume)) => match self.new_call(call_id) {
                 Ok(()) => self
                     .service
@@ -149,6 +152,7 @@ impl Reader<'_> {
                         &cancel.resume_token,
                         &cancel.reason,
                     )
+                    .await
                     .map(|()| None),
                 None => Err(CallError::new(
                     ErrorCode::InvalidRequest,
