@@ -10,12 +10,16 @@
 //!   `docs/benchmarks-e2e.json`.
 //! - `bench e2e --quick`: a short run of the same, checked against
 //!   `docs/benchmarks-e2e.json` for gross regressions (what CI runs).
+//! - `chaos [options]`: streams over two replicas sharing Redis while
+//!   connections are cut and replicas killed (10,000 swaps); the figure goes
+//!   to `docs/reliability.md`. Options go to `gtl-chaos`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod chaos;
 mod codegen;
 
 fn main() -> Result<()> {
@@ -30,10 +34,11 @@ fn main() -> Result<()> {
             bench::e2e(&root, args.iter().any(|a| a == "--quick"))
         }
         Some("bench") => bench::run(&root),
+        Some("chaos") => chaos::run(&root, &args[1..]),
         Some(other) => {
-            bail!("unknown task `{other}`; tasks: codegen [--check], bench [e2e [--quick]]")
+            bail!("unknown task `{other}`; tasks: codegen [--check], bench [e2e [--quick]], chaos")
         }
-        None => bail!("usage: cargo xtask <codegen [--check] | bench [e2e [--quick]]>"),
+        None => bail!("usage: cargo xtask <codegen [--check] | bench [e2e [--quick]] | chaos>"),
     }
 }
 

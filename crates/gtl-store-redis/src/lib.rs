@@ -334,6 +334,19 @@ impl SessionStore for RedisStore {
         after_seq: u64,
         wait: Duration,
     ) -> Result<Vec<(u64, Body)>, StoreError> {
+        if wait.is_zero() {
+            // What is there now: no blocking read, no connection of its own.
+            let mut conn = self.conn.clone();
+            let range: StreamRangeReply = conn
+                .xrange(
+                    self.key(session_id, "e"),
+                    format!("{}-0", after_seq + 1),
+                    "+",
+                )
+                .await
+                .map_err(backend)?;
+            return events_from(session_id, range.ids);
+        }
         let mut conn = self.tail_conn().await?;
         let options = StreamReadOptions::default().block(wait.as_millis().max(1) as usize);
         let (keys, ids) = ([self.key(session_id, "e")], [format!("{after_seq}-0")]);

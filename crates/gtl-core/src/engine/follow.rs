@@ -65,7 +65,7 @@ pub(super) async fn follow(shared: Arc<Shared>, store: Arc<dyn SessionStore>) {
 }
 
 /// Logs events read from the store, skipping any already logged.
-fn log(shared: &Shared, events: Vec<(u64, Body)>) {
+pub(super) fn log(shared: &Shared, events: Vec<(u64, Body)>) {
     {
         let mut state = shared.lock();
         for (seq, body) in events {

@@ -640,6 +640,19 @@ impl Engine {
                 .ok_or(not_here)?,
             Err(not_here) => return Err(not_here),
         };
+        if shared.mirror {
+            // The client may have seen, from the driver or another
+            // replica, events this copy has not read yet.
+            let last = shared.lock().session.last_seq();
+            if after_seq > last {
+                let events = self
+                    .inner
+                    .store
+                    .tail(shared.key(), last, Duration::ZERO)
+                    .await?;
+                follow::log(&shared, events);
+            }
+        }
         let attach = {
             let mut state = shared.lock();
             state

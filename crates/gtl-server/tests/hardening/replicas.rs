@@ -288,3 +288,17 @@ async fn a_cancel_on_the_other_replica_reaches_the_one_generating() {
         );
     }
 }
+
+/// The chaos harness at CI size: hundreds of swaps over every transport
+/// and both replicas while replicas are killed; nothing lost, doubled or
+/// changed (`cargo xtask chaos` runs it at full size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_small_loses_and_doubles_nothing() {
+    let config = gtl_chaos::ChaosConfig::small(env!("CARGO_BIN_EXE_gtl-server").into());
+    eprintln!("chaos seed {}", config.seed);
+    let report = gtl_chaos::run(config).await.unwrap();
+    eprintln!("{report}");
+    assert!(report.passed(), "{report}");
+    assert!(report.swaps >= 300, "{report}");
+    assert!(report.kills > 0, "{report}");
+}
