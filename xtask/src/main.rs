@@ -13,6 +13,10 @@
 //! - `chaos [options]`: streams over two replicas sharing Redis while
 //!   connections are cut and replicas killed (10,000 swaps); the figure goes
 //!   to `docs/reliability.md`. Options go to `gtl-chaos`.
+//! - `soak --minutes N`: steady load with periodic resumes; the replicas'
+//!   memory trend, to `docs/reliability.md`.
+//! - `bench replicas`: resume, `chat.complete` and streaming with the Redis
+//!   backend against redb, to `docs/benchmarks.md`.
 
 use std::path::PathBuf;
 
@@ -33,12 +37,21 @@ fn main() -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => {
             bench::e2e(&root, args.iter().any(|a| a == "--quick"))
         }
-        Some("bench") => bench::run(&root),
-        Some("chaos") => chaos::run(&root, &args[1..]),
-        Some(other) => {
-            bail!("unknown task `{other}`; tasks: codegen [--check], bench [e2e [--quick]], chaos")
+        Some("bench") if args.get(1).map(String::as_str) == Some("replicas") => {
+            chaos::figures(&root)
         }
-        None => bail!("usage: cargo xtask <codegen [--check] | bench [e2e [--quick]] | chaos>"),
+        Some("bench") => bench::run(&root),
+        Some("chaos") => chaos::chaos(&root, &args[1..]),
+        Some("soak") => chaos::soak(&root, &args[1..]),
+        Some(other) => {
+            bail!(
+                "unknown task `{other}`; tasks: codegen [--check], bench [e2e [--quick] | replicas], \
+                 chaos, soak [--minutes N]"
+            )
+        }
+        None => bail!(
+            "usage: cargo xtask <codegen [--check] | bench [e2e [--quick] | replicas] | chaos | soak>"
+        ),
     }
 }
 

@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+pub mod figures;
 mod replica;
 mod stream;
 
@@ -60,6 +61,8 @@ pub struct ChaosConfig {
     pub seed: u64,
     /// The run stops here even if the swaps are not all done.
     pub time_limit: Duration,
+    /// Sample the replicas' resident memory this often (the soak).
+    pub rss_every: Option<Duration>,
 }
 
 impl ChaosConfig {
@@ -76,6 +79,21 @@ impl ChaosConfig {
             delay_ms: 2,
             seed: seed_from_clock(),
             time_limit: Duration::from_secs(600),
+            rss_every: None,
+        }
+    }
+
+    /// The soak: steady streams with periodic resumes for `minutes`, no
+    /// kills, the replicas' memory sampled.
+    pub fn soak(server: PathBuf, minutes: u64) -> Self {
+        let length = Duration::from_secs(minutes.max(1) * 60);
+        Self {
+            streams: 16,
+            swaps: u64::MAX,
+            kill_every: None,
+            time_limit: length,
+            rss_every: Some((length / 40).max(Duration::from_secs(5))),
+            ..Self::new(server)
         }
     }
 
@@ -125,12 +143,32 @@ pub struct Report {
     pub failures: Vec<String>,
     /// How long the run took.
     pub elapsed: Duration,
+    /// Seconds into the run, and the replicas' resident memory together.
+    pub rss: Vec<(f64, u64)>,
 }
 
 impl Report {
     /// Nothing lost, doubled or changed, and no failure.
     pub fn passed(&self) -> bool {
         self.lost == 0 && self.doubled == 0 && self.changed == 0 && self.failures.is_empty()
+    }
+
+    /// The memory trend after the first quarter of the run (warm-up), in
+    /// MiB per minute, by least squares; `None` with under 4 samples.
+    pub fn rss_trend(&self) -> Option<f64> {
+        let samples = &self.rss[self.rss.len() / 4..];
+        if samples.len() < 4 {
+            return None;
+        }
+        let n = samples.len() as f64;
+        let mean_t = samples.iter().map(|s| s.0).sum::<f64>() / n;
+        let mean_m = samples.iter().map(|s| s.1 as f64).sum::<f64>() / n;
+        let (mut num, mut den) = (0.0, 0.0);
+        for &(t, m) in samples {
+            num += (t - mean_t) * (m as f64 - mean_m);
+            den += (t - mean_t).powi(2);
+        }
+        (den > 0.0).then(|| num / den * 60.0 / f64::from(1 << 20))
     }
 }
 
@@ -158,6 +196,21 @@ impl fmt::Display for Report {
             self.changed,
             self.failures.len()
         )?;
+        if let (Some(first), Some(last)) = (self.rss.first(), self.rss.last()) {
+            let mib = |b: u64| b as f64 / f64::from(1 << 20);
+            write!(
+                f,
+                "\n  replicas' RSS: {:.1} MiB at {:.0} s, {:.1} MiB at {:.0} s ({} samples)",
+                mib(first.1),
+                first.0,
+                mib(last.1),
+                last.0,
+                self.rss.len()
+            )?;
+            if let Some(trend) = self.rss_trend() {
+                write!(f, "; trend after warm-up {trend:+.2} MiB per minute")?;
+            }
+        }
         for failure in &self.failures {
             write!(f, "\n  - {failure}")?;
         }
@@ -250,10 +303,21 @@ pub async fn run(config: ChaosConfig) -> Result<Report> {
     let mut kills = 0;
     let mut rng = stream::Rng(config.seed ^ 0x5bd1_e995);
     let mut done = false;
+    let mut rss = Vec::new();
+    let mut sample = tokio::time::interval(config.rss_every.unwrap_or(Duration::from_secs(3600)));
     while !done {
         let pause = config.kill_every.unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             joined = streams.join_next() => done = joined.is_none(),
+            _ = sample.tick(), if config.rss_every.is_some() => {
+                let total = processes
+                    .iter()
+                    .flatten()
+                    .filter_map(Replica::pid)
+                    .map(rss_bytes)
+                    .sum();
+                rss.push((started.elapsed().as_secs_f64(), total));
+            }
             () = tokio::time::sleep(pause), if config.kill_every.is_some() => {
                 let slot = rng.below(config.replicas as u64) as usize;
                 replicas.write().await[slot] = None;
@@ -291,5 +355,20 @@ pub async fn run(config: ChaosConfig) -> Result<Report> {
         kills,
         failures: tally.failures.into_inner().unwrap_or_default(),
         elapsed: started.elapsed(),
+        rss,
     })
+}
+
+/// A process's resident memory, from /proc (0 when gone).
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }

@@ -2,8 +2,12 @@
 //! [--seed N] [--no-kills] [--json]`: runs the chaos harness against the
 //! `gtl-server` binary `SERVER_BIN` and prints its report. Exit status 1 when
 //! an event was lost, doubled or changed.
-
-use std::time::Duration;
+//!
+//! `gtl-chaos SERVER_BIN --soak [--minutes N]`: steady streams with
+//! periodic resumes and no kills; the replicas' memory and its trend.
+//!
+//! `gtl-chaos SERVER_BIN --figures`: the Redis backend's figures against
+//! redb instead, as a Markdown table.
 
 use anyhow::{Context as _, Result, bail};
 use gtl_chaos::{ChaosConfig, run};
@@ -14,7 +18,25 @@ fn main() -> Result<()> {
         .next()
         .context("usage: gtl-chaos SERVER_BIN [options]")?;
     let rest: Vec<String> = args.collect();
-    let mut config = if rest.iter().any(|a| a == "--small") {
+    if rest.iter().any(|a| a == "--figures") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        print!(
+            "{}",
+            runtime.block_on(gtl_chaos::figures::run(server.as_ref()))?
+        );
+        return Ok(());
+    }
+    let minutes = rest
+        .iter()
+        .position(|a| a == "--minutes")
+        .and_then(|i| rest.get(i + 1))
+        .map(|m| m.parse::<u64>().context("--minutes needs a number"))
+        .transpose()?;
+    let mut config = if rest.iter().any(|a| a == "--soak") {
+        ChaosConfig::soak(server.into(), minutes.unwrap_or(10))
+    } else if rest.iter().any(|a| a == "--small") {
         ChaosConfig::small(server.into())
     } else {
         ChaosConfig::new(server.into())
@@ -29,17 +51,14 @@ fn main() -> Result<()> {
                 .with_context(|| format!("{} needs a number", rest[i]))
         };
         match rest[i].as_str() {
-            "--small" => {}
+            "--small" | "--soak" => {}
             "--json" => json = true,
             "--no-kills" => config.kill_every = None,
             "--swaps" => (config.swaps, i) = (value(i)?, i + 1),
             "--streams" => (config.streams, i) = (value(i)? as usize, i + 1),
             "--replicas" => (config.replicas, i) = (value(i)?.max(1) as usize, i + 1),
             "--seed" => (config.seed, i) = (value(i)? | 1, i + 1),
-            "--minutes" => {
-                config.time_limit = Duration::from_secs(value(i)? * 60);
-                i += 1;
-            }
+            "--minutes" => i += 1,
             other => bail!("unknown option {other}"),
         }
         i += 1;
@@ -63,6 +82,8 @@ fn main() -> Result<()> {
                 "changed": report.changed,
                 "failures": report.failures,
                 "elapsed_secs": report.elapsed.as_secs_f64(),
+                "rss": report.rss,
+                "rss_trend_mib_per_minute": report.rss_trend(),
             })
         );
     } else {

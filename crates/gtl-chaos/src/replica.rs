@@ -23,8 +23,9 @@ pub(crate) struct Replica {
 
 impl Replica {
     /// Starts `server` on `dir` (kept across restarts: the same local token
-    /// key), sharing sessions through `redis_url`.
-    pub(crate) async fn start(server: &Path, dir: &Path, redis_url: &str) -> Result<Self> {
+    /// key), keeping sessions in `backend` (`redb`, or a Redis URL shared
+    /// with other replicas).
+    pub(crate) async fn start(server: &Path, dir: &Path, backend: &str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let config = dir.join("gtl.toml");
         let socket: PathBuf = dir.join("gtl.sock");
@@ -32,7 +33,7 @@ impl Replica {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {dir:?}\n[sessions]\nbackend = {redis_url:?}\nlease_ms = 300\n\
+                "data_dir = {dir:?}\n[sessions]\nbackend = {backend:?}\nlease_ms = 300\n\
                  [limits]\nmax_calls_per_subject = 100000\nmax_connections_per_peer = 100000\n\
                  [listen.tcp]\naddr = \"127.0.0.1:0\"\n[listen.http]\naddr = \"127.0.0.1:0\"\n\
                  [listen.quic]\naddr = \"127.0.0.1:0\"\n[listen.h3]\nenabled = false\n\
@@ -96,6 +97,11 @@ impl Replica {
             endpoints,
             token,
         })
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.

@@ -29,12 +29,12 @@ impl Rng {
 }
 
 /// An open connection after the handshake.
-struct Peer {
+pub(crate) struct Peer {
     conn: Connection,
 }
 
 impl Peer {
-    async fn open(url: &str, token: &str) -> Result<Self> {
+    pub(crate) async fn open(url: &str, token: &str) -> Result<Self> {
         let opts = ConnectOpts::new([url])
             .with_token(token)
             .with_connect_timeout(Duration::from_secs(5));
@@ -56,7 +56,7 @@ impl Peer {
         }
     }
 
-    async fn send(&mut self, frame: Frame) -> Result<()> {
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<()> {
         self.conn.write.write_frame(frame.as_ref())?;
         tokio::time::timeout(FRAME_WITHIN, self.conn.write.flush())
             .await
@@ -65,7 +65,7 @@ impl Peer {
     }
 
     /// The next frame; `None` when the connection ended.
-    async fn recv(&mut self) -> Result<Option<Frame>> {
+    pub(crate) async fn recv(&mut self) -> Result<Option<Frame>> {
         match tokio::time::timeout(FRAME_WITHIN, self.conn.read.read_frame()).await {
             Err(_) => bail!("no frame within {} s", FRAME_WITHIN.as_secs()),
             Ok(Ok(frame)) => Ok(frame),
@@ -74,7 +74,9 @@ impl Peer {
     }
 }
 
-fn request(model: &str) -> Frame {
+/// A `chat.stream` (or with `stream` false, `chat.complete`) request on
+/// call 1.
+pub(crate) fn request(model: &str) -> Frame {
     Frame::control(
         1,
         Body::CompletionRequest(Box::new(CompletionRequest {
