@@ -137,6 +137,9 @@ pub struct Report {
     pub doubled: u64,
     /// Events that differ from the original stream's.
     pub changed: u64,
+    /// Generations another replica took from a live driver (its claim
+    /// lapsed while it ran: a stall longer than the lease).
+    pub taken_over: u64,
     /// Replica kills.
     pub kills: u64,
     /// Anything else that went wrong, first few.
@@ -185,8 +188,9 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  {} received whole, {} ended by a crash with the documented error",
-            self.completed, self.cut_by_crash
+            "  {} received whole, {} ended by a crash with the documented error, {} taken \
+             from a live replica",
+            self.completed, self.cut_by_crash, self.taken_over
         )?;
         write!(
             f,
@@ -238,6 +242,7 @@ pub(crate) struct Tally {
     pub(crate) lost: AtomicU64,
     pub(crate) doubled: AtomicU64,
     pub(crate) changed: AtomicU64,
+    pub(crate) taken_over: AtomicU64,
     pub(crate) failures: std::sync::Mutex<Vec<String>>,
 }
 
@@ -352,6 +357,7 @@ pub async fn run(config: ChaosConfig) -> Result<Report> {
         lost: tally.lost.load(Ordering::Relaxed),
         doubled: tally.doubled.load(Ordering::Relaxed),
         changed: tally.changed.load(Ordering::Relaxed),
+        taken_over: tally.taken_over.load(Ordering::Relaxed),
         kills,
         failures: tally.failures.into_inner().unwrap_or_default(),
         elapsed: started.elapsed(),

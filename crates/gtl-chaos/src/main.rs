@@ -80,6 +80,7 @@ fn main() -> Result<()> {
                 "lost": report.lost,
                 "doubled": report.doubled,
                 "changed": report.changed,
+                "taken_over": report.taken_over,
                 "failures": report.failures,
                 "elapsed_secs": report.elapsed.as_secs_f64(),
                 "rss": report.rss,

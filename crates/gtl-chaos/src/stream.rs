@@ -240,6 +240,9 @@ impl Run {
                             return Ended::NeverStored;
                         }
                         if code == ErrorCode::SessionMoved {
+                            // Only a replica whose claim lapsed while it
+                            // still ran says this to a connected client.
+                            self.tally.taken_over.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         return Ended::Failed(format!(

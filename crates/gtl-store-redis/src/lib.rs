@@ -397,6 +397,12 @@ impl SessionStore for RedisStore {
         Ok(cancels)
     }
 
+    fn renew_every(&self) -> Duration {
+        // Three renewals per lease: one late or lost renewal never lets a
+        // live driver's claim lapse.
+        (self.config.lease / 3).min(Duration::from_secs(1))
+    }
+
     async fn claim(&self, session_id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")

@@ -17,6 +17,7 @@
 
 mod budget;
 mod call;
+mod claims;
 mod driver;
 mod follow;
 mod persist;
@@ -448,6 +449,9 @@ impl Engine {
             writable,
         });
         tokio::spawn(sweep(Arc::downgrade(&inner)));
+        if inner.store.is_shared() {
+            tokio::spawn(claims::renew(Arc::downgrade(&inner)));
+        }
         Self { inner }
     }
 
@@ -1008,8 +1012,6 @@ async fn sweep(inner: Weak<Inner>) {
         let now = now();
         let sessions: Vec<Arc<Shared>> = inner.lock_sessions().values().cloned().collect();
         let mut expired = Vec::new();
-        let shared_store = inner.store.is_shared();
-        let mut driven = Vec::new();
         for chunk in sessions.chunks(SWEEP_CHUNK) {
             for shared in chunk {
                 let mut state = shared.lock();
@@ -1017,9 +1019,6 @@ async fn sweep(inner: Weak<Inner>) {
                     state.session.handle_timeout(now);
                 }
                 let gone = state.session.is_expired();
-                if shared_store && shared.persist && !state.moved && !state.session.is_finished() {
-                    driven.push(shared.key().to_owned());
-                }
                 drop(state);
                 if gone {
                     shared.to_driver.notify_one();
@@ -1030,30 +1029,6 @@ async fn sweep(inner: Weak<Inner>) {
             tokio::task::yield_now().await;
         }
         drop(sessions);
-        if shared_store && driven.is_empty() {
-            // Nothing written lately to tell whether the store is there.
-            let reachable = inner.store.ping().await.is_ok();
-            inner.writable.store(reachable, Ordering::Relaxed);
-        }
-        if !driven.is_empty() {
-            // Other replicas read a lapsed claim as this process gone.
-            match inner.store.renew(&driven).await {
-                Ok(cancels) => {
-                    inner.writable.store(true, Ordering::Relaxed);
-                    // Cancels asked for by clients attached to other replicas.
-                    for (key, reason) in cancels {
-                        let shared = inner.lock_sessions().get(&key).cloned();
-                        if let Some(shared) = shared {
-                            call::cancel(&shared, &reason);
-                        }
-                    }
-                }
-                Err(e) => {
-                    inner.writable.store(false, Ordering::Relaxed);
-                    tracing::warn!(error = %e, sessions = driven.len(), "session claims not renewed");
-                }
-            }
-        }
         let expired: Vec<String> = {
             let mut map = inner.lock_sessions();
             expired

@@ -138,6 +138,12 @@ pub trait SessionStore: fmt::Debug + Send + Sync {
         Ok(())
     }
 
+    /// How often [`renew`](Self::renew) must run for claims never to lapse
+    /// while their process lives: well within the claim's lease.
+    fn renew_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
     /// Claims a session whose driver's claim has lapsed: `true` when this
     /// process now holds it (and may end the generation), `false` when
     /// its driver still holds it.
