@@ -27,9 +27,9 @@ const STREAM_TOKENS: u32 = 50_000;
 pub async fn run(server: &Path) -> Result<String> {
     let redis = RedisServer::start().context("starting redis-server")?;
     let dirs = tempfile::tempdir()?;
-    let a = Replica::start(server, &dirs.path().join("a"), &redis.url()).await?;
-    let b = Replica::start(server, &dirs.path().join("b"), &redis.url()).await?;
-    let local = Replica::start(server, &dirs.path().join("local"), "redb").await?;
+    let a = Replica::start(server, &dirs.path().join("a"), &redis.url(), None).await?;
+    let b = Replica::start(server, &dirs.path().join("b"), &redis.url(), None).await?;
+    let local = Replica::start(server, &dirs.path().join("local"), "redb", None).await?;
 
     let same_redb = resumes(&local, &local).await?;
     let same = resumes(&a, &a).await?;

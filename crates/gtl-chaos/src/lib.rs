@@ -63,6 +63,8 @@ pub struct ChaosConfig {
     pub time_limit: Duration,
     /// Sample the replicas' resident memory this often (the soak).
     pub rss_every: Option<Duration>,
+    /// The replicas' resume window (default: the server's).
+    pub resume_window: Option<Duration>,
 }
 
 impl ChaosConfig {
@@ -80,6 +82,7 @@ impl ChaosConfig {
             seed: seed_from_clock(),
             time_limit: Duration::from_secs(600),
             rss_every: None,
+            resume_window: None,
         }
     }
 
@@ -93,6 +96,9 @@ impl ChaosConfig {
             kill_every: None,
             time_limit: length,
             rss_every: Some((length / 40).max(Duration::from_secs(5))),
+            // Short, so that sessions expire within the run and the trend
+            // shows whether memory levels off once they do.
+            resume_window: Some(Duration::from_secs(30)),
             ..Self::new(server)
         }
     }
@@ -267,6 +273,7 @@ pub async fn run(config: ChaosConfig) -> Result<Report> {
             &config.server,
             &dirs.path().join(format!("r{i}")),
             &redis.url(),
+            config.resume_window,
         )
         .await?;
         slots.push(Some(Arc::new(Endpoints {
@@ -334,6 +341,7 @@ pub async fn run(config: ChaosConfig) -> Result<Report> {
                     &config.server,
                     &dirs.path().join(format!("r{slot}")),
                     &redis.url(),
+                    config.resume_window,
                 )
                 .await?;
                 replicas.write().await[slot] = Some(Arc::new(Endpoints {

@@ -25,7 +25,12 @@ impl Replica {
     /// Starts `server` on `dir` (kept across restarts: the same local token
     /// key), keeping sessions in `backend` (`redb`, or a Redis URL shared
     /// with other replicas).
-    pub(crate) async fn start(server: &Path, dir: &Path, backend: &str) -> Result<Self> {
+    pub(crate) async fn start(
+        server: &Path,
+        dir: &Path,
+        backend: &str,
+        resume_window: Option<Duration>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let config = dir.join("gtl.toml");
         let socket: PathBuf = dir.join("gtl.sock");
@@ -33,13 +38,16 @@ impl Replica {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {dir:?}\n[sessions]\nbackend = {backend:?}\nlease_ms = 300\n\
+                "data_dir = {dir:?}\n[sessions]\nbackend = {backend:?}\nlease_ms = 300\n{window}\
                  [limits]\nmax_calls_per_subject = 100000\nmax_connections_per_peer = 100000\n\
                  [listen.tcp]\naddr = \"127.0.0.1:0\"\n[listen.http]\naddr = \"127.0.0.1:0\"\n\
                  [listen.quic]\naddr = \"127.0.0.1:0\"\n[listen.h3]\nenabled = false\n\
                  [listen.uds]\npath = {socket:?}\n",
                 dir = dir.display().to_string(),
                 socket = socket.display().to_string(),
+                window = resume_window
+                    .map(|w| format!("resume_window_secs = {}\n", w.as_secs()))
+                    .unwrap_or_default(),
             ),
         )?;
         let mut child = Command::new(server)

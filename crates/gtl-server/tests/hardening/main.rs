@@ -6,6 +6,7 @@
 //! operators' view of the same process (`/metrics`, `/readyz`, gRPC health)
 //! is checked here too, since the metrics recorder is per process.
 
+mod balanced;
 mod connections;
 mod crash;
 mod drain;
