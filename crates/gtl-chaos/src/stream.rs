@@ -218,10 +218,9 @@ impl Run {
             let swaps_left = self.tally.swaps.load(Ordering::Relaxed) < self.swaps;
             let mut cut_after = swaps_left.then(|| 1 + rng.below(cut_span));
             loop {
-                let frame = match peer.recv().await {
-                    Ok(Some(frame)) => frame,
-                    // The replica went away: resume elsewhere.
-                    Ok(None) | Err(_) => break,
+                // Nothing more: the replica went away; resume elsewhere.
+                let Ok(Some(frame)) = peer.recv().await else {
+                    break;
                 };
                 if frame.call_id != 1 {
                     continue;

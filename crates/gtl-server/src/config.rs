@@ -386,6 +386,9 @@ pub struct Sessions {
     /// noticed this long after, and its generations are ended for their
     /// clients by another replica.
     pub lease_ms: u64,
+    /// With a `rediss://` backend: a PEM file of the CA certificates to
+    /// trust (a private CA) instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// Memory all sessions' events may use together, in bytes. When it is
     /// spent, delivered events are dropped from memory first, then
     /// generations pause and new calls get `RATE_LIMIT`.
@@ -579,6 +582,7 @@ impl Default for Sessions {
             persist: true,
             backend: "redb".into(),
             lease_ms: 3000,
+            redis_ca_file: None,
             memory_budget_bytes: gtl_core::EngineConfig::DEFAULT_MEMORY_BUDGET,
             max_sessions: gtl_core::EngineConfig::DEFAULT_MAX_SESSIONS,
         }

@@ -902,9 +902,12 @@ async fn session_store(config: &Config) -> Result<Stores, ServerError> {
             // Keys outlive the resume window a little, so a session a
             // replica still holds is never gone from the store first.
             let ttl = Duration::from_secs(sessions.resume_window_secs) + Duration::from_secs(30);
-            let settings = RedisConfig::new(url.clone())
+            let mut settings = RedisConfig::new(url.clone())
                 .with_ttl(ttl)
                 .with_lease(Duration::from_millis(sessions.lease_ms.max(100)));
+            if let Some(ca) = &sessions.redis_ca_file {
+                settings = settings.with_ca_file(ca);
+            }
             let store = RedisStore::connect(settings).await.map_err(|e| {
                 let reason = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
                 ServerError::SharedStore {

@@ -74,6 +74,9 @@ pub struct RedisConfig {
     /// How long a command or a connection attempt may take before it fails
     /// (default 1 s): with Redis gone, calls fail fast rather than hang.
     pub timeout: Duration,
+    /// For `rediss://`: trust only the CA certificates in this PEM file
+    /// (a private CA), instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisConfig {
@@ -86,7 +89,15 @@ impl RedisConfig {
             lease: Duration::from_secs(3),
             max_events: 100_000,
             timeout: Duration::from_secs(1),
+            ca_file: None,
         }
+    }
+
+    /// Sets [`ca_file`](Self::ca_file).
+    #[must_use]
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
     }
 
     /// Sets [`ttl`](Self::ttl).
@@ -140,7 +151,17 @@ impl RedisStore {
     /// Connects to the server of `config.url`. Fails when it cannot be
     /// reached within [`RedisConfig::timeout`] (a few attempts).
     pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
-        let client = Client::open(config.url.as_str()).map_err(backend)?;
+        let client = match &config.ca_file {
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(backend)?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                Client::build_with_tls(config.url.as_str(), certs).map_err(backend)?
+            }
+            None => Client::open(config.url.as_str()).map_err(backend)?,
+        };
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))

@@ -13,6 +13,9 @@ use std::time::Duration;
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// Extra `redis-server` arguments (TLS, a password), kept for restarts.
+    args: Vec<String>,
+    tls: bool,
 }
 
 /// How long a starting server may take to say it is ready.
@@ -27,16 +30,52 @@ impl RedisServer {
     /// When the binary is missing (install Debian's `redis-server`) or the
     /// server does not start.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// As [`start`](Self::start), requiring `password` (`requirepass`).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_password(password: &str) -> io::Result<Self> {
+        Self::start_with(&["--requirepass".into(), password.into()])
+    }
+
+    /// As [`start`](Self::start), serving TLS only, with the PEM files
+    /// `cert` and `key` (clients are not asked for certificates); its URL
+    /// is `rediss://`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> io::Result<Self> {
+        let path = |p: &std::path::Path| p.display().to_string();
+        Self::start_with(&[
+            "--tls-cert-file".into(),
+            path(cert),
+            "--tls-key-file".into(),
+            path(key),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--tls-port".into(),
+        ])
+    }
+
+    fn start_with(args: &[String]) -> io::Result<Self> {
+        let tls = args.last().is_some_and(|a| a == "--tls-port");
         let mut last = None;
         // The free port is found by binding it and letting go: another
         // process may take it in between, so try a few.
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            match spawn(port) {
+            match spawn(port, args, tls) {
                 Ok(child) => {
                     return Ok(Self {
                         child: Some(child),
                         port,
+                        args: args.to_vec(),
+                        tls,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -45,9 +84,13 @@ impl RedisServer {
         Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/`, or `rediss://localhost:PORT/` with TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        if self.tls {
+            format!("rediss://localhost:{}/", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
     }
 
     /// The server's port.
@@ -70,7 +113,7 @@ impl RedisServer {
     /// When it does not start (the port was taken meanwhile).
     pub fn restart(&mut self) -> io::Result<()> {
         self.kill();
-        self.child = Some(spawn(self.port)?);
+        self.child = Some(spawn(self.port, &self.args, self.tls)?);
         Ok(())
     }
 }
@@ -81,10 +124,19 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16) -> io::Result<Child> {
+fn spawn(port: u16, args: &[String], tls: bool) -> io::Result<Child> {
     let binary = std::env::var("GTL_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let mut child = Command::new(&binary)
-        .args(["--port", &port.to_string()])
+    let mut command = Command::new(&binary);
+    if tls {
+        // The TLS port takes the free port; plain TCP is off.
+        command
+            .args(args)
+            .arg(port.to_string())
+            .args(["--port", "0"]);
+    } else {
+        command.args(args).args(["--port", &port.to_string()]);
+    }
+    let mut child = command
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(["--logfile", "", "--daemonize", "no"])
         .stdin(Stdio::null())
